@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what dockyard and its tests need on a Debian/Ubuntu machine, then the package into .venv.
+# Idempotent: safe to run again.  Needs root for apt-get (skipped with DOCKYARD_SKIP_APT=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  # the engine at run time
+  iproute2 nftables uidmap libseccomp2 busybox-static debootstrap openssl ca-certificates
+  # peers the tests compare against or talk to
+  runc crun skopeo umoci docker-registry apache2-utils jq curl
+)
+
+if [ "${DOCKYARD_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # The Debian docker-registry package starts a registry on :5000 that would squat the tutorial's port.
+  if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
