@@ -8,7 +8,7 @@ PKGS=(
   # the engine at run time
   iproute2 nftables uidmap libseccomp2 busybox-static debootstrap openssl ca-certificates
   # peers the tests compare against or talk to
-  runc crun skopeo umoci docker-registry apache2-utils jq curl
+  runc crun skopeo umoci docker-registry apache2-utils jq curl podman buildah
 )
 
 if [ "${DOCKYARD_SKIP_APT:-0}" != 1 ]; then
