@@ -1,0 +1,176 @@
+"""Linux capabilities for the container init: bounding set, capset, ambient set.
+
+The container init calls, in order: ``drop_bounding`` (still root, needs CAP_SETPCAP),
+``keep_caps_on_setuid`` (so setuid to a non-root user keeps the permitted set), the user switch,
+then ``apply`` which sets effective/permitted/inheritable and raises the ambient set.
+Capabilities the host kernel does not know (above cap_last_cap) are skipped with a warning, as runc does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from functools import lru_cache
+
+from dockyard.errors import InvalidArgument
+
+CAP_NAMES: dict[int, str] = dict(enumerate([
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+]))
+_BY_NAME = {v: k for k, v in CAP_NAMES.items()}
+
+# Docker's default set (moby oci/caps/defaults.go), in Docker's order.
+DEFAULT_CAPS: list[str] = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _Data(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+@lru_cache(maxsize=1)
+def last_cap() -> int:
+    """The highest capability number the running kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return max(CAP_NAMES)
+
+
+def name(cap: int) -> str:
+    return CAP_NAMES.get(cap, f"CAP_{cap}")
+
+
+def parse(cap_name: str) -> int:
+    """``"CAP_NET_ADMIN"``, ``"net_admin"`` -> 12.  Unknown names raise InvalidArgument."""
+    n = cap_name.strip().upper()
+    if not n.startswith("CAP_"):
+        n = "CAP_" + n
+    try:
+        return _BY_NAME[n]
+    except KeyError:
+        raise InvalidArgument(f"unknown capability: {cap_name!r}") from None
+
+
+def all_caps() -> list[str]:
+    """Every capability the host kernel supports, by name."""
+    return [name(i) for i in range(last_cap() + 1)]
+
+
+def _normalize(names: list[str]) -> list[str]:
+    out = []
+    for n in names:
+        if n.strip().upper() == "ALL":
+            out.append("ALL")
+        else:
+            out.append(name(parse(n)))
+    return out
+
+
+def resolve_caps(add: list[str], drop: list[str], privileged: bool) -> list[str]:
+    """The capability list for a container from --cap-add/--cap-drop/--privileged, as Docker computes it.
+
+    ``--cap-add ALL`` grants everything except what is dropped; ``--cap-drop ALL`` starts from nothing
+    and grants only what is added; otherwise the default set is adjusted.
+    """
+    if privileged:
+        return all_caps()
+    adds, drops = _normalize(add), _normalize(drop)
+    if "ALL" in adds:
+        return [c for c in all_caps() if c not in drops]
+    base = [] if "ALL" in drops else [c for c in DEFAULT_CAPS if c not in drops]
+    for c in adds:
+        if c not in base:
+            base.append(c)
+    return base
+
+
+def _mask(names: list[str] | None, warnings: list[str]) -> int:
+    mask = 0
+    top = last_cap()
+    for n in names or []:
+        cap = parse(n)
+        if cap > top:
+            warnings.append(f"capability {name(cap)} is not supported by this kernel; ignored")
+            continue
+        mask |= 1 << cap
+    return mask
+
+
+def _prctl(*args: int) -> int:
+    from dockyard.runtime._libc import prctl
+    return prctl(*args)
+
+
+def drop_bounding(caps: dict | None) -> list[str]:
+    """Drop every capability not in ``caps["bounding"]`` from the bounding set (needs CAP_SETPCAP)."""
+    warnings: list[str] = []
+    if caps is None:
+        return warnings
+    keep = _mask(caps.get("bounding"), warnings)
+    for cap in range(last_cap() + 1):
+        if not keep >> cap & 1:
+            _prctl(PR_CAPBSET_DROP, cap)
+    return warnings
+
+
+def keep_caps_on_setuid() -> None:
+    _prctl(PR_SET_KEEPCAPS, 1)
+
+
+def apply(caps: dict | None) -> list[str]:
+    """Set effective/permitted/inheritable and the ambient set from an OCI ``process.capabilities`` object.
+
+    Called after setgid/setuid.  Returns warnings (capabilities this kernel lacks, ambient capabilities
+    that cannot be raised because they are not both permitted and inheritable); never half-applies a set.
+    """
+    from dockyard.runtime._libc import syscall
+
+    warnings: list[str] = []
+    if caps is None:
+        return warnings
+    eff = _mask(caps.get("effective"), warnings)
+    prm = _mask(caps.get("permitted"), warnings)
+    inh = _mask(caps.get("inheritable"), warnings)
+    hdr = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_Data * 2)()
+    for i in range(2):
+        data[i].effective = eff >> (32 * i) & 0xFFFFFFFF
+        data[i].permitted = prm >> (32 * i) & 0xFFFFFFFF
+        data[i].inheritable = inh >> (32 * i) & 0xFFFFFFFF
+    syscall("capset", ctypes.byref(hdr), data)
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    amb = _mask(caps.get("ambient"), [])
+    for cap in range(last_cap() + 1):
+        if amb >> cap & 1:
+            try:
+                _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+            except OSError as e:
+                if e.errno != errno.EPERM:
+                    raise
+                warnings.append(f"ambient capability {name(cap)} must also be permitted and inheritable; ignored")
+    _prctl(PR_SET_KEEPCAPS, 0)
+    return warnings
