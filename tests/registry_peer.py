@@ -1,0 +1,237 @@
+"""A real reference registry (Debian's ``docker-registry``, distribution 2.8) for tests.
+
+Usage::
+
+    from tests.registry_peer import start_registry, registry  # `registry` is a pytest fixture factory
+
+    def test_x(tmp_path, registry):
+        reg = registry(tls=True, auth=("testuser", "testpassword"))
+        reg.host          # "localhost:PORT" (TLS cert valid for localhost and 127.0.0.1)
+        reg.url           # "https://localhost:PORT"
+        reg.certs_d       # a private certs.d root containing HOST/ca.crt for this registry
+        reg.env()         # {"DOCKYARD_CERTS_D": ..., } to pass to the CLI
+        reg.skopeo_tls()  # skopeo flags that make it trust / authenticate to this registry
+
+Each registry gets a free 127.0.0.1 port (never 5000), filesystem storage under the test's tmp dir,
+optionally TLS with a self-signed certificate made with ``cryptography`` and htpasswd auth with a
+bcrypt hash.  It is stopped by pid when the test ends.  ``start_registry`` is the plain function
+for callers outside pytest (the benchmarks); call ``.stop()`` yourself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    """A currently free loopback port; never 5000, which a developer's own registry may hold."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port != 5000:
+            return port
+
+
+def make_self_signed(dest: Path, names: tuple[str, ...] = ("localhost",),
+                     ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
+    """A self-signed CA-capable server certificate; returns (cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    cert = (x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    dest.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = dest / "server.pem", dest / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
+    import bcrypt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+                            for u, p in users.items()))
+    return path
+
+
+@dataclass
+class RegistryPeer:
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes]
+    tls: bool
+    hostname: str = "localhost"
+    auth: tuple[str, str] | None = None
+    ca_cert: Path | None = None
+    log: Path | None = None
+    _certs_d: Path | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return f"{self.hostname}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    @property
+    def storage(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def certs_d(self) -> Path:
+        """A private certs.d root trusting this registry (``<root>/<host>/ca.crt``)."""
+        if self._certs_d is None:
+            root = self.workdir / "certs.d"
+            if self.ca_cert is not None:
+                for h in {self.host, f"127.0.0.1:{self.port}"}:
+                    (root / h).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(self.ca_cert, root / h / "ca.crt")
+            else:
+                root.mkdir(parents=True, exist_ok=True)
+            self._certs_d = root
+        return self._certs_d
+
+    def env(self) -> dict[str, str]:
+        return {"DOCKYARD_CERTS_D": str(self.certs_d)}
+
+    def skopeo_tls(self) -> list[str]:
+        """Flags for a skopeo copy *to or from* this registry (use as --src-/--dest- after renaming)."""
+        if not self.tls:
+            return ["--tls-verify=false"]
+        return ["--cert-dir", str(self.certs_d / self.host)]
+
+    def skopeo_creds(self) -> list[str]:
+        return ["--creds", f"{self.auth[0]}:{self.auth[1]}"] if self.auth else []
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_cert))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _config(port: int, storage: Path, tls: tuple[Path, Path] | None, htpasswd: Path | None) -> str:
+    import json
+
+    # JSON is valid YAML, and saves quoting paths by hand.
+    cfg: dict[str, object] = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True},
+                    "maintenance": {"uploadpurging": {"enabled": False}}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
+    }
+    if tls:
+        cfg["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}  # type: ignore[index]
+    if htpasswd:
+        cfg["auth"] = {"htpasswd": {"realm": "Registry Realm", "path": str(htpasswd)}}
+    return json.dumps(cfg)
+
+
+def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | None = None,
+                   hostname: str = "localhost", timeout: float = 30.0) -> RegistryPeer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    certs = make_self_signed(workdir / "certs", names=("localhost",)) if tls else None
+    htpasswd = write_htpasswd(workdir / "auth" / "htpasswd", {auth[0]: auth[1]}) if auth else None
+    last_err = ""
+    for _attempt in range(3):
+        port = free_port()
+        cfg = workdir / "config.yml"
+        cfg.write_text(_config(port, workdir / "data", certs, htpasswd))
+        log = workdir / "registry.log"
+        with open(log, "ab") as logf:
+            proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=logf, stderr=logf,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        peer = RegistryPeer(port, workdir, proc, tls, hostname, auth, certs[0] if certs else None, log)
+        if _wait_ready(peer, timeout):
+            return peer
+        last_err = log.read_text(errors="replace")[-500:]
+        peer.stop()
+    raise RuntimeError(f"docker-registry did not start: {last_err}")
+
+
+def _wait_ready(peer: RegistryPeer, timeout: float) -> bool:
+    url = f"{'https' if peer.tls else 'http'}://127.0.0.1:{peer.port}/v2/"
+    ctx = peer.ssl_context()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not peer.alive():
+            return False
+        try:
+            urllib.request.urlopen(url, timeout=2, context=ctx).close()
+            return True
+        except urllib.error.HTTPError as e:
+            if e.code == 401:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def registry(tmp_path) -> Iterator:
+    """Factory fixture: ``registry(tls=..., auth=(user, pw))`` -> RegistryPeer, stopped at teardown."""
+    started: list[RegistryPeer] = []
+
+    def start(tls: bool = False, auth: tuple[str, str] | None = None, hostname: str = "localhost") -> RegistryPeer:
+        peer = start_registry(tmp_path / f"registry{len(started)}", tls=tls, auth=auth, hostname=hostname)
+        started.append(peer)
+        return peer
+
+    try:
+        yield start
+    finally:
+        for p in started:
+            p.stop()
