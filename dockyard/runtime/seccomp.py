@@ -1,0 +1,267 @@
+"""Seccomp filters from OCI ``linux.seccomp`` objects, compiled to BPF by libseccomp (via ctypes).
+
+Order in the container init (as runc): without ``no_new_privileges`` the filter must be loaded while
+the process still holds CAP_SYS_ADMIN (before the capability drop); with it, ``load`` sets
+PR_SET_NO_NEW_PRIVS first and may run last, just before execve, so the filter need not allow the
+runtime's own set-up calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from functools import lru_cache
+from typing import Any
+
+from dockyard.errors import InvalidArgument, Unsupported
+
+PR_SET_NO_NEW_PRIVS = 38
+
+_ACT_KILL_PROCESS = 0x80000000
+_ACT_KILL_THREAD = 0x00000000
+_ACT_TRAP = 0x00030000
+_ACT_ERRNO = 0x00050000
+_ACT_TRACE = 0x7FF00000
+_ACT_LOG = 0x7FFC0000
+_ACT_ALLOW = 0x7FFF0000
+
+ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO",
+           "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY")
+
+# enum scmp_compare
+_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+
+# enum scmp_filter_attr
+_ATTR_CTL_NNP = 3
+_ATTR_CTL_TSYNC = 4
+_ATTR_CTL_LOG = 6
+_ATTR_CTL_SSB = 7
+_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC, "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
+          "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB}
+
+_SYSCALL_MAX_ARGS = 6
+_NR_SCMP_ERROR = -1
+_EPERM = 1
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+@lru_cache(maxsize=1)
+def _lib() -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        raise Unsupported("seccomp needs libseccomp (libseccomp.so.2), which is not installed") from None
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.restype = None
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def _rc(rv: int, what: str) -> None:
+    if rv < 0:
+        raise OSError(-rv, f"libseccomp {what}: {os.strerror(-rv)}")
+
+
+def _action(name: Any, errno_ret: Any, default_errno: int) -> int:
+    if not isinstance(name, str) or name not in ACTIONS:
+        raise InvalidArgument(f"unknown seccomp action: {name!r}")
+    ret = default_errno if errno_ret is None else int(errno_ret)
+    if name in ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"):
+        return _ACT_KILL_THREAD
+    if name == "SCMP_ACT_KILL_PROCESS":
+        return _ACT_KILL_PROCESS
+    if name == "SCMP_ACT_TRAP":
+        return _ACT_TRAP
+    if name == "SCMP_ACT_ERRNO":
+        return _ACT_ERRNO | (ret & 0xFFFF)
+    if name == "SCMP_ACT_TRACE":
+        return _ACT_TRACE | (ret & 0xFFFF)
+    if name == "SCMP_ACT_LOG":
+        return _ACT_LOG
+    if name == "SCMP_ACT_ALLOW":
+        return _ACT_ALLOW
+    raise Unsupported("seccomp action SCMP_ACT_NOTIFY needs a seccomp listener, which dockyard does not provide")
+
+
+def _arch_token(lib: ctypes.CDLL, arch: str) -> int:
+    short = arch.removeprefix("SCMP_ARCH_").lower()
+    token = lib.seccomp_arch_resolve_name(short.encode())
+    if not token:
+        raise InvalidArgument(f"unknown seccomp architecture: {arch!r}")
+    return int(token)
+
+
+def _conditions(args: list[dict], syscall_name: str) -> list[_ArgCmp]:
+    out = []
+    for a in args:
+        op = a.get("op")
+        if op not in _OPS:
+            raise InvalidArgument(f"unknown seccomp operator {op!r} in the rule for {syscall_name}")
+        index = int(a.get("index", 0))
+        if not 0 <= index < _SYSCALL_MAX_ARGS:
+            raise InvalidArgument(f"seccomp argument index {index} out of range in the rule for {syscall_name}")
+        out.append(_ArgCmp(index, _OPS[op], int(a.get("value", 0)) & 0xFFFFFFFFFFFFFFFF,
+                           int(a.get("valueTwo", 0)) & 0xFFFFFFFFFFFFFFFF))
+    return out
+
+
+def _compile(lib: ctypes.CDLL, ctx: int, seccomp: dict) -> None:
+    default = _action(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"), _EPERM)
+    # libseccomp would otherwise set no_new_privs itself; that is the caller's decision.
+    _rc(lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0), "attr_set(NNP)")
+    for flag in seccomp.get("flags") or []:
+        if flag not in _FLAGS:
+            raise InvalidArgument(f"unsupported seccomp flag: {flag!r}")
+        _rc(lib.seccomp_attr_set(ctx, _FLAGS[flag], 1), f"attr_set({flag})")
+    for arch in seccomp.get("architectures") or []:
+        rv = lib.seccomp_arch_add(ctx, _arch_token(lib, arch))
+        if rv < 0 and -rv != 17:  # EEXIST: the native architecture is always present
+            _rc(rv, f"arch_add({arch})")
+    for rule in seccomp.get("syscalls") or []:
+        names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
+        errno_ret = rule.get("errnoRet")
+        action = _action(rule.get("action"), errno_ret, _EPERM)
+        if action == default:
+            # libseccomp refuses rules that repeat the default action; they change nothing anyway.
+            continue
+        conds = _conditions(rule.get("args") or [], ",".join(names))
+        per_index = [c.arg for c in conds]
+        # libseccomp cannot AND two comparisons of the same argument; like runc, fall back to one
+        # rule per comparison (OR) in that case.
+        groups = [[c] for c in conds] if len(set(per_index)) != len(per_index) else [conds]
+        for name in names:
+            nr = lib.seccomp_syscall_resolve_name(name.encode())
+            if nr == _NR_SCMP_ERROR:
+                continue  # unknown to this libseccomp: skipped, as runc does
+            for group in groups:
+                arr = (_ArgCmp * max(1, len(group)))(*group)
+                _rc(lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr), f"rule_add({name})")
+
+
+def load(seccomp: dict | None, no_new_privileges: bool) -> None:
+    """Set no_new_privs when asked, then compile and load the filter (if any) into the calling process."""
+    from dockyard.runtime._libc import prctl
+
+    if no_new_privileges:
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if not seccomp:
+        return
+    lib = _lib()
+    default = _action(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"), _EPERM)
+    ctx = lib.seccomp_init(default)
+    if not ctx:
+        raise InvalidArgument("libseccomp rejected the seccomp default action")
+    try:
+        _compile(lib, ctx, seccomp)
+        _rc(lib.seccomp_load(ctx), "load")
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def validate(seccomp: dict) -> None:
+    """Compile without loading, so the engine can reject a bad profile before starting anything."""
+    lib = _lib()
+    ctx = lib.seccomp_init(_action(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"), _EPERM))
+    if not ctx:
+        raise InvalidArgument("libseccomp rejected the seccomp default action")
+    try:
+        _compile(lib, ctx, seccomp)
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def _kernel_at_least(minimum: str) -> bool:
+    def nums(s: str) -> tuple[int, ...]:
+        parts = []
+        for p in s.split("-")[0].split(".")[:3]:
+            digits = "".join(ch for ch in p if ch.isdigit())
+            parts.append(int(digits or 0))
+        return tuple(parts)
+
+    return nums(os.uname().release) >= nums(minimum)
+
+
+def docker_profile_to_oci(profile: dict, caps: list[str]) -> dict:
+    """Resolve a Docker-format profile (archMap, includes/excludes) into an OCI seccomp object for ``caps``."""
+    from dockyard import host
+    from dockyard.runtime.capabilities import name as cap_name
+    from dockyard.runtime.capabilities import parse as cap_parse
+
+    if not isinstance(profile, dict) or "defaultAction" not in profile:
+        raise InvalidArgument("seccomp profile has no defaultAction")
+    have = {cap_name(cap_parse(c)) for c in caps}
+    arch = host.go_arch()
+    native = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "386": "SCMP_ARCH_X86",
+              "arm": "SCMP_ARCH_ARM", "s390x": "SCMP_ARCH_S390X", "ppc64le": "SCMP_ARCH_PPC64LE",
+              "riscv64": "SCMP_ARCH_RISCV64"}.get(arch)
+    out: dict[str, Any] = {"defaultAction": profile["defaultAction"]}
+    if profile.get("defaultErrnoRet") is not None:
+        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    if profile.get("architectures"):
+        if profile.get("archMap"):
+            raise InvalidArgument("seccomp profile has both architectures and archMap")
+        out["architectures"] = list(profile["architectures"])
+    else:
+        archs: list[str] = []
+        for entry in profile.get("archMap") or []:
+            if entry.get("architecture") == native:
+                archs = [native] + list(entry.get("subArchitectures") or [])
+        out["architectures"] = archs
+    for key in ("flags", "listenerPath", "listenerMetadata"):
+        if profile.get(key):
+            out[key] = profile[key]
+    rules = []
+    for call in profile.get("syscalls") or []:
+        inc, exc = call.get("includes") or {}, call.get("excludes") or {}
+        if inc.get("arches") and arch not in inc["arches"]:
+            continue
+        if inc.get("caps") and not all(cap_name(cap_parse(c)) in have for c in inc["caps"]):
+            continue
+        if inc.get("minKernel") and not _kernel_at_least(str(inc["minKernel"])):
+            continue
+        if exc.get("arches") and arch in exc["arches"]:
+            continue
+        if exc.get("caps") and any(cap_name(cap_parse(c)) in have for c in exc["caps"]):
+            continue
+        names = list(call.get("names") or ([call["name"]] if call.get("name") else []))
+        if not names:
+            raise InvalidArgument("seccomp profile has a syscall rule without names")
+        rule: dict[str, Any] = {"names": names, "action": call.get("action")}
+        if call.get("errnoRet") is not None:
+            rule["errnoRet"] = call["errnoRet"]
+        if call.get("args"):
+            rule["args"] = [{"index": a.get("index", 0), "value": a.get("value", 0),
+                             "valueTwo": a.get("valueTwo", 0), "op": a.get("op")} for a in call["args"]]
+        rules.append(rule)
+    out["syscalls"] = rules
+    return out
+
+
+def default_profile(caps: list[str] | None = None) -> dict:
+    """Docker's default seccomp behaviour as an OCI object, resolved for ``caps`` (default: Docker's set)."""
+    from dockyard.runtime.capabilities import DEFAULT_CAPS
+
+    return docker_profile_to_oci(_default_data(), DEFAULT_CAPS if caps is None else caps)
+
+
+@lru_cache(maxsize=1)
+def _default_data() -> dict:
+    with open(os.path.join(os.path.dirname(__file__), "seccomp_default.json")) as f:
+        data: dict = json.load(f)
+    return data
