@@ -1,0 +1,610 @@
+"""Layer tars in, layer directories out; layer directories stacked into a container's rootfs.
+
+Unpacking trusts nothing in the tar: every name, link target and symlink target is checked so no
+entry can write outside the layer directory, device nodes are refused, and the layer is extracted
+into a temp directory that is renamed into place only when complete and its diff_id verified.
+
+Whiteouts are stored in overlayfs' own format when running as root (a 0/0 character device for a
+deleted path, ``trusted.overlay.opaque=y`` on an opaque directory), so layer directories stack
+directly as overlay lowerdirs.  Without root they keep the tar's ``.wh.`` marker files and the
+copying (vfs) fallback applies them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import hashlib
+import io
+import logging
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from dockyard.errors import InvalidArgument, Unsupported
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+WH_PREFIX = ".wh."
+WH_META_PREFIX = ".wh..wh."
+WH_OPAQUE = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# xattrs a layer may carry; trusted.* (overlay's own metadata among them) and security labels
+# belong to the host, not to an image.
+_ALLOWED_XATTR_PREFIXES = ("user.",)
+_ROOT_XATTRS = ("security.capability",)
+
+
+class LayerError(InvalidArgument):
+    """A layer is corrupt, truncated or hostile."""
+
+
+@dataclass
+class LayerInfo:
+    diff_id: str
+    size: int  # bytes of file content, like Docker's layer size
+    tar_size: int  # bytes of the uncompressed tar stream
+
+
+class _Peekable(io.RawIOBase):
+    def __init__(self, f: IO[bytes], head: bytes) -> None:
+        self.f, self.head = f, head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def compression_of(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return ""
+
+
+def decompressed(f: IO[bytes]) -> IO[bytes]:
+    """A reader of ``f``'s uncompressed content; gzip and zstd are told apart by their magic."""
+    head = f.read(4)
+    raw: IO[bytes] = io.BufferedReader(_Peekable(f, head), CHUNK)
+    comp = compression_of(head)
+    if comp == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if comp == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return raw
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    errs: list[type[BaseException]] = [EOFError, zlib.error, gzip.BadGzipFile]
+    try:
+        import zstandard
+
+        errs.append(zstandard.ZstdError)
+    except ImportError:  # pragma: no cover - zstandard is a dependency
+        pass
+    return tuple(errs)
+
+
+class _HashReader:
+    """Hashes what tarfile reads, so the diff_id comes out of the same single pass."""
+
+    def __init__(self, f: IO[bytes], what: str) -> None:
+        self.f, self.what = f, what
+        self.h = hashlib.sha256()
+        self.n = 0
+        self._errs = _stream_errors()
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self.f.read(n)
+        except self._errs as e:
+            raise LayerError(f"{self.what}: corrupt or truncated compressed data ({e})") from None
+        self.h.update(data)
+        self.n += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.h.hexdigest()
+
+
+def diff_id_of(f: IO[bytes], what: str = "layer") -> str:
+    """The sha256 of a layer's uncompressed content (its diff_id)."""
+    r = _HashReader(decompressed(f), what)
+    r.drain()
+    return r.digest
+
+
+# -- removing trees that may contain read-only directories ---------------------------------------
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        # A layer may hold 0555 directories; without root, make the parent writable and retry.
+        if isinstance(exc[1], FileNotFoundError):
+            return
+        parent = os.path.dirname(p)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+        func(p)
+
+    if os.path.lexists(path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=onerror)
+        else:
+            os.unlink(path)
+
+
+def _remove(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        remove_tree(path)
+    else:
+        os.unlink(path)
+
+
+# -- unpacking --------------------------------------------------------------------------------------
+def _clean_name(raw: str, what: str, allow_absolute: bool = False) -> str | None:
+    if "\x00" in raw:
+        raise LayerError(f"{what}: tar entry {raw!r} has a NUL byte in its name")
+    if raw.startswith("/") and not allow_absolute:
+        raise LayerError(f"{what}: tar entry {raw!r} has an absolute path: refusing to write outside the layer")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise LayerError(f"{what}: tar entry {raw!r} contains '..': refusing to write outside the layer")
+    return "/".join(parts) if parts else None
+
+
+def _parent_dir(root: Path, name: str, what: str, entry: str, create: bool) -> Path:
+    """The directory that will hold ``name``, refusing to pass through a symlink or a file."""
+    cur = root
+    for comp in name.split("/")[:-1]:
+        cur = cur / comp
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            if not create:
+                raise LayerError(f"{what}: tar entry {entry!r} links to a path that is not in this layer") from None
+            os.mkdir(cur, 0o755)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            rel = cur.relative_to(root)
+            raise LayerError(f"{what}: tar entry {entry!r} goes through the symlink /{rel}: "
+                             "refusing to write outside the layer")
+        if not stat.S_ISDIR(st.st_mode):
+            raise LayerError(f"{what}: tar entry {entry!r}: /{cur.relative_to(root)} is not a directory")
+    return cur
+
+
+def _check_symlink(name: str, target: str, what: str) -> None:
+    if "\x00" in target:
+        raise LayerError(f"{what}: symlink {name!r} has a NUL byte in its target")
+    if target.startswith("/"):
+        return  # resolved inside the container's root at run time, never by the unpacker
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise LayerError(f"{what}: symlink {name!r} -> {target!r} points outside the layer root")
+
+
+def _xattrs(m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    out = []
+    for k, v in m.pax_headers.items():
+        if k.startswith("SCHILY.xattr."):
+            out.append((k[len("SCHILY.xattr."):], v.encode("utf-8", "surrogateescape")))
+    return out
+
+
+def _set_xattrs(path: Path, attrs: Iterable[tuple[str, bytes]], is_root: bool) -> None:
+    for name, value in attrs:
+        allowed = name.startswith(_ALLOWED_XATTR_PREFIXES) or (is_root and name in _ROOT_XATTRS)
+        if not allowed:
+            log.debug("not applying xattr %s on %s", name, path)
+            continue
+        try:
+            os.setxattr(path, name, value, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
+
+
+def _apply_meta(path: Path, m: tarfile.TarInfo, is_root: bool, *, chmod: bool = True, times: bool = True) -> None:
+    if is_root:
+        os.lchown(path, m.uid, m.gid)
+    if not m.issym():
+        _set_xattrs(path, _xattrs(m), is_root)
+        if chmod:
+            # After chown, which clears set-id bits.
+            os.chmod(path, m.mode & 0o7777)
+    if times:
+        os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+
+
+def _extract(stream: _HashReader, root: Path, what: str, overlay_whiteouts: bool) -> int:
+    is_root = os.geteuid() == 0
+    dirs: dict[Path, tarfile.TarInfo] = {}
+    size = 0
+    try:
+        tf = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # type: ignore[call-overload]
+    except tarfile.ReadError as e:
+        if stream.n == 0:
+            raise LayerError(f"{what}: empty layer data") from None
+        raise LayerError(f"{what}: not a tar archive ({e})") from None
+    with tf:
+        while True:
+            try:
+                m = tf.next()
+            except tarfile.TarError as e:
+                raise LayerError(f"{what}: corrupt or truncated tar data ({e})") from None
+            if m is None:
+                break
+            name = _clean_name(m.name, what)
+            if name is None:
+                if m.isdir():
+                    dirs[root] = m
+                    continue
+                raise LayerError(f"{what}: tar entry {m.name!r} has an empty name")
+            parent = _parent_dir(root, name, what, m.name, create=True)
+            base = name.rsplit("/", 1)[-1]
+            path = parent / base
+
+            if base.startswith(WH_PREFIX):
+                if base == WH_OPAQUE:
+                    if overlay_whiteouts:
+                        os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y")
+                    else:
+                        path.touch()
+                elif not base.startswith(WH_META_PREFIX):
+                    hidden = base[len(WH_PREFIX):]
+                    if hidden in ("", ".", ".."):
+                        raise LayerError(f"{what}: invalid whiteout entry {m.name!r}")
+                    _remove(parent / hidden)
+                    if overlay_whiteouts:
+                        os.mknod(parent / hidden, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+                    else:
+                        _remove(path)
+                        path.touch()
+                continue  # .wh..wh.* other than the opaque marker are aufs internals
+            if m.ischr() or m.isblk():
+                raise LayerError(f"{what}: tar entry {m.name!r} is a device node; "
+                                 "device nodes are not allowed in image layers")
+            try:
+                existing = os.lstat(path)
+            except FileNotFoundError:
+                existing = None
+            if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
+                _remove(path)
+                existing = None
+
+            if m.isdir():
+                if existing is None:
+                    os.mkdir(path, 0o700)
+                dirs[path] = m
+                _apply_meta(path, m, is_root, chmod=False, times=False)
+                continue
+            if m.isreg():
+                src = tf.extractfile(m)
+                assert src is not None
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    try:
+                        shutil.copyfileobj(src, out, CHUNK)
+                    except tarfile.TarError as e:
+                        raise LayerError(f"{what}: corrupt or truncated tar data ({e})") from None
+                size += m.size
+            elif m.issym():
+                _check_symlink(name, m.linkname, what)
+                os.symlink(m.linkname, path)
+                size += len(m.linkname)
+            elif m.islnk():
+                target = _clean_name(m.linkname, what, allow_absolute=True)
+                if target is None:
+                    raise LayerError(f"{what}: hard link {m.name!r} has an empty target")
+                tparent = _parent_dir(root, target, what, m.name, create=False)
+                tpath = tparent / target.rsplit("/", 1)[-1]
+                try:
+                    tst = os.lstat(tpath)
+                except FileNotFoundError:
+                    raise LayerError(f"{what}: hard link {m.name!r} -> {m.linkname!r}: "
+                                     "target is not in this layer") from None
+                if stat.S_ISDIR(tst.st_mode):
+                    raise LayerError(f"{what}: hard link {m.name!r} points at a directory")
+                os.link(tpath, path, follow_symlinks=False)
+                continue  # the inode already carries its owner, mode and times
+            elif m.isfifo():
+                os.mkfifo(path, 0o600)
+            else:
+                raise LayerError(f"{what}: tar entry {m.name!r} has an unsupported type {m.type!r}")
+            _apply_meta(path, m, is_root)
+
+    # Directory modes and times last: children changed the times, and a 0555 directory must stay
+    # writable until its children exist.
+    if root not in dirs:
+        os.chmod(root, 0o755)
+    for path in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        m = dirs[path]
+        if path == root:
+            _apply_meta(path, m, is_root)
+        else:
+            os.chmod(path, m.mode & 0o7777)
+            os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+    return size
+
+
+def overlay_whiteouts_default() -> bool:
+    return os.geteuid() == 0
+
+
+def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = None,
+                 what: str = "layer") -> LayerInfo:
+    """Unpack a (gzip/zstd/plain) layer tar into ``dest``, which appears only when complete.
+
+    Raises ``LayerError`` for hostile or damaged input, with nothing left behind.  If ``dest``
+    already exists (another writer won the race) the existing directory is kept.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name[:12]}-", dir=dest.parent))
+    try:
+        reader = _HashReader(decompressed(src), what)
+        size = _extract(reader, tmp, what, overlay_whiteouts_default())
+        reader.drain()
+        if expected_diff_id and reader.digest != expected_diff_id:
+            raise LayerError(f"{what}: content does not match the image config "
+                             f"(diff_id {reader.digest}, expected {expected_diff_id})")
+        try:
+            os.rename(tmp, dest)
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            remove_tree(tmp)
+        return LayerInfo(reader.digest, size, reader.n)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+
+
+def clean_stale_temp(layers_dir: Path, older_than: float = 3600.0) -> None:
+    """Remove unpack temp dirs left by killed writers (only old ones: live writers keep theirs)."""
+    import time
+
+    if not layers_dir.is_dir():
+        return
+    cutoff = time.time() - older_than
+    for e in os.scandir(layers_dir):
+        if e.name.startswith(".tmp-"):
+            with contextlib.suppress(OSError):
+                if e.stat(follow_symlinks=False).st_mtime < cutoff:
+                    remove_tree(e.path)
+
+
+# -- packing ------------------------------------------------------------------------------------------
+def pack_directory(rootfs: Path, out: BinaryIO, *, skip_contents_of: tuple[str, ...] = ("proc", "sys", "dev")) -> None:
+    """Write ``rootfs`` as a layer tar (PAX, sorted, hard links kept, xattrs recorded)."""
+
+    def add(tf: tarfile.TarFile, path: str, arc: str) -> None:
+        ti = tf.gettarinfo(path, arcname=arc)
+        if ti.ischr() or ti.isblk():
+            return  # devices come from the runtime, never from an image
+        ti.uname = ti.gname = ""
+        if not ti.issym():
+            with contextlib.suppress(OSError):
+                for name in os.listxattr(path, follow_symlinks=False):
+                    if name.startswith(_ALLOWED_XATTR_PREFIXES) or name in _ROOT_XATTRS:
+                        val = os.getxattr(path, name, follow_symlinks=False)
+                        ti.pax_headers["SCHILY.xattr." + name] = val.decode("utf-8", "surrogateescape")
+        if ti.isreg():
+            with open(path, "rb") as f:
+                tf.addfile(ti, f)
+        else:
+            tf.addfile(ti)
+        if ti.isdir() and arc not in skip_contents_of:
+            for child in sorted(os.listdir(path)):
+                add(tf, os.path.join(path, child), f"{arc}/{child}" if arc != "." else child)
+
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        for child in sorted(os.listdir(rootfs)):
+            add(tf, str(rootfs / child), child)
+
+
+# -- stacking -----------------------------------------------------------------------------------------
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MNT_DETACH = 2
+_VFS_MARKER = "dockyard-vfs-populated"
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    from dockyard.runtime._libc import check, libc
+
+    check(libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
+                     flags, data.encode() if data is not None else None), f"mount {target}")
+
+
+def storage_driver() -> str:
+    """overlay where the kernel has it and we may mount it, else the copying vfs fallback."""
+    from dockyard import host
+
+    forced = os.environ.get("DOCKYARD_STORAGE_DRIVER")
+    if forced:
+        if forced not in ("overlay", "vfs"):
+            raise InvalidArgument(f"unknown storage driver {forced!r} (overlay or vfs)")
+        return forced
+    return "overlay" if os.geteuid() == 0 and host.overlay_supported() else "vfs"
+
+
+def _escape(p: Path) -> str:
+    s = str(p)
+    if "," in s:
+        raise Unsupported(f"overlay cannot use a path with a comma: {s}")
+    return s.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+    # overlay lists the topmost lower first.
+    ordered = list(reversed(lowers))
+    data = (f"lowerdir={':'.join(_escape(p) for p in ordered)},"
+            f"upperdir={_escape(upper)},workdir={_escape(work)}")
+    if len(data) < 4000:
+        _mount("overlay", str(target), "overlay", 0, data)
+        return
+    # Many deep paths overflow the one-page option string: name the lowers by short fd paths.
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in ordered]
+    try:
+        data = (f"lowerdir={':'.join(f'/proc/self/fd/{fd}' for fd in fds)},"
+                f"upperdir={_escape(upper)},workdir={_escape(work)}")
+        _mount("overlay", str(target), "overlay", 0, data)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def mount_rootfs(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
+                 driver: str | None = None) -> str:
+    """Make ``target`` the container rootfs: ``lower_dirs`` (bottom -> top) plus a writable ``upper``.
+
+    overlay: an overlay mount.  vfs (no overlay, or forced): the layers are copied into ``upper``
+    once (whiteouts applied) and ``upper`` is bind-mounted on ``target``.  Returns the driver used.
+    """
+    driver = driver or storage_driver()
+    for d in (upper, work, target):
+        d.mkdir(parents=True, exist_ok=True)
+    if driver == "overlay" and lower_dirs:
+        try:
+            _mount_overlay([Path(p) for p in lower_dirs], upper, work, target)
+            return "overlay"
+        except OSError as e:
+            if os.environ.get("DOCKYARD_STORAGE_DRIVER") == "overlay":
+                raise Unsupported(f"cannot mount overlay on {target}: {e.strerror}") from None
+            if any(upper.iterdir()):
+                raise Unsupported(f"cannot mount overlay on {target} ({e.strerror}) and its upper "
+                                  "layer already has changes") from None
+            log.warning("overlay mount failed (%s); copying layers instead (vfs)", e.strerror)
+    marker = work / _VFS_MARKER
+    if not marker.exists():
+        for lower in lower_dirs:
+            _copy_layer(Path(lower), upper, {})
+        marker.touch()
+    _mount(str(upper), str(target), None, MS_BIND | MS_REC, None)
+    return "vfs"
+
+
+def unmount_rootfs(target: Path) -> None:
+    import ctypes
+
+    from dockyard.runtime._libc import libc
+
+    if libc.umount2(str(target).encode(), 0) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EINVAL or err == errno.ENOENT:
+        return  # not mounted
+    if err == errno.EBUSY and libc.umount2(str(target).encode(), MNT_DETACH) == 0:
+        return
+    err = ctypes.get_errno()
+    raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: str, names: list[str]) -> bool:
+    if WH_OPAQUE in names:
+        return True
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _copy_meta(src: str, dst: Path, st: os.stat_result) -> None:
+    is_link = stat.S_ISLNK(st.st_mode)
+    if os.geteuid() == 0:
+        os.lchown(dst, st.st_uid, st.st_gid)
+    if not is_link:
+        with contextlib.suppress(OSError):
+            for name in os.listxattr(src, follow_symlinks=False):
+                if not name.startswith("trusted.overlay."):
+                    os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_layer(src: Path, dst: Path, links: dict[tuple[int, int], Path]) -> None:
+    """Apply one layer directory onto ``dst`` (whiteouts of either format included)."""
+    with os.scandir(src) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    names = [e.name for e in entries]
+    if _is_opaque(str(src), names):
+        for child in os.listdir(dst):
+            _remove(dst / child)
+    for e in entries:
+        if e.name == WH_OPAQUE or e.name.startswith(WH_META_PREFIX):
+            continue
+        if e.name.startswith(WH_PREFIX):
+            _remove(dst / e.name[len(WH_PREFIX):])
+            continue
+        st = e.stat(follow_symlinks=False)
+        d = dst / e.name
+        if _is_whiteout(st):
+            _remove(d)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                dst_st: os.stat_result | None = os.lstat(d)
+            except FileNotFoundError:
+                dst_st = None
+            if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
+                os.unlink(d)
+                dst_st = None
+            if dst_st is None:
+                os.mkdir(d, 0o700)
+            _copy_layer(Path(e.path), d, links)
+            _copy_meta(e.path, d, st)
+            continue
+        _remove(d)
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in links:
+            os.link(links[key], d, follow_symlinks=False)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            shutil.copyfile(e.path, d, follow_symlinks=False)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(e.path), d)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(d, 0o600)
+        else:
+            continue  # sockets and devices never come from a verified layer
+        if st.st_nlink > 1:
+            links[key] = d
+        _copy_meta(e.path, d, st)

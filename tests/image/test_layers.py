@@ -1,0 +1,169 @@
+"""Layer unpacking: every tar feature a layer uses, hostile entries refused, stacking with overlay/vfs."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import stat
+
+import pytest
+
+from dockyard.image.layers import LayerError, mount_rootfs, unmount_rootfs, unpack_layer
+from tests.conftest import requires_root
+from tests.image.layertar import entry, make_tar
+
+
+def _unpack(tmp_path, data: bytes, **kw):
+    dest = tmp_path / "layers" / "L"
+    info = unpack_layer(io.BytesIO(data), dest, **kw)
+    return dest, info
+
+
+def _left_over(tmp_path) -> list[str]:
+    d = tmp_path / "layers"
+    return sorted(os.listdir(d)) if d.exists() else []
+
+
+@pytest.mark.parametrize("compress", ["", "gzip", "zstd"])
+def test_unpack_all_entry_kinds(tmp_path, compress):
+    raw = make_tar([
+        entry("./", "dir", mode=0o755),
+        entry("bin/", "dir"),
+        entry("bin/tool", "file", b"#!/bin/sh\necho hi\n", mode=0o4755, uid=0, gid=0),
+        entry("bin/tool2", "hard", link="bin/tool"),
+        entry("bin/sh", "sym", link="/bin/busybox"),
+        entry("etc/", "dir", mode=0o755),
+        entry("etc/rel", "sym", link="../bin/tool"),
+        entry("etc/owned", "file", b"x", uid=1234, gid=4321, mode=0o640, mtime=1_234_567_890),
+        entry("etc/attr", "file", b"y", xattrs={"user.dockyard": "yes"}),
+        entry("ro/", "dir", mode=0o555),
+        entry("ro/inside", "file", b"z"),
+        entry("fifo", "fifo"),
+    ])
+    data = raw
+    if compress == "gzip":
+        data = gzip.compress(raw)
+    elif compress == "zstd":
+        import zstandard
+
+        data = zstandard.ZstdCompressor().compress(raw)
+    dest, info = _unpack(tmp_path, data)
+    assert info.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert (dest / "bin/tool").read_bytes() == b"#!/bin/sh\necho hi\n"
+    assert os.stat(dest / "bin/tool").st_ino == os.stat(dest / "bin/tool2").st_ino
+    assert os.readlink(dest / "bin/sh") == "/bin/busybox"
+    assert os.readlink(dest / "etc/rel") == "../bin/tool"
+    assert stat.S_IMODE(os.stat(dest / "ro").st_mode) == 0o555
+    assert (dest / "ro/inside").read_bytes() == b"z"
+    assert stat.S_ISFIFO(os.lstat(dest / "fifo").st_mode)
+    st = os.stat(dest / "etc/owned")
+    assert int(st.st_mtime) == 1_234_567_890
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (1234, 4321)
+        assert stat.S_IMODE(os.stat(dest / "bin/tool").st_mode) == 0o4755
+    assert os.getxattr(dest / "etc/attr", "user.dockyard") == b"yes"
+    assert _left_over(tmp_path) == ["L"]
+
+
+@requires_root
+def test_whiteouts_become_overlay_format(tmp_path):
+    dest, _ = _unpack(tmp_path, make_tar([
+        entry("etc/", "dir"),
+        entry("etc/.wh.gone", "file"),
+        entry("var/", "dir"),
+        entry("var/.wh..wh..opq", "file"),
+        entry("var/new", "file", b"n"),
+    ]))
+    st = os.lstat(dest / "etc/gone")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert not (dest / "etc/.wh.gone").exists()
+    assert os.getxattr(dest / "var", "trusted.overlay.opaque") == b"y"
+    assert not (dest / "var/.wh..wh..opq").exists()
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([entry("../escape", "file", b"x")], "contains '..'"),
+    ([entry("a/../../escape", "file", b"x")], "contains '..'"),
+    ([entry("/etc/passwd", "file", b"x")], "absolute path"),
+    ([entry("evil", "sym", link="../../../../etc")], "points outside the layer root"),
+    ([entry("sub/evil", "sym", link="../../etc")], "points outside the layer root"),
+    ([entry("link", "sym", link="/etc"), entry("link/passwd", "file", b"x")], "goes through the symlink /link"),
+    ([entry("dir/", "dir"), entry("dir/l", "sym", link="."), entry("dir/l/x", "file", b"x")], "goes through the symlink"),
+    ([entry("hl", "hard", link="../../etc/passwd")], "contains '..'"),
+    ([entry("hl", "hard", link="/etc/passwd")], "not in this layer"),
+    ([entry("dev/sda", "blk", devmajor=8)], "device node"),
+    ([entry("dev/mem", "chr", devmajor=1, devminor=1)], "device node"),
+    ([entry("x/.wh...", "file")], "invalid whiteout"),
+])
+def test_hostile_entries_are_refused(tmp_path, entries, message):
+    outside = tmp_path / "etc"
+    with pytest.raises(LayerError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        _unpack(tmp_path, make_tar(entries))
+    assert _left_over(tmp_path) == []
+    assert not outside.exists()
+    assert not (tmp_path / "escape").exists()
+
+
+def test_truncated_and_corrupt_data(tmp_path):
+    good = make_tar([entry("f", "file", os.urandom(50_000))], "gzip")
+    with pytest.raises(LayerError, match="corrupt or truncated"):
+        _unpack(tmp_path, good[: len(good) // 2])
+    bad = bytearray(good)
+    bad[200:260] = b"\x00" * 60
+    with pytest.raises(LayerError, match="corrupt|truncated"):
+        _unpack(tmp_path, bytes(bad))
+    plain = make_tar([entry("f", "file", os.urandom(50_000))])
+    with pytest.raises(LayerError, match="corrupt or truncated"):
+        _unpack(tmp_path, plain[:30_000])
+    with pytest.raises(LayerError, match="empty layer|not a tar"):
+        _unpack(tmp_path, b"")
+    assert _left_over(tmp_path) == []
+
+
+def test_diff_id_mismatch_leaves_nothing(tmp_path):
+    with pytest.raises(LayerError, match="does not match the image config"):
+        _unpack(tmp_path, make_tar([entry("f", "file", b"x")]), expected_diff_id="sha256:" + "0" * 64)
+    assert _left_over(tmp_path) == []
+
+
+def _two_layers(tmp_path):
+    low = tmp_path / "layers" / "low"
+    unpack_layer(io.BytesIO(make_tar([
+        entry("etc/", "dir"), entry("etc/keep", "file", b"keep"), entry("etc/gone", "file", b"gone"),
+        entry("var/", "dir"), entry("var/old", "file", b"old"),
+        entry("bin/", "dir"), entry("bin/x", "file", b"x1"), entry("bin/y", "hard", link="bin/x"),
+    ])), low)
+    top = tmp_path / "layers" / "top"
+    unpack_layer(io.BytesIO(make_tar([
+        entry("etc/", "dir"), entry("etc/.wh.gone", "file"),
+        entry("var/", "dir"), entry("var/.wh..wh..opq", "file"), entry("var/new", "file", b"new"),
+        entry("etc/added", "file", b"added"),
+    ])), top)
+    return [low, top]
+
+
+@requires_root
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_mount_rootfs_stacks_layers(tmp_path, driver):
+    lowers = _two_layers(tmp_path)
+    c = tmp_path / "c"
+    target = c / "merged"
+    used = mount_rootfs(lowers, c / "upper", c / "work", target, driver=driver)
+    try:
+        assert used == driver
+        assert (target / "etc/keep").read_bytes() == b"keep"
+        assert (target / "etc/added").read_bytes() == b"added"
+        assert not (target / "etc/gone").exists()
+        assert sorted(os.listdir(target / "var")) == ["new"]
+        assert os.stat(target / "bin/x").st_ino == os.stat(target / "bin/y").st_ino
+        (target / "etc/written").write_text("w")
+    finally:
+        unmount_rootfs(target)
+    assert not (target / "etc").exists()
+    # Writes land in the container's upper layer, never in the shared image layers.
+    assert (c / "upper/etc/written").read_text() == "w"
+    assert not (lowers[1] / "etc/written").exists()
+    unmount_rootfs(target)  # unmounting twice is harmless
