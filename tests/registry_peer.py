@@ -235,3 +235,69 @@ def registry(tmp_path) -> Iterator:
     finally:
         for p in started:
             p.stop()
+
+
+def make_oci_layout(dest: Path, layers: list[Path], tag: str = "latest", *, docker_format: bool = False,
+                    architecture: str | None = None, cmd: list[str] | None = None) -> dict[str, object]:
+    """Build an OCI image layout at ``dest`` from root filesystem directories (one layer each).
+
+    Layers are gzip-compressed tars of each directory.  The result can be pushed with
+    ``skopeo copy oci:DEST:TAG docker://...``.  Returns {"manifest": digest, "layers": [digests],
+    "config": digest}.
+    """
+    import gzip
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    from dockyard.host import go_arch
+
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+
+    def put(data: bytes) -> str:
+        h = hashlib.sha256(data).hexdigest()
+        (blobs / h).write_bytes(data)
+        return "sha256:" + h
+
+    layer_descs, diff_ids = [], []
+    for d in layers:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for p in sorted(d.rglob("*")):
+                tf.add(p, arcname=str(p.relative_to(d)), recursive=False)
+        tar = raw.getvalue()
+        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
+        gz = gzip.compress(tar, compresslevel=1, mtime=0)
+        layer_descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                            "digest": put(gz), "size": len(gz)})
+    config = {"architecture": architecture or go_arch(), "os": "linux",
+              "config": {"Cmd": cmd or ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": diff_ids},
+              "history": [{"created_by": f"layer {i}"} for i in range(len(layers))]}
+    cfg = json.dumps(config).encode()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cfg),
+                           "size": len(cfg)},
+                "layers": layer_descs}
+    mdata = json.dumps(manifest).encode()
+    mdigest = put(mdata)
+    (dest / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (dest / "index.json").write_text(json.dumps({
+        "schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": len(mdata),
+            "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    return {"manifest": mdigest, "config": manifest["config"]["digest"],  # type: ignore[index]
+            "layers": [x["digest"] for x in layer_descs]}
+
+
+def skopeo_push(layout: Path, tag: str, peer: RegistryPeer, repo: str, *, fmt: str | None = None) -> None:
+    """Copy an OCI layout's image into ``peer`` as ``repo:tag`` with skopeo."""
+    args = ["skopeo", "copy", "--quiet"]
+    if fmt:
+        args += ["--format", fmt]
+    args += [f"--dest-{a[2:]}" if a.startswith("--") else a for a in peer.skopeo_tls() + peer.skopeo_creds()]
+    args += [f"oci:{layout}:{tag}", f"docker://127.0.0.1:{peer.port}/{repo}:{tag}"
+             if not peer.tls else f"docker://{peer.host}/{repo}:{tag}"]
+    subprocess.run(args, check=True, capture_output=True, timeout=300)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dockyard.paths import Roots
 
 if TYPE_CHECKING:
+    from dockyard.engine.registry import RegistryService
     from dockyard.engine.system import SystemService
     from dockyard.store.blobs import BlobStore
     from dockyard.store.db import Database
@@ -43,6 +44,12 @@ class Engine:
         from dockyard.engine.system import SystemService
 
         return SystemService(self)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from dockyard.engine.registry import RegistryService
+
+        return RegistryService(self)
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -1,0 +1,443 @@
+"""Registry operations: pull, push, login, logout, manifest inspect.
+
+Pull writes every blob into the blob store verified against its descriptor (digest and size)
+before the image row is written (``ImageService.add_from_manifest``), so a failed or corrupt
+download leaves no image and no wrong blob, only complete verified blobs that a later pull reuses.
+
+Progress is reported through a callback with ``Progress`` events; the engine never prints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dockyard.errors import DockyardError, InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+    from dockyard.image.manifest import Descriptor
+    from dockyard.image.reference import Reference
+    from dockyard.image.registries import RegistriesConf
+    from dockyard.registry.client import RegistryClient
+
+log = logging.getLogger(__name__)
+
+# Docker downloads 3 layers at a time and containers/image 6; on a fast link a few streams are
+# enough to saturate hashing and disk.
+PARALLEL_DOWNLOADS = 6
+PARALLEL_UPLOADS = 4
+DOWNLOAD_ATTEMPTS = 3
+
+
+@dataclass
+class Progress:
+    """One progress step for one item (a layer's short id, or "" for whole-image messages)."""
+
+    id: str
+    status: str
+    current: int = 0
+    total: int = 0
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class PullResult:
+    reference: str  # fully qualified name pulled
+    digest: str  # manifest (or index) digest, what `Digest:` shows
+    image_id: str
+    up_to_date: bool
+
+
+@dataclass
+class PushResult:
+    reference: str
+    digest: str
+    size: int
+    tag: str
+    layers: list[str] = field(default_factory=list)
+
+
+def short_id(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def parse_platform(spec: str | None) -> dict[str, str] | None:
+    if not spec:
+        return None
+    parts = spec.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgument(f"invalid platform {spec!r}: expected os/arch[/variant]")
+    p = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) == 3:
+        p["variant"] = parts[2]
+    return p
+
+
+class _Counting:
+    """Wraps a response so reads report progress; put_stream reads it in 1 MiB chunks."""
+
+    def __init__(self, resp: Any, on_read: Callable[[int], None]) -> None:
+        self.resp = resp
+        self.on_read = on_read
+
+    def read(self, n: int = -1) -> bytes:
+        b: bytes = self.resp.read(n, decode_content=False)
+        if b:
+            self.on_read(len(b))
+        return b
+
+
+class RegistryService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conf: RegistriesConf | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def conf(self) -> RegistriesConf:
+        if self._conf is None:
+            from dockyard.image.registries import load
+
+            self._conf = load()
+        return self._conf
+
+    def client(self, domain: str, tls_verify: bool | None = None, repo: str | None = None,
+               creds: tuple[str, str] | None = None) -> RegistryClient:
+        from dockyard.registry import auth
+        from dockyard.registry.client import RegistryClient
+
+        if creds is None:
+            found = auth.lookup(domain, repo)
+            creds = (found.username, found.password) if found else None
+        verify = tls_verify if tls_verify is not None else True
+        return RegistryClient(domain, tls_verify=verify, insecure=self.conf.is_insecure(domain),
+                              credentials=creds, pool_size=PARALLEL_DOWNLOADS + 2)
+
+    def candidates(self, name: str) -> list[Reference]:
+        from dockyard.image.reference import parse
+
+        ref = parse(name)
+        out = []
+        for c in self.conf.candidates(ref):
+            self.conf.check_blocked(c)
+            out.append(c)
+        return out
+
+    # -- pull ------------------------------------------------------------------------------
+
+    def pull(self, name: str, *, platform: str | None = None, tls_verify: bool | None = None,
+             creds: tuple[str, str] | None = None, progress: ProgressFn | None = None) -> PullResult:
+        from dockyard.registry.client import RegistryError
+
+        want = parse_platform(platform)
+        cands = self.candidates(name)
+        errors: list[str] = []
+        for i, ref in enumerate(cands):
+            try:
+                return self._pull_one(ref, want, tls_verify, creds, progress)
+            except (NotFound, RegistryError) as e:
+                # Podman tries each search registry in turn; a qualified name has one candidate.
+                if i == len(cands) - 1 and len(cands) == 1:
+                    raise
+                errors.append(f"{ref}: {e}")
+        raise NotFound(f"pulling {name}: no candidate succeeded: " + "; ".join(errors))
+
+    def _pull_one(self, ref: Reference, want: dict[str, str] | None, tls_verify: bool | None,
+                  creds: tuple[str, str] | None, progress: ProgressFn | None) -> PullResult:
+        from dockyard.image import manifest as mf
+
+        emit = progress or (lambda p: None)
+        src = self.conf.rewrite(ref)
+        client = self.client(src.domain, tls_verify, src.path, creds)
+        try:
+            emit(Progress("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
+            data, served_type, top_digest = client.get_manifest(src.path, src.reference)
+            media_type = mf.detect_media_type(data, served_type if served_type in
+                                              mf.MANIFEST_TYPES + mf.INDEX_TYPES else None)
+            index_bytes = None
+            if media_type in mf.INDEX_TYPES:
+                index_bytes = data
+                entry = mf.select_platform(mf.parse_index(data), want)
+                data, served_type, _ = client.get_manifest(src.path, entry.digest)
+                media_type = mf.detect_media_type(data, served_type if served_type in mf.MANIFEST_TYPES else None)
+                if media_type not in mf.MANIFEST_TYPES:
+                    raise InvalidArgument(f"index entry {entry.digest} is not an image manifest")
+            manifest = mf.parse_manifest(data, media_type)
+            blobs = self.engine.blobs
+            had_all = blobs.has(manifest.config.digest) and all(blobs.has(x.digest) for x in manifest.layers)
+            self._fetch(client, src.path, manifest.config, emit, report=False)
+            config_bytes = blobs.read(manifest.config.digest)
+            mf.parse_config(config_bytes)
+            self._fetch_layers(client, src.path, manifest.layers, emit)
+        finally:
+            client.close()
+        tags = [str(ref)] if ref.tag else []
+        images: Any = self.engine.images  # type: ignore[attr-defined]
+        record = images.add_from_manifest(data, media_type, config_bytes, tags, index_bytes=index_bytes)
+        image_id = getattr(record, "id", None) or manifest.config.digest
+        return PullResult(str(ref), top_digest, image_id, had_all)
+
+    def _fetch_layers(self, client: RegistryClient, repo: str, layers: list[Descriptor], emit: ProgressFn) -> None:
+        todo = []
+        seen = set()
+        for lay in layers:
+            if lay.digest in seen:
+                continue
+            seen.add(lay.digest)
+            if self.engine.blobs.has(lay.digest):
+                emit(Progress(short_id(lay.digest), "Already exists", lay.size, lay.size))
+            else:
+                emit(Progress(short_id(lay.digest), "Pulling fs layer", 0, lay.size))
+                todo.append(lay)
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_DOWNLOADS, len(todo))) as pool:
+            futures = [pool.submit(self._fetch, client, repo, lay, emit) for lay in todo]
+            first_err: BaseException | None = None
+            for f in futures:
+                try:
+                    f.result()
+                except BaseException as e:  # noqa: B036 - collect, then re-raise the first
+                    first_err = first_err or e
+            if first_err:
+                raise first_err
+
+    def _fetch(self, client: RegistryClient, repo: str, desc: Descriptor, emit: ProgressFn,
+               report: bool = True) -> None:
+        import time
+
+        import urllib3
+
+        from dockyard.registry.client import BACKOFF, RegistryError, Transient
+
+        blobs = self.engine.blobs
+        if blobs.has(desc.digest):
+            return
+        sid = short_id(desc.digest)
+        lock = threading.Lock()
+        state = {"done": 0, "last": 0.0}
+
+        def on_read(n: int) -> None:
+            with lock:
+                state["done"] += n
+                now = time.monotonic()
+                if report and (now - state["last"] > 0.1 or state["done"] == desc.size):
+                    state["last"] = now
+                    emit(Progress(sid, "Downloading", int(state["done"]), desc.size))
+
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            state["done"] = 0
+            try:
+                resp = client.open_blob(repo, desc.digest)
+                try:
+                    length = resp.headers.get("Content-Length")
+                    if length is not None and int(length) != desc.size:
+                        raise InvalidArgument(f"blob {desc.digest}: registry sends {length} bytes, "
+                                              f"manifest says {desc.size}")
+                    blobs.put_stream(_Counting(resp, on_read), expected=desc.digest,  # type: ignore[arg-type]
+                                     expected_size=desc.size)
+                finally:
+                    resp.release_conn()
+                break
+            except (urllib3.exceptions.HTTPError, Transient, OSError) as e:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise RegistryError(f"downloading {desc.digest}: {e}") from None
+                if report:
+                    emit(Progress(sid, f"Retrying in {BACKOFF * 2 ** attempt:.0f}s"))
+                time.sleep(BACKOFF * 2 ** attempt)
+        if report:
+            emit(Progress(sid, "Download complete", desc.size, desc.size))
+            emit(Progress(sid, "Pull complete", desc.size, desc.size))
+
+    # -- push ------------------------------------------------------------------------------
+
+    def push(self, name: str, dest: str | None = None, *, tls_verify: bool | None = None,
+             creds: tuple[str, str] | None = None, progress: ProgressFn | None = None,
+             chunk_size: int | None = None) -> PushResult:
+        from dockyard.image import manifest as mf
+        from dockyard.image.reference import parse
+
+        emit = progress or (lambda p: None)
+        images: Any = self.engine.images  # type: ignore[attr-defined]
+        record = images.get(name)
+        target = parse(dest or name)
+        if not target.tag and not target.digest:
+            target = target.with_tag("latest")
+        self.conf.check_blocked(target)
+        data: bytes = record.manifest
+        media_type = mf.detect_media_type(data, getattr(record, "media_type", None) or None)
+        manifest = mf.parse_manifest(data, media_type)
+        src = self.conf.rewrite(target)
+        client = self.client(src.domain, tls_verify, src.path, creds)
+        emit(Progress("", f"The push refers to repository [{target.name}]"))
+        # Other names of this image on the same registry are where a blob can be mounted from.
+        mount_sources = [r.path for r in (self._try_parse(t) for t in getattr(record, "repo_tags", []) or [])
+                         if r is not None and r.domain == src.domain and r.path != src.path]
+        try:
+            descs = [*manifest.layers, manifest.config]
+            with ThreadPoolExecutor(max_workers=PARALLEL_UPLOADS) as pool:
+                futures = [pool.submit(self._push_blob, client, src.path, d, mount_sources, emit,
+                                       chunk_size, d is not manifest.config) for d in descs]
+                for f in futures:
+                    f.result()
+            digest = client.put_manifest(src.path, target.reference, data, media_type)
+        finally:
+            client.close()
+        return PushResult(str(target), digest, len(data), target.reference,
+                          [d.digest for d in manifest.layers])
+
+    @staticmethod
+    def _try_parse(s: str) -> Reference | None:
+        from dockyard.image.reference import parse
+
+        try:
+            return parse(s)
+        except InvalidArgument:
+            return None
+
+    def _push_blob(self, client: RegistryClient, repo: str, desc: Descriptor, mounts: list[str],
+                   emit: ProgressFn, chunk_size: int | None, report: bool) -> None:
+        sid = short_id(desc.digest)
+        say = emit if report else (lambda p: None)
+        if not self.engine.blobs.has(desc.digest):
+            raise NotFound(f"blob {desc.digest} of the image is missing from the store")
+        say(Progress(sid, "Preparing"))
+        if client.has_blob(repo, desc.digest):
+            say(Progress(sid, "Layer already exists", desc.size, desc.size))
+            return
+        for m in mounts:
+            if client.mount_blob(repo, desc.digest, m):
+                say(Progress(sid, f"Mounted from {m}", desc.size, desc.size))
+                return
+        done = 0
+        lock = threading.Lock()
+
+        def on(n: int) -> None:
+            nonlocal done
+            with lock:
+                done += n
+                say(Progress(sid, "Pushing", done, desc.size))
+
+        client.upload_blob(repo, desc.digest, desc.size, lambda: self.engine.blobs.open(desc.digest),
+                           chunk_size=chunk_size, progress=on)
+        say(Progress(sid, "Pushed", desc.size, desc.size))
+
+    # -- login / logout ----------------------------------------------------------------------
+
+    def login(self, registry: str, username: str, password: str, tls_verify: bool | None = None) -> str:
+        """Check the credentials against the registry, then store them; returns the auth file."""
+        from dockyard.image.reference import parse_domain
+        from dockyard.registry import auth
+        from dockyard.registry.client import Unauthorized
+
+        key = registry
+        domain = parse_domain(registry.split("/", 1)[0] if "://" not in registry else registry)
+        if "://" in registry or "/" not in registry:
+            key = domain
+        if not username:
+            raise InvalidArgument("username is required")
+        if not password:
+            raise InvalidArgument("password is required")
+        client = self.client(domain, tls_verify, creds=(username, password))
+        try:
+            client.ping()
+        except Unauthorized as e:
+            raise Unauthorized(f"logging into {domain!r}: invalid username/password ({e})") from None
+        finally:
+            client.close()
+        return str(auth.store(key, username, password))
+
+    def logout(self, registry: str | None = None, all_registries: bool = False) -> str:
+        from dockyard.image.reference import parse_domain
+        from dockyard.registry import auth
+
+        if all_registries:
+            auth.remove_all()
+            return ""
+        if not registry:
+            raise InvalidArgument("registry must be given unless --all is used")
+        key = registry if ("/" in registry and "://" not in registry) else parse_domain(registry)
+        auth.remove(key)
+        return key
+
+    # -- manifest inspect -------------------------------------------------------------------
+
+    def inspect_manifest(self, name: str, *, verbose: bool = False, tls_verify: bool | None = None,
+                         creds: tuple[str, str] | None = None) -> Any:
+        """The raw index or manifest as JSON; with ``verbose`` Docker's detailed form per image."""
+        import base64
+
+        from dockyard.image import manifest as mf
+        from dockyard.registry.client import RegistryError
+
+        errors: list[str] = []
+        for ref in self.candidates(name):
+            src = self.conf.rewrite(ref)
+            client = self.client(src.domain, tls_verify, src.path, creds)
+            try:
+                data, served, digest = client.get_manifest(src.path, src.reference)
+                media_type = mf.detect_media_type(data, served if served in mf.MANIFEST_TYPES + mf.INDEX_TYPES
+                                                  else None)
+                if not verbose:
+                    return json.loads(data)
+
+                def detail(raw: bytes, mt: str, dg: str, platform: dict[str, Any] | None,
+                           name: str = ref.name) -> dict[str, Any]:
+                    doc = json.loads(raw)
+                    desc: dict[str, Any] = {"mediaType": mt, "digest": dg, "size": len(raw)}
+                    if platform:
+                        desc["platform"] = platform
+                    key = "OCIManifest" if mt == mf.OCI_MANIFEST else "SchemaV2Manifest"
+                    return {"Ref": f"{name}@{dg}", "Descriptor": desc,
+                            "Raw": base64.b64encode(raw).decode(), key: doc}
+
+                if media_type in mf.INDEX_TYPES:
+                    out = []
+                    for e in mf.parse_index(data):
+                        raw, served2, dg = client.get_manifest(src.path, e.digest)
+                        mt = mf.detect_media_type(raw, served2 if served2 in mf.MANIFEST_TYPES else None)
+                        out.append(detail(raw, mt, dg, e.platform))
+                    return out
+                mf.parse_manifest(data, media_type)
+                cfg = json.loads(data).get("config", {})
+                plat = None
+                try:
+                    c = json.loads(self._small_blob(client, src.path, cfg.get("digest", ""), cfg.get("size", 0)))
+                    plat = {k: v for k, v in (("architecture", c.get("architecture")), ("os", c.get("os")),
+                                              ("variant", c.get("variant"))) if v}
+                except (DockyardError, ValueError):
+                    pass
+                return detail(data, media_type, digest, plat)
+            except (NotFound, RegistryError) as e:
+                errors.append(f"{ref}: {e}")
+            finally:
+                client.close()
+        if len(errors) == 1:
+            raise NotFound(errors[0].split(": ", 1)[1])
+        raise NotFound(f"{name}: no such manifest: " + "; ".join(errors))
+
+    @staticmethod
+    def _small_blob(client: RegistryClient, repo: str, digest: str, size: int) -> bytes:
+        import hashlib
+
+        from dockyard.image.manifest import MAX_CONFIG_SIZE
+
+        if size > MAX_CONFIG_SIZE:
+            raise InvalidArgument(f"config blob {digest} is too large")
+        r = client.open_blob(repo, digest)
+        try:
+            data: bytes = r.read(MAX_CONFIG_SIZE + 1, decode_content=False)
+        finally:
+            r.release_conn()
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise InvalidArgument(f"config blob digest mismatch for {digest}")
+        return data
