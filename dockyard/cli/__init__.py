@@ -23,6 +23,12 @@ COMMANDS: dict[str, str] = {
     "version": "dockyard.cli.system:version",
     "info": "dockyard.cli.system:info",
     "system": "dockyard.cli.system:system",
+    "pull": "dockyard.cli.pull:pull",
+    "push": "dockyard.cli.pull:push",
+    "login": "dockyard.cli.login:login",
+    "logout": "dockyard.cli.login:logout",
+    "manifest": "dockyard.cli.manifest:manifest",
+    "registry": "dockyard.cli.registry:registry",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}

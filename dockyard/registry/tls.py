@@ -4,7 +4,8 @@ For registry ``HOST:PORT`` each of ``<root>/HOST:PORT/`` is read: ``*.crt`` file
 certificates (added to the system ones), a ``NAME.cert`` + ``NAME.key`` pair is a client
 certificate.  Roots: ``$DOCKYARD_CERTS_D`` (colon-separated, replaces the defaults; tests use it),
 else ``/etc/containers/certs.d``, ``/etc/docker/certs.d`` and, for a user,
-``~/.config/containers/certs.d``.
+``~/.config/containers/certs.d``.  ``$DOCKYARD_CERT_DIR`` (set by ``--cert-dir``) replaces the
+per-host lookup with one directory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def certs_roots() -> list[Path]:
 
 
 def cert_dirs(host: str) -> list[Path]:
+    # --cert-dir (Podman) names the one directory to use, whatever the host.
+    one = os.environ.get("DOCKYARD_CERT_DIR")
+    if one:
+        return [Path(one)]
     return [d for d in (r / host for r in certs_roots()) if d.is_dir()]
 
 
