@@ -162,9 +162,8 @@ class RegistryPeer:
 
 
 def _config(port: int, storage: Path, tls: tuple[Path, Path] | None, htpasswd: Path | None) -> str:
-    import json
+    import yaml
 
-    # JSON is valid YAML, and saves quoting paths by hand.
     cfg: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
@@ -176,7 +175,7 @@ def _config(port: int, storage: Path, tls: tuple[Path, Path] | None, htpasswd: P
         cfg["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}  # type: ignore[index]
     if htpasswd:
         cfg["auth"] = {"htpasswd": {"realm": "Registry Realm", "path": str(htpasswd)}}
-    return json.dumps(cfg)
+    return yaml.safe_dump(cfg, default_flow_style=False)
 
 
 def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | None = None,
@@ -191,7 +190,10 @@ def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | Non
         cfg.write_text(_config(port, workdir / "data", certs, htpasswd))
         log = workdir / "registry.log"
         with open(log, "ab") as logf:
-            proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=logf, stderr=logf,
+            # The registry reads REGISTRY_* variables as config overrides; REGISTRY_AUTH_FILE
+            # (Podman's auth file) would turn into `auth.file`, so none are passed on.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+            proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=logf, stderr=logf, env=env,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         peer = RegistryPeer(port, workdir, proc, tls, hostname, auth, certs[0] if certs else None, log)
         if _wait_ready(peer, timeout):
@@ -301,3 +303,41 @@ def skopeo_push(layout: Path, tag: str, peer: RegistryPeer, repo: str, *, fmt: s
     args += [f"oci:{layout}:{tag}", f"docker://127.0.0.1:{peer.port}/{repo}:{tag}"
              if not peer.tls else f"docker://{peer.host}/{repo}:{tag}"]
     subprocess.run(args, check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture
+def registry_env(tmp_path, monkeypatch) -> dict[str, str]:
+    """Private credential, trust and registries.conf locations for the test (set in os.environ too,
+    so in-process engine calls see them); never the user's real auth.json or /etc."""
+    env = {
+        "REGISTRY_AUTH_FILE": str(tmp_path / "auth" / "auth.json"),
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+        "DOCKYARD_CERTS_D": str(tmp_path / "certs.d"),
+        "CONTAINERS_REGISTRIES_CONF": str(tmp_path / "registries.conf"),
+    }
+    (tmp_path / "certs.d").mkdir(exist_ok=True)
+    (tmp_path / "registries.conf").write_text("")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+def trust(peer: RegistryPeer, env: dict[str, str]) -> None:
+    """Install the peer's CA into the test's certs.d root, like the tutorial's `cp server.pem ca.crt`."""
+    if peer.ca_cert is None:
+        return
+    d = Path(env["DOCKYARD_CERTS_D"]) / peer.host
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copy(peer.ca_cert, d / "ca.crt")
+
+
+@pytest.fixture(scope="session")
+def busybox_oci(tmp_path_factory, busybox_rootfs_template) -> tuple[Path, dict[str, object]]:
+    """An OCI layout (tag "v1") with two layers: the busybox rootfs and a small /etc/hello file."""
+    d = tmp_path_factory.mktemp("busybox-oci")
+    extra = d / "extra"
+    (extra / "etc").mkdir(parents=True)
+    (extra / "etc" / "hello").write_text("hello from dockyard\n")
+    info = make_oci_layout(d / "oci", [busybox_rootfs_template, extra], "v1")
+    return d / "oci", info

@@ -1,0 +1,85 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.registry_peer are redefined as parameters
+"""login / logout / manifest inspect against the reference registry with TLS and htpasswd."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.registry_peer import busybox_oci, registry, registry_env, skopeo_push, trust  # noqa: F401
+
+pytestmark = pytest.mark.peer("docker-registry", "skopeo")
+USER = ("testuser", "testpassword")
+
+
+def test_login_logout_cycle(dy, registry, registry_env):
+    reg = registry(tls=True, auth=USER)
+    trust(reg, registry_env)
+    p = dy("login", "-u", USER[0], "--password-stdin", reg.host, input=USER[1] + "\n", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert "Login Succeeded" in p.stdout
+    data = json.loads(open(registry_env["REGISTRY_AUTH_FILE"]).read())
+    assert base64.b64decode(data["auths"][reg.host]["auth"]).decode() == "testuser:testpassword"
+
+    p = dy("logout", reg.host, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert f"Removing login credentials for {reg.host}" in p.stdout
+    assert reg.host not in json.loads(open(registry_env["REGISTRY_AUTH_FILE"]).read())["auths"]
+
+    p = dy("logout", reg.host, env=registry_env)
+    assert p.returncode == 125
+    assert f"Error: not logged into {reg.host}" in p.stderr
+
+
+def test_login_wrong_password_stores_nothing(dy, registry, registry_env):
+    reg = registry(tls=True, auth=USER)
+    trust(reg, registry_env)
+    p = dy("login", "-u", USER[0], "-p", "wrong", reg.host, env=registry_env)
+    assert p.returncode == 125
+    assert "Error:" in p.stderr and "unauthorized" in p.stderr
+    assert "invalid username/password" in p.stderr
+    assert "Login Succeeded" not in p.stdout
+    import os
+    assert not os.path.exists(registry_env["REGISTRY_AUTH_FILE"])
+
+
+def test_login_untrusted_certificate_is_refused(dy, registry, registry_env):
+    reg = registry(tls=True, auth=USER)
+    p = dy("login", "-u", USER[0], "-p", USER[1], reg.host, env=registry_env)
+    assert p.returncode == 125
+    assert "certificate" in p.stderr.lower() or "tls" in p.stderr.lower()
+    # --tls-verify=false is the explicit, per-command opt-out.
+    p = dy("login", "--tls-verify=false", "-u", USER[0], "-p", USER[1], reg.host, env=registry_env)
+    assert p.returncode == 0, p.stderr
+
+
+def test_manifest_inspect_raw_and_verbose(dy, registry, registry_env, busybox_oci):
+    layout, info = busybox_oci
+    reg = registry(tls=True, auth=USER)
+    trust(reg, registry_env)
+    skopeo_push(layout, "v1", reg, "ns/busybox")
+    ref = f"{reg.host}/ns/busybox:v1"
+
+    p = dy("manifest", "inspect", ref, env=registry_env)
+    assert p.returncode == 125 and "unauthorized" in p.stderr
+
+    assert dy("login", "-u", USER[0], "-p", USER[1], reg.host, env=registry_env).returncode == 0
+    p = dy("manifest", "inspect", ref, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["schemaVersion"] == 2
+    assert [x["digest"] for x in doc["layers"]] == info["layers"]
+
+    p = dy("manifest", "inspect", "-v", ref, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    v = json.loads(p.stdout)
+    assert v["Ref"] == f"{reg.host}/ns/busybox@{info['manifest']}"
+    assert v["Descriptor"]["digest"] == info["manifest"]
+    assert v["Descriptor"]["platform"]["os"] == "linux"
+    assert json.loads(base64.b64decode(v["Raw"])) == doc
+    assert v["OCIManifest"] == doc
+
+    p = dy("manifest", "inspect", f"{reg.host}/ns/nothere:v1", env=registry_env)
+    assert p.returncode == 125 and "Error:" in p.stderr and "not found" in p.stderr.lower()
