@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "version": "dockyard.cli.system:version",
     "info": "dockyard.cli.system:info",
     "system": "dockyard.cli.system:system",
+    "network": "dockyard.cli.network:network",
+    "runtime": "dockyard.cli.runtime:runtime",
     "pull": "dockyard.cli.pull:pull",
     "push": "dockyard.cli.pull:push",
     "login": "dockyard.cli.login:login",

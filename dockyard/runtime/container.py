@@ -1,0 +1,654 @@
+"""The runtime side of the OCI lifecycle: create, start, run, state, kill, delete, exec, ps, pause.
+
+`create` forks the container init (see init.py), answers its requests (ID maps, runtime hooks),
+records the state directory and returns while the init waits on ``exec.fifo``; `start` opens the
+fifo to let it execve.  Every command reloads the state from ``<root>/<id>``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound
+from dockyard.runtime import state as st
+from dockyard.runtime.init import Channel
+
+PR_SET_CHILD_SUBREAPER = 36
+
+# Device nodes every container may use whatever its cgroup device rules say (runc's list).
+DEFAULT_ALLOWED_DEVICES = [
+    {"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+]
+
+
+class RuntimeError_(DockyardError):
+    """A runtime operation failed (runc exits 1 for these)."""
+
+    exit_code = 1
+
+
+def warn(msg: str) -> None:
+    from dockyard.runtime import cli
+
+    cli.log("warning", msg)
+
+
+def _resources(spec: dict) -> dict | None:
+    linux = spec.get("linux") or {}
+    res = linux.get("resources")
+    if res is None:
+        return None
+    res = dict(res)
+    if "devices" in res:
+        extra = [{"allow": True, "type": d["type"], "major": d.get("major"), "minor": d.get("minor"),
+                  "access": "rwm"} for d in linux.get("devices") or [] if d["type"] in ("c", "b")]
+        res["devices"] = list(res["devices"]) + DEFAULT_ALLOWED_DEVICES + extra
+    return res
+
+
+def _write_id_maps(pid: int, linux: dict) -> None:
+    def fmt(maps: list[dict]) -> str:
+        return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+
+    uid_maps, gid_maps = linux.get("uidMappings") or [], linux.get("gidMappings") or []
+    if os.geteuid() == 0:
+        _write(f"/proc/{pid}/uid_map", fmt(uid_maps))
+        _write(f"/proc/{pid}/gid_map", fmt(gid_maps))
+        return
+    own = (len(uid_maps) == 1 and uid_maps[0]["hostID"] == os.geteuid() and uid_maps[0]["size"] == 1,
+           len(gid_maps) == 1 and gid_maps[0]["hostID"] == os.getegid() and gid_maps[0]["size"] == 1)
+    import subprocess
+
+    if own[0]:
+        _write(f"/proc/{pid}/uid_map", fmt(uid_maps))
+    else:
+        _idmap_helper("newuidmap", pid, uid_maps, subprocess)
+    if own[1]:
+        # An unprivileged gid map needs setgroups disabled first (user_namespaces(7)).
+        _write(f"/proc/{pid}/setgroups", "deny")
+        _write(f"/proc/{pid}/gid_map", fmt(gid_maps))
+    else:
+        _idmap_helper("newgidmap", pid, gid_maps, subprocess)
+
+
+def _idmap_helper(prog: str, pid: int, maps: list[dict], subprocess) -> None:  # noqa: ANN001
+    argv = [prog, str(pid)] + [str(m[k]) for m in maps for k in ("containerID", "hostID", "size")]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RuntimeError_(f"{prog} is not installed (package uidmap); it is needed to map more than "
+                            f"your own id into a rootless container") from None
+    if p.returncode != 0:
+        raise RuntimeError_(f"{prog} failed: {p.stderr.strip() or p.returncode}")
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise RuntimeError_(f"writing {path}: {e.strerror}") from None
+
+
+def _rootless() -> bool:
+    return os.geteuid() != 0
+
+
+class Options:
+    def __init__(self, **kw: object) -> None:
+        self.bundle: str | None = None
+        self.pid_file: str | None = None
+        self.console_socket: str | None = None
+        self.no_pivot = False
+        self.detach = False
+        self.__dict__.update(kw)
+
+
+def _kill_and_reap(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _wait_gone(pid, None, timeout)
+
+
+def _wait_gone(pid: int, start: int | None, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        cur = st.proc_start_time(pid)
+        if cur is None or (start is not None and cur != start):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError_(f"process {pid} did not exit after SIGKILL")
+        time.sleep(0.01)
+
+
+def _write_pid_file(path: str | None, pid: int) -> None:
+    if not path:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def create(root: str, cid: str, opts: Options, internal_console: bool = False):  # noqa: C901
+    """Create a container; returns (Container, console master fd or None)."""
+    from dockyard.runtime import spec as spec_mod
+
+    bundle = os.path.abspath(opts.bundle or os.getcwd())
+    st.check_id(cid)
+    if os.path.exists(os.path.join(root, cid)):
+        raise Conflict(f"container with id exists: {cid}")
+    spec = spec_mod.load_bundle(bundle)
+    rootfs = spec["root"]["path"]
+    rootfs = os.path.normpath(os.path.join(bundle, rootfs))
+    if not os.path.isdir(rootfs):
+        raise InvalidArgument(f"rootfs ({rootfs}) does not exist")
+    linux = spec.get("linux") or {}
+    ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
+    if "mount" not in ns_types:
+        raise InvalidArgument("a mount namespace is required (add {\"type\": \"mount\"} to linux.namespaces)")
+    if spec.get("hostname") and "uts" not in ns_types:
+        raise InvalidArgument("unable to set hostname without a private UTS namespace")
+    terminal = bool(spec["process"].get("terminal"))
+    if terminal and not opts.console_socket and not internal_console:
+        raise InvalidArgument("cannot allocate tty if the runtime will detach without setting console socket")
+    if not terminal and opts.console_socket:
+        raise InvalidArgument("cannot use console socket if the runtime will not detach or allocate tty")
+
+    c = st.claim(root, cid)
+    cg = None
+    init_pid = 0
+    console_parent = None
+    child = 0
+    try:
+        os.mkfifo(c.fifo, 0o622)
+        from dockyard.runtime import cgroups
+
+        cg = cgroups.manager(linux.get("cgroupsPath"), cid, _rootless())
+        for w in cg.create(_resources(spec)) or []:
+            warn(w)
+        console_fd = None
+        if terminal:
+            if opts.console_socket:
+                from dockyard.runtime import console
+
+                console_parent = console.connect(opts.console_socket)
+                console_fd = console_parent.fileno()
+            else:
+                import socket
+
+                console_parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                console_fd = child_sock.detach()
+        ctx = {"spec": spec, "rootfs": rootfs, "bundle": bundle, "fifo": c.fifo, "no_pivot": opts.no_pivot,
+               "console_fd": console_fd}
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            os.close(r1)
+            os.close(w2)
+            from dockyard.runtime import init
+
+            init.stage1(r2, w1, ctx)
+            os._exit(1)  # not reached
+        os.close(w1)
+        os.close(r2)
+        if console_fd is not None and not opts.console_socket:
+            os.close(console_fd)
+        elif console_parent is not None:
+            console_parent.close()
+            console_parent = None
+        ch = Channel(r1, w2)
+        try:
+            init_pid = _drive_init(ch, c, cg, child, spec, bundle)
+        finally:
+            ch.close()
+        c.data = {"id": cid, "pid": init_pid, "pid_start": st.proc_start_time(init_pid), "bundle": bundle,
+                  "rootfs": rootfs, "created": st.utc_now(), "owner": _owner(), "config": spec,
+                  "cgroups_path": linux.get("cgroupsPath"), "has_cgroup": True,
+                  "rootless": _rootless(), "namespaces": sorted(ns_types)}
+        c.save()
+        _write_pid_file(opts.pid_file, init_pid)
+    except BaseException:
+        if init_pid:
+            _kill_and_reap(init_pid)
+        if child:
+            _kill_and_reap(child)
+        if cg is not None:
+            try:
+                cg.destroy()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+        import shutil
+
+        shutil.rmtree(c.dir, ignore_errors=True)
+        raise
+    master = None
+    if console_parent is not None:
+        from dockyard.runtime import console
+
+        master = console.recv_fd(console_parent)
+        console_parent.close()
+    return c, master
+
+
+def _owner() -> str:
+    if os.geteuid() == 0:
+        return ""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _drive_init(ch: Channel, c: st.Container, cg, child: int, spec: dict, bundle: str) -> int:  # noqa: ANN001
+    try:
+        cg.add(child)
+    except OSError as e:
+        raise RuntimeError_(f"cannot move the container init into its cgroup: {e.strerror}") from None
+    ch.send("go")
+    init_pid = 0
+    linux = spec.get("linux") or {}
+    while True:
+        msg = ch.recv()
+        if msg is None:
+            raise RuntimeError_("container init exited before it was ready")
+        kind, _, rest = msg.partition(" ")
+        if kind == "userns":
+            _write_id_maps(child, linux)
+            ch.send("go")
+        elif kind == "pid":
+            init_pid = int(rest)
+            if init_pid != child:
+                os.waitpid(child, 0)
+        elif kind == "hooks":
+            import json
+
+            from dockyard.runtime import hooks
+
+            state = {"ociVersion": spec.get("ociVersion"), "id": c.id, "status": "creating", "pid": init_pid,
+                     "bundle": bundle}
+            if spec.get("annotations"):
+                state["annotations"] = spec["annotations"]
+            hk = spec.get("hooks") or {}
+            hooks.run("prestart", hk.get("prestart"), state)
+            hooks.run("createRuntime", hk.get("createRuntime"), state)
+            ch.send("go " + json.dumps(state))
+        elif kind == "warn":
+            warn(rest)
+        elif kind == "error":
+            raise RuntimeError_(rest)
+        elif kind == "ready":
+            return init_pid
+
+
+def start(root: str, cid: str) -> st.Container:
+    c = st.Container.load(root, cid)
+    status = c.status()
+    if status != "created":
+        if status == "stopped":
+            raise RuntimeError_("cannot start a container that has stopped")
+        raise RuntimeError_(f"cannot start an already {status} container")
+    import select
+
+    fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r and os.read(fd, 1):
+                break
+            if not c.alive():
+                raise RuntimeError_("container init exited before start")
+    finally:
+        os.close(fd)
+    os.unlink(c.fifo)
+    hk = (c.config.get("hooks") or {}).get("poststart")
+    if hk:
+        from dockyard.runtime import hooks
+
+        try:
+            hooks.run("poststart", hk, c.oci_state("running"))
+        except DockyardError as e:
+            warn(str(e))
+    return c
+
+
+def parse_signal(s: str | None) -> int:
+    if not s:
+        return signal.SIGTERM
+    if s.isdigit():
+        return int(s)
+    name = s.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"unknown signal {s!r}") from None
+
+
+def container_pids(c: st.Container) -> list[int]:
+    cg = c.cgroup()
+    if cg is not None:
+        try:
+            pids = cg.pids()
+            if pids or not c.alive():
+                return sorted(pids)
+        except OSError:
+            pass
+    if not c.alive():
+        return []
+    if "pid" not in c.data.get("namespaces", []):
+        return [c.pid]
+    target = os.stat(f"/proc/{c.pid}/ns/pid").st_ino
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}/ns/pid").st_ino == target:
+                    out.append(int(name))
+            except OSError:
+                pass
+    return sorted(out)
+
+
+def kill(root: str, cid: str, sig: str | None, all_procs: bool = False) -> None:
+    c = st.Container.load(root, cid)
+    signum = parse_signal(sig)
+    if c.status() == "stopped":
+        raise RuntimeError_("container not running")
+    targets = container_pids(c) if all_procs else [c.pid]
+    for pid in targets:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def destroy(c: st.Container) -> None:
+    """Stop every process, remove the cgroup, run poststop hooks, remove the state directory."""
+    cg = c.cgroup()
+    if c.alive():
+        try:
+            os.kill(c.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in container_pids(c):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if cg is not None:
+        try:
+            if cg.exists() and cg.freezer_state() == "FROZEN":
+                cg.thaw()
+        except OSError:
+            pass
+    _wait_gone(c.pid, c.data.get("pid_start"))
+    if cg is not None:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                cg.destroy()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+    hk = (c.config.get("hooks") or {}).get("poststop")
+    if hk:
+        from dockyard.runtime import hooks
+
+        try:
+            hooks.run("poststop", hk, c.oci_state("stopped"))
+        except DockyardError as e:
+            warn(str(e))
+    import shutil
+
+    shutil.rmtree(c.dir, ignore_errors=True)
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    try:
+        c = st.Container.load(root, cid)
+    except NotFound:
+        if force:
+            # Also sweeps a state dir a killed `create` left half-written.
+            import shutil
+
+            shutil.rmtree(os.path.join(root, cid), ignore_errors=True)
+            return
+        raise
+    status = c.status()
+    if status in ("running", "paused") and not force:
+        raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+    destroy(c)
+
+
+def pause(root: str, cid: str) -> None:
+    c = st.Container.load(root, cid)
+    if c.status() != "running":
+        raise RuntimeError_("container not running")
+    cg = c.cgroup()
+    if cg is None:
+        raise RuntimeError_("container has no cgroup to freeze")
+    cg.freeze()
+
+
+def resume(root: str, cid: str) -> None:
+    c = st.Container.load(root, cid)
+    if c.status() != "paused":
+        raise RuntimeError_("container not paused")
+    c.cgroup().thaw()
+
+
+def _forward_signals(pid: int) -> None:
+    def fwd(signum, _frame):  # noqa: ANN001
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(s, fwd)
+
+
+def _wait_exit(pid: int, master: int | None) -> int:
+    if master is not None:
+        from dockyard.runtime import console
+
+        status: list[int] = []
+
+        def done() -> bool:
+            if not status:
+                p, s = os.waitpid(pid, os.WNOHANG)
+                if p == pid:
+                    status.append(s)
+            return bool(status)
+
+        console.proxy(master, done)
+        os.close(master)
+        if not status:
+            status.append(os.waitpid(pid, 0)[1])
+        s = status[0]
+    else:
+        s = os.waitpid(pid, 0)[1]
+    code = os.waitstatus_to_exitcode(s)
+    return 128 - code if code < 0 else code
+
+
+def run(root: str, cid: str, opts: Options) -> int:
+    from dockyard.runtime._libc import prctl
+
+    if not opts.detach:
+        # The init's intermediate parent exits; as subreaper we inherit the init and get its exit status.
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+    c, master = create(root, cid, opts, internal_console=not opts.detach and not opts.console_socket)
+    try:
+        if not opts.detach:
+            _forward_signals(c.pid)
+        start(root, cid)
+    except BaseException:
+        destroy(c)
+        raise
+    if opts.detach:
+        return 0
+    try:
+        code = _wait_exit(c.pid, master)
+    finally:
+        destroy(c)
+    return code
+
+
+def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
+    """Run another process in a running container; returns its exit code (0 when detached)."""
+    c = st.Container.load(root, cid)
+    status = c.status()
+    if status == "stopped":
+        raise RuntimeError_("cannot exec in a stopped container")
+    if status == "paused":
+        raise RuntimeError_("cannot exec in a paused container")
+    terminal = bool(proc.get("terminal"))
+    if terminal and opts.detach and not opts.console_socket:
+        raise InvalidArgument("cannot allocate tty if the runtime will detach without setting console socket")
+    spec = c.config
+    linux = spec.get("linux") or {}
+    from dockyard.runtime._libc import prctl
+
+    if not opts.detach:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+    console_parent = None
+    console_fd = None
+    if terminal:
+        import socket
+
+        if opts.console_socket:
+            from dockyard.runtime import console
+
+            console_parent = console.connect(opts.console_socket)
+            console_fd = console_parent.fileno()
+        else:
+            console_parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_fd = child_sock.detach()
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        os.close(r1)
+        os.close(w2)
+        _exec_child(Channel(r2, w1), c, proc, linux, console_fd)
+        os._exit(1)
+    os.close(w1)
+    os.close(r2)
+    if console_fd is not None and not opts.console_socket:
+        os.close(console_fd)
+    elif console_parent is not None:
+        console_parent.close()
+        console_parent = None
+    ch = Channel(r1, w2)
+    pid = 0
+    try:
+        cg = c.cgroup()
+        if cg is not None:
+            try:
+                cg.add(child)
+            except OSError:
+                pass  # a rootless container may have no cgroup of its own
+        ch.send("go")
+        while True:
+            msg = ch.recv()
+            if msg is None:
+                break
+            kind, _, rest = msg.partition(" ")
+            if kind == "pid":
+                pid = int(rest)
+                if pid != child:
+                    os.waitpid(child, 0)
+            elif kind == "warn":
+                warn(rest)
+            elif kind == "error":
+                if pid:
+                    _kill_and_reap(pid)
+                if child != pid:
+                    _kill_and_reap(child)
+                raise RuntimeError_(rest)
+    finally:
+        ch.close()
+    if not pid:
+        _kill_and_reap(child)
+        raise RuntimeError_("exec process exited before it started")
+    _write_pid_file(opts.pid_file, pid)
+    master = None
+    if console_parent is not None:
+        from dockyard.runtime import console
+
+        master = console.recv_fd(console_parent)
+        console_parent.close()
+    if opts.detach:
+        if master is not None:
+            os.close(master)
+        return 0
+    _forward_signals(pid)
+    return _wait_exit(pid, master)
+
+
+def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_fd: int | None) -> None:
+    from dockyard.runtime import init, rlimits
+
+    try:
+        init.preload(c.config)
+        ch.expect("go")
+        namespaces = linux.get("namespaces") or []
+        if init.enter_namespaces(ch, namespaces, join_pid=c.pid):
+            init.fork_into_pidns(ch)
+        else:
+            ch.send(f"pid {os.getpid()}")
+        os.setsid()
+        if console_fd is not None:
+            from dockyard.runtime import console
+
+            console.setup_pty(console_fd)
+            os.close(console_fd)
+        for w in rlimits.apply(proc.get("rlimits")):
+            ch.send(f"warn {w}")
+        init.oom_score_adj(proc.get("oomScoreAdj"))
+        os.chdir(proc.get("cwd") or "/")
+        seccomp = linux.get("seccomp")
+        init.setup_user_and_caps(proc, seccomp, ch)
+        path = init.resolve_exec(proc["args"][0], proc.get("env") or [])
+        init.close_inherited_fds()
+    except BaseException as e:  # noqa: BLE001
+        ch.send(f"error {init._describe(e)}")
+        os._exit(1)
+    ch.close()
+    try:
+        init.exec_process(proc, path, seccomp)
+    except BaseException as e:  # noqa: BLE001
+        print(f"Error: {init._describe(e)}", file=sys.stderr, flush=True)
+    os._exit(127)

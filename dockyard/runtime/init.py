@@ -1,0 +1,311 @@
+"""The forked side of `create` and `exec`: namespaces, rootfs, process setup, then execve.
+
+The parent and the forked processes talk over a pair of pipes in short text lines ("go", "pid N",
+"userns", "hooks", "warn MSG", "error MSG", "ready").  Any failure in the child travels back as one
+"error" line so `create` can print it once and clean up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from dockyard.runtime import linux as L
+
+
+class Channel:
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd = rfd
+        self.wfd = wfd
+        self._buf = b""
+
+    def send(self, msg: str) -> None:
+        os.write(self.wfd, msg.replace("\n", " ").encode(errors="replace") + b"\n")
+
+    def recv(self) -> str | None:
+        while b"\n" not in self._buf:
+            chunk = os.read(self.rfd, 4096)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def expect(self, what: str) -> None:
+        msg = self.recv()
+        if msg != what:
+            raise RuntimeError(f"expected {what!r} from the runtime, got {msg!r}")
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        text = e.strerror if not e.filename else f"{e.filename}: {e.strerror}"
+        return text
+    return str(e) or type(e).__name__
+
+
+def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None = None) -> bool:
+    """Join namespaces given by path (or those of ``join_pid``) and unshare new ones.
+
+    Returns whether the caller must fork so the next process lands in the target PID namespace.
+    A new user namespace is created first and the parent writes its ID maps ("userns" / "go").
+    """
+    fds: dict[str, int] = {}
+    new = 0
+    for ns in namespaces:
+        flag, entry = L.NAMESPACES[ns["type"]]
+        path = ns.get("path")
+        if join_pid is not None:
+            path = f"/proc/{join_pid}/ns/{entry}"
+            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{entry}").st_ino:
+                continue  # already there (setns to one's own user namespace fails)
+        if path:
+            try:
+                fds[ns["type"]] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot open {ns['type']} namespace {path}: {e.strerror}") from None
+        else:
+            new |= flag
+    try:
+        if "user" in fds:
+            L.setns(fds.pop("user"), L.CLONE_NEWUSER)
+        elif new & L.CLONE_NEWUSER:
+            L.unshare(L.CLONE_NEWUSER)
+            ch.send("userns")
+            ch.expect("go")
+            new &= ~L.CLONE_NEWUSER
+        if "user" in [ns["type"] for ns in namespaces]:
+            try:
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            except OSError:
+                pass  # root is not mapped; keep whatever identity the map gave us
+        # The mount namespace is entered last: the other paths are host paths.
+        for typ in sorted(fds, key=lambda t: t == "mount"):
+            L.setns(fds[typ], 0)
+            os.close(fds[typ])
+    finally:
+        for fd in fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    pid_new = bool(new & L.CLONE_NEWPID)
+    if new & ~L.CLONE_NEWPID:
+        L.unshare(new & ~L.CLONE_NEWPID)
+    if pid_new:
+        L.unshare(L.CLONE_NEWPID)
+    return pid_new or "pid" in fds or (join_pid is not None and any(ns["type"] == "pid" for ns in namespaces))
+
+
+def fork_into_pidns(ch: Channel) -> None:
+    """Fork so the child is in the new PID namespace; the parent reports the child's pid and exits."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        ch.send(f"pid {pid}")
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)  # returns at EOF, once our parent has reported our pid and exited
+    os.close(r)
+
+
+def resolve_exec(args0: str, env: list[str]) -> str:
+    if "/" in args0:
+        if not os.access(args0, os.X_OK):
+            raise OSError(2 if not os.path.exists(args0) else 13,
+                          f'exec: "{args0}": ' + ("no such file or directory" if not os.path.exists(args0)
+                                                   else "permission denied"))
+        return args0
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", args0)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise OSError(2, f'exec: "{args0}": executable file not found in $PATH')
+
+
+def setup_user_and_caps(proc: dict, seccomp: dict | None, ch: Channel | None) -> None:
+    """Identity, capabilities and (when no_new_privileges is off) seccomp, in runc's order."""
+    from dockyard.runtime import capabilities
+
+    user = proc.get("user") or {}
+    caps = proc.get("capabilities")
+    nnp = bool(proc.get("noNewPrivileges"))
+    warnings: list[str] = []
+    if seccomp is not None and not nnp:
+        from dockyard.runtime import seccomp as sc
+
+        sc.load(seccomp, False)
+    warnings += capabilities.drop_bounding(caps) or []
+    capabilities.keep_caps_on_setuid()
+    gids = user.get("additionalGids")
+    try:
+        os.setgroups(list(gids or []))
+    except PermissionError:
+        if gids:
+            raise
+    os.setresgid(user.get("gid", 0), user.get("gid", 0), user.get("gid", 0))
+    os.setresuid(user.get("uid", 0), user.get("uid", 0), user.get("uid", 0))
+    warnings += capabilities.apply(caps) or []
+    if "umask" in user:
+        os.umask(user["umask"])
+    else:
+        os.umask(0o022)
+    if ch is not None:
+        for w in warnings:
+            # runc raises ambient capabilities on a best-effort basis and says nothing; so do we.
+            if not w.startswith("ambient capability"):
+                ch.send(f"warn {w}")
+
+
+def close_inherited_fds(keep: int = 3) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def exec_process(proc: dict, path: str, seccomp: dict | None) -> None:
+    if proc.get("noNewPrivileges"):
+        # Last step before execve: seccomp (if any) and no_new_privs.  Without no_new_privs seccomp
+        # was loaded while the process still had CAP_SYS_ADMIN (setup_user_and_caps).
+        from dockyard.runtime import seccomp as sc
+
+        sc.load(seccomp, True)
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
+    os.execve(path, proc["args"], env)
+
+
+def oom_score_adj(value: int | None) -> None:
+    if value is None:
+        return
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def preload(spec: dict) -> None:
+    """Import now what runs after pivot_root: the host's Python library is out of reach from then on."""
+    import json  # noqa: F401
+    import socket  # noqa: F401
+
+    from dockyard.runtime import capabilities, console, rlimits, rootfs  # noqa: F401
+
+    capabilities.last_cap()
+    if (spec.get("linux") or {}).get("seccomp") or (spec.get("process") or {}).get("noNewPrivileges"):
+        from dockyard.runtime import seccomp
+
+        if (spec.get("linux") or {}).get("seccomp"):
+            seccomp._lib()
+    if spec.get("hooks"):
+        import subprocess  # noqa: F401
+
+        from dockyard.runtime import hooks  # noqa: F401
+
+
+def container_init(ch: Channel, ctx: dict) -> None:
+    """Runs as the container's init (PID 1 in a new PID namespace): never returns."""
+    spec = ctx["spec"]
+    proc = spec["process"]
+    linux = spec.get("linux") or {}
+    ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
+    try:
+        os.setsid()
+        preload(spec)
+        from dockyard.runtime import rlimits, rootfs
+
+        rootfs.prepare(ctx["rootfs"], spec, ctx["bundle"], "user" in ns_types, "cgroup" in ns_types)
+        hooks = spec.get("hooks") or {}
+        state: dict = {}
+        if any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer", "startContainer")):
+            # The parent runs prestart/createRuntime hooks in the runtime's namespaces, then sends the state.
+            ch.send("hooks")
+            reply = ch.recv() or ""
+            if not reply.startswith("go "):
+                raise RuntimeError("the runtime did not answer the hooks request")
+            import json
+
+            state = json.loads(reply[3:])
+        if hooks.get("createContainer"):
+            from dockyard.runtime import hooks as hk
+
+            hk.run("createContainer", hooks["createContainer"], state)
+        fifo = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
+        rootfs.pivot(ctx["rootfs"], ctx["no_pivot"])
+        if ctx.get("console_fd") is not None:
+            from dockyard.runtime import console
+
+            slave = console.setup_pty(ctx["console_fd"])
+            os.close(ctx["console_fd"])
+            _bind_console(slave)
+        if "hostname" in spec:
+            import socket
+
+            socket.sethostname(spec["hostname"])
+        if spec.get("domainname"):
+            L.setdomainname(spec["domainname"])
+        if linux.get("sysctl"):
+            rootfs.write_sysctl(linux["sysctl"])
+        rootfs.finalize(spec)
+        oom_score_adj(proc.get("oomScoreAdj"))
+        for w in rlimits.apply(proc.get("rlimits")):
+            ch.send(f"warn {w}")
+        seccomp = linux.get("seccomp")
+        cwd = proc.get("cwd") or "/"
+        os.chdir(cwd)
+        setup_user_and_caps(proc, seccomp, ch)
+        path = resolve_exec(proc["args"][0], proc.get("env") or [])
+    except BaseException as e:  # noqa: BLE001 - everything goes back to `create` as one line
+        ch.send(f"error {_describe(e)}")
+        os._exit(1)
+    ch.send("ready")
+    ch.close()
+    try:
+        fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(fifo)
+        if (spec.get("hooks") or {}).get("startContainer"):
+            from dockyard.runtime import hooks as hk
+
+            hk.run("startContainer", spec["hooks"]["startContainer"], dict(state, status="running"))
+        close_inherited_fds()
+        exec_process(proc, path, seccomp)
+    except BaseException as e:  # noqa: BLE001
+        print(f"Error: {_describe(e)}", file=sys.stderr, flush=True)
+    os._exit(127)
+
+
+def _bind_console(slave: str) -> None:
+    try:
+        if not os.path.exists("/dev/console"):
+            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        L.mount(slave, "/dev/console", None, L.MS_BIND)
+    except OSError:
+        pass  # a read-only /dev: the pty still works as stdio
+
+
+def stage1(rfd: int, wfd: int, ctx: dict) -> None:
+    """First forked process of `create`: namespaces, then become (or fork) the init.  Never returns."""
+    ch = Channel(rfd, wfd)
+    try:
+        ch.expect("go")  # the parent has moved us into the cgroup
+        namespaces = ((ctx["spec"].get("linux") or {}).get("namespaces")) or []
+        if enter_namespaces(ch, namespaces):
+            fork_into_pidns(ch)
+        else:
+            ch.send(f"pid {os.getpid()}")
+    except BaseException as e:  # noqa: BLE001
+        ch.send(f"error {_describe(e)}")
+        os._exit(1)
+    container_init(ch, ctx)

@@ -1,0 +1,86 @@
+"""Thin, errno-checked wrappers for the namespace and mount system calls Python 3.11 lacks."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from dockyard.runtime._libc import check, libc, syscall
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# OCI namespace type -> (clone flag, /proc/PID/ns entry)
+NAMESPACES: dict[str, tuple[int, str]] = {
+    "pid": (CLONE_NEWPID, "pid"),
+    "network": (CLONE_NEWNET, "net"),
+    "mount": (CLONE_NEWNS, "mnt"),
+    "ipc": (CLONE_NEWIPC, "ipc"),
+    "uts": (CLONE_NEWUTS, "uts"),
+    "user": (CLONE_NEWUSER, "user"),
+    "cgroup": (CLONE_NEWCGROUP, "cgroup"),
+}
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else os.fsencode(s)
+
+
+def unshare(flags: int) -> None:
+    syscall("unshare", ctypes.c_int(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    syscall("setns", ctypes.c_int(fd), ctypes.c_int(nstype))
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    if libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data) if data else None) == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source or fstype or ''} to {target}: {os.strerror(err)}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    check(libc.umount2(_b(target), flags), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    syscall("pivot_root", _b(new_root), _b(put_old))
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    check(libc.setdomainname(raw, len(raw)), "setdomainname")
