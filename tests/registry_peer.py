@@ -100,6 +100,7 @@ class RegistryPeer:
     auth: tuple[str, str] | None = None
     ca_cert: Path | None = None
     log: Path | None = None
+    token_server: TokenServer | None = None
     _certs_d: Path | None = field(default=None, repr=False)
 
     @property
@@ -149,6 +150,8 @@ class RegistryPeer:
         return self.proc.poll() is None
 
     def stop(self) -> None:
+        if self.token_server is not None:
+            self.token_server.stop()
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -161,7 +164,107 @@ class RegistryPeer:
                 self.proc.wait()
 
 
-def _config(port: int, storage: Path, tls: tuple[Path, Path] | None, htpasswd: Path | None) -> str:
+class TokenServer:
+    """A minimal Docker token server (the Bearer flow of docker.io, ghcr.io, Harbor...) on loopback.
+
+    Checks Basic credentials against ``users`` and hands out an ES256 JWT carrying the requested
+    ``access``, signed by a self-signed certificate the registry trusts (``rootcertbundle``) and
+    named in the token's ``x5c`` header.  ``requests`` records every (user, scopes) asked for.
+    """
+
+    issuer = "dockyard-test-issuer"
+    service = "dockyard-test-registry"
+
+    def __init__(self, workdir: Path, users: dict[str, str]) -> None:
+        import http.server
+        import threading
+
+        self.users = users
+        self.requests: list[tuple[str | None, list[str]]] = []
+        self.cert, self.key = make_self_signed(workdir / "token-signing", names=("token-signer",))
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server._handle(self)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def _handle(self, h: object) -> None:
+        import base64
+        import urllib.parse
+
+        req = h  # BaseHTTPRequestHandler
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(req.path).query)  # type: ignore[attr-defined]
+        user = None
+        hdr = req.headers.get("Authorization", "")  # type: ignore[attr-defined]
+        if hdr.startswith("Basic "):
+            u, _, pw = base64.b64decode(hdr[6:]).decode().partition(":")
+            if self.users.get(u) != pw:
+                self._reply(req, 401, {"errors": [{"code": "UNAUTHORIZED", "message": "invalid username/password"}]})
+                return
+            user = u
+        scopes = q.get("scope", [])
+        self.requests.append((user, scopes))
+        access = []
+        for sc in scopes:
+            typ, _, rest = sc.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": typ, "name": name, "actions": actions.split(",") if user else []})
+        self._reply(req, 200, {"token": self._sign(user or "", access), "expires_in": 300})
+
+    @staticmethod
+    def _reply(req: object, status: int, doc: dict[str, object]) -> None:
+        import json
+
+        body = json.dumps(doc).encode()
+        req.send_response(status)  # type: ignore[attr-defined]
+        req.send_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+        req.send_header("Content-Length", str(len(body)))  # type: ignore[attr-defined]
+        req.end_headers()  # type: ignore[attr-defined]
+        req.wfile.write(body)  # type: ignore[attr-defined]
+
+    def _sign(self, sub: str, access: list[dict[str, object]]) -> str:
+        import base64
+        import json
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        def b64(b: bytes) -> str:
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        key = serialization.load_pem_private_key(self.key.read_bytes(), None)
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256",
+                  "x5c": [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]}
+        claims = {"iss": self.issuer, "sub": sub, "aud": self.service, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": secrets.token_hex(8), "access": access}
+        signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        der = key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+        r, s_ = decode_dss_signature(der)
+        return signing_input + "." + b64(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _config(port: int, storage: Path, tls: tuple[Path, Path] | None, htpasswd: Path | None,
+            token: TokenServer | None = None) -> str:
     import yaml
 
     cfg: dict[str, object] = {
@@ -175,19 +278,25 @@ def _config(port: int, storage: Path, tls: tuple[Path, Path] | None, htpasswd: P
         cfg["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}  # type: ignore[index]
     if htpasswd:
         cfg["auth"] = {"htpasswd": {"realm": "Registry Realm", "path": str(htpasswd)}}
+    if token:
+        cfg["auth"] = {"token": {"realm": token.realm, "service": token.service, "issuer": token.issuer,
+                                 "rootcertbundle": str(token.cert)}}
     return yaml.safe_dump(cfg, default_flow_style=False)
 
 
 def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | None = None,
-                   hostname: str = "localhost", timeout: float = 30.0) -> RegistryPeer:
+                   hostname: str = "localhost", timeout: float = 30.0, token: bool = False) -> RegistryPeer:
+    """Start a registry; ``auth`` = (user, password) enables htpasswd (Basic), or with ``token=True``
+    a Bearer token server (``peer.token_server``) that checks those credentials."""
     workdir.mkdir(parents=True, exist_ok=True)
     certs = make_self_signed(workdir / "certs", names=("localhost",)) if tls else None
-    htpasswd = write_htpasswd(workdir / "auth" / "htpasswd", {auth[0]: auth[1]}) if auth else None
+    tok = TokenServer(workdir, {auth[0]: auth[1]} if auth else {}) if token else None
+    htpasswd = write_htpasswd(workdir / "auth" / "htpasswd", {auth[0]: auth[1]}) if auth and not token else None
     last_err = ""
     for _attempt in range(3):
         port = free_port()
         cfg = workdir / "config.yml"
-        cfg.write_text(_config(port, workdir / "data", certs, htpasswd))
+        cfg.write_text(_config(port, workdir / "data", certs, htpasswd, tok))
         log = workdir / "registry.log"
         with open(log, "ab") as logf:
             # The registry reads REGISTRY_* variables as config overrides; REGISTRY_AUTH_FILE
@@ -197,9 +306,12 @@ def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | Non
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         peer = RegistryPeer(port, workdir, proc, tls, hostname, auth, certs[0] if certs else None, log)
         if _wait_ready(peer, timeout):
+            peer.token_server = tok
             return peer
         last_err = log.read_text(errors="replace")[-500:]
         peer.stop()
+    if tok:
+        tok.stop()
     raise RuntimeError(f"docker-registry did not start: {last_err}")
 
 
@@ -224,11 +336,13 @@ def _wait_ready(peer: RegistryPeer, timeout: float) -> bool:
 
 @pytest.fixture
 def registry(tmp_path) -> Iterator:
-    """Factory fixture: ``registry(tls=..., auth=(user, pw))`` -> RegistryPeer, stopped at teardown."""
+    """Factory fixture: ``registry(tls=..., auth=(user, pw), token=...)`` -> RegistryPeer, stopped at teardown."""
     started: list[RegistryPeer] = []
 
-    def start(tls: bool = False, auth: tuple[str, str] | None = None, hostname: str = "localhost") -> RegistryPeer:
-        peer = start_registry(tmp_path / f"registry{len(started)}", tls=tls, auth=auth, hostname=hostname)
+    def start(tls: bool = False, auth: tuple[str, str] | None = None, hostname: str = "localhost",
+              token: bool = False) -> RegistryPeer:
+        peer = start_registry(tmp_path / f"registry{len(started)}", tls=tls, auth=auth, hostname=hostname,
+                              token=token)
         started.append(peer)
         return peer
 

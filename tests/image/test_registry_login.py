@@ -83,3 +83,21 @@ def test_manifest_inspect_raw_and_verbose(dy, registry, registry_env, busybox_oc
 
     p = dy("manifest", "inspect", f"{reg.host}/ns/nothere:v1", env=registry_env)
     assert p.returncode == 125 and "Error:" in p.stderr and "not found" in p.stderr.lower()
+
+
+def test_bearer_token_flow(dy, registry, registry_env, busybox_oci):
+    """A registry delegating auth to a token server: login fetches a token with Basic credentials,
+    then every API call carries a Bearer token scoped to the repository."""
+    layout, info = busybox_oci
+    reg = registry(tls=True, auth=USER, token=True)
+    trust(reg, registry_env)
+    skopeo_push(layout, "v1", reg, "ns/busybox")
+    p = dy("login", "-u", USER[0], "-p", "nope", reg.host, env=registry_env)
+    assert p.returncode == 125 and "unauthorized" in p.stderr
+    p = dy("login", "-u", USER[0], "-p", USER[1], reg.host, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    reg.token_server.requests.clear()
+    p = dy("manifest", "inspect", f"{reg.host}/ns/busybox:v1", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["config"]["digest"] == info["config"]
+    assert (USER[0], ["repository:ns/busybox:pull"]) in reg.token_server.requests
