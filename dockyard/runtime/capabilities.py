@@ -4,6 +4,8 @@ The container init calls, in order: ``drop_bounding`` (still root, needs CAP_SET
 ``keep_caps_on_setuid`` (so setuid to a non-root user keeps the permitted set), the user switch,
 then ``apply`` which sets effective/permitted/inheritable and raises the ambient set.
 Capabilities the host kernel does not know (above cap_last_cap) are skipped with a warning, as runc does.
+Everything the init needs is imported at module load: after pivot_root or the user switch the host's
+Python library may no longer be reachable.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import errno
 from functools import lru_cache
 
 from dockyard.errors import InvalidArgument
+from dockyard.runtime._libc import prctl, syscall
 
 CAP_NAMES: dict[int, str] = dict(enumerate([
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
@@ -120,11 +123,6 @@ def _mask(names: list[str] | None, warnings: list[str]) -> int:
     return mask
 
 
-def _prctl(*args: int) -> int:
-    from dockyard.runtime._libc import prctl
-    return prctl(*args)
-
-
 def drop_bounding(caps: dict | None) -> list[str]:
     """Drop every capability not in ``caps["bounding"]`` from the bounding set (needs CAP_SETPCAP)."""
     warnings: list[str] = []
@@ -133,12 +131,12 @@ def drop_bounding(caps: dict | None) -> list[str]:
     keep = _mask(caps.get("bounding"), warnings)
     for cap in range(last_cap() + 1):
         if not keep >> cap & 1:
-            _prctl(PR_CAPBSET_DROP, cap)
+            prctl(PR_CAPBSET_DROP, cap)
     return warnings
 
 
 def keep_caps_on_setuid() -> None:
-    _prctl(PR_SET_KEEPCAPS, 1)
+    prctl(PR_SET_KEEPCAPS, 1)
 
 
 def apply(caps: dict | None) -> list[str]:
@@ -147,8 +145,6 @@ def apply(caps: dict | None) -> list[str]:
     Called after setgid/setuid.  Returns warnings (capabilities this kernel lacks, ambient capabilities
     that cannot be raised because they are not both permitted and inheritable); never half-applies a set.
     """
-    from dockyard.runtime._libc import syscall
-
     warnings: list[str] = []
     if caps is None:
         return warnings
@@ -162,15 +158,15 @@ def apply(caps: dict | None) -> list[str]:
         data[i].permitted = prm >> (32 * i) & 0xFFFFFFFF
         data[i].inheritable = inh >> (32 * i) & 0xFFFFFFFF
     syscall("capset", ctypes.byref(hdr), data)
-    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     amb = _mask(caps.get("ambient"), [])
     for cap in range(last_cap() + 1):
         if amb >> cap & 1:
             try:
-                _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+                prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
             except OSError as e:
                 if e.errno != errno.EPERM:
                     raise
                 warnings.append(f"ambient capability {name(cap)} must also be permitted and inheritable; ignored")
-    _prctl(PR_SET_KEEPCAPS, 0)
+    prctl(PR_SET_KEEPCAPS, 0)
     return warnings

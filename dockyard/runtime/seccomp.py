@@ -4,6 +4,9 @@ Order in the container init (as runc): without ``no_new_privileges`` the filter 
 the process still holds CAP_SYS_ADMIN (before the capability drop); with it, ``load`` sets
 PR_SET_NO_NEW_PRIVS first and may run last, just before execve, so the filter need not allow the
 runtime's own set-up calls.
+
+libseccomp is opened when this module is imported, so ``load`` works in an init that has already
+pivoted into the container's root filesystem (where the host's libseccomp.so is out of reach).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from dockyard.errors import InvalidArgument, Unsupported
+from dockyard.runtime._libc import prctl
 
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -51,12 +55,11 @@ class _ArgCmp(ctypes.Structure):
                 ("datum_b", ctypes.c_uint64)]
 
 
-@lru_cache(maxsize=1)
-def _lib() -> ctypes.CDLL:
+def _open() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        raise Unsupported("seccomp needs libseccomp (libseccomp.so.2), which is not installed") from None
+        return None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -71,6 +74,15 @@ def _lib() -> ctypes.CDLL:
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     return lib
+
+
+_LIB = _open()
+
+
+def _lib() -> ctypes.CDLL:
+    if _LIB is None:
+        raise Unsupported("seccomp needs libseccomp (libseccomp.so.2), which is not installed")
+    return _LIB
 
 
 def _rc(rv: int, what: str) -> None:
@@ -156,8 +168,6 @@ def _compile(lib: ctypes.CDLL, ctx: int, seccomp: dict) -> None:
 
 def load(seccomp: dict | None, no_new_privileges: bool) -> None:
     """Set no_new_privs when asked, then compile and load the filter (if any) into the calling process."""
-    from dockyard.runtime._libc import prctl
-
     if no_new_privileges:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
     if not seccomp:
