@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dockyard.paths import Roots
 
 if TYPE_CHECKING:
+    from dockyard.engine.networks import NetworkService
     from dockyard.engine.registry import RegistryService
     from dockyard.engine.system import SystemService
     from dockyard.store.blobs import BlobStore
@@ -50,6 +51,12 @@ class Engine:
         from dockyard.engine.registry import RegistryService
 
         return RegistryService(self)
+
+    @cached_property
+    def networks(self) -> NetworkService:
+        from dockyard.engine.networks import NetworkService
+
+        return NetworkService(self)
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -1,0 +1,154 @@
+"""`network` commands: create, ls, inspect, rm, prune, connect, disconnect (Docker's flags and output)."""
+
+from __future__ import annotations
+
+import click
+
+from dockyard.cli import LazyGroup
+from dockyard.cli.output import print_format, print_json
+from dockyard.errors import DockyardError, InvalidArgument
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not k:
+            raise InvalidArgument(f"invalid {what} {v!r}: expected KEY=VALUE")
+        out[k] = val
+    return out
+
+
+def _filters(values: tuple[str, ...]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not sep or not k:
+            raise InvalidArgument(f"bad format of filter {v!r} (expected name=value)")
+        out.setdefault(k, []).append(val)
+    return out
+
+
+def _row(n: dict, trunc: bool) -> dict:
+    return {
+        "ID": n["Id"][:12] if trunc else n["Id"], "Name": n["Name"], "Driver": n["Driver"], "Scope": n["Scope"],
+        "IPv6": n["EnableIPv6"], "Internal": n["Internal"], "CreatedAt": n["Created"],
+        "Labels": ",".join(f"{k}={v}" for k, v in n["Labels"].items()),
+    }
+
+
+@click.group(cls=LazyGroup, help="Manage networks.")
+def network():
+    pass
+
+
+@network.command("create", help="Create a network.")
+@click.option("-d", "--driver", default="bridge", show_default=True, help="Driver to manage the network.")
+@click.option("--subnet", help="Subnet in CIDR format, e.g. 10.5.0.0/16.")
+@click.option("--gateway", help="IPv4 gateway for the subnet.")
+@click.option("--ip-range", help="Allocate container addresses from a sub-range (CIDR).")
+@click.option("--internal", is_flag=True, help="Restrict external access to the network.")
+@click.option("--label", multiple=True, help="Set metadata on the network (KEY=VALUE).")
+@click.option("-o", "--opt", multiple=True, help="Driver options (mtu=, com.docker.network.bridge.name=).")
+@click.argument("name")
+@click.pass_obj
+def create(state, driver, subnet, gateway, ip_range, internal, label, opt, name):
+    n = state.engine.networks.create(name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
+                                     internal=internal, labels=_pairs(label, "label"),
+                                     options=_pairs(opt, "option"))
+    click.echo(n["Id"])
+
+
+@network.command("ls", help="List networks.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (driver, id, label, name, scope, type, dangling).")
+@click.option("--format", "fmt", help="Format the output with a Go template, or json.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display network IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
+@click.pass_obj
+def ls(state, filters, fmt, quiet, no_trunc):
+    nets = state.engine.networks.list(_filters(filters))
+    rows = [_row(n, not no_trunc) for n in nets]
+    if quiet:
+        for r in rows:
+            click.echo(r["ID"])
+        return
+    if fmt and fmt != "table":
+        if fmt == "json":
+            print_json(rows)
+            return
+        from dockyard.formatting import render
+
+        body = fmt[len("table"):].lstrip() if fmt.startswith("table ") else fmt
+        for r in rows:
+            out = render(body, r)
+            click.echo(out if out.endswith("\n") else out + "\n", nl=False)
+        return
+    click.echo(f"{'NETWORK ID':<15}{'NAME':<20}{'DRIVER':<10}{'SCOPE'}")
+    for r in rows:
+        click.echo(f"{r['ID']:<15}{r['Name']:<20}{r['Driver']:<10}{r['Scope']}")
+
+
+network.add_command(ls, "list")
+
+
+@network.command("inspect", help="Display detailed information on one or more networks.")
+@click.option("-f", "--format", "fmt", help="Format the output with a Go template, or json.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def inspect(state, fmt, names):
+    out = []
+    err = None
+    for name in names:
+        try:
+            out.append(state.engine.networks.inspect(name))
+        except DockyardError as e:
+            err = e
+            click.echo(f"Error: {e}", err=True)
+    if fmt:
+        for n in out:
+            print_format(n, fmt)
+    else:
+        print_json(out)
+    if err is not None:
+        raise SystemExit(err.exit_code)
+
+
+@network.command("rm", help="Remove one or more networks.")
+@click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def rm(state, force, names):
+    from dockyard.errors import NotFound
+
+    failed = None
+    for name in names:
+        try:
+            click.echo(state.engine.networks.remove(name))
+        except NotFound as e:
+            if not force:
+                failed = e
+                click.echo(f"Error: {e}", err=True)
+        except DockyardError as e:
+            failed = e
+            click.echo(f"Error: {e}", err=True)
+    if failed is not None:
+        raise SystemExit(failed.exit_code)
+
+
+network.add_command(rm, "remove")
+
+
+@network.command("prune", help="Remove all unused networks.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, help="Filter (label=KEY[=VALUE]).")
+@click.pass_obj
+def prune(state, force, filters):
+    if not force:
+        click.echo("WARNING! This will remove all custom networks not used by at least one container.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    removed = state.engine.networks.prune(_filters(filters))
+    if removed:
+        click.echo("Deleted Networks:")
+        for name in removed:
+            click.echo(name)
