@@ -63,7 +63,7 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def start_server(procs, tmp_path: Path, env: dict[str, str] | None = None, delete: bool = True,
+def start_server(procs, tmp_path: Path, env: dict[str, str | None] | None = None, delete: bool = True,
                  root: Path | None = None, port: int | None = None, args: list[str] | None = None) -> Server:
     port = port or free_port()
     root = root or tmp_path / "registry-data"
@@ -73,6 +73,7 @@ def start_server(procs, tmp_path: Path, env: dict[str, str] | None = None, delet
     full["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = str(root)
     full["REGISTRY_STORAGE_DELETE_ENABLED"] = "true" if delete else "false"
     full.update(env or {})
+    full = {k: v for k, v in full.items() if v is not None}  # None: leave the variable unset
     log = tmp_path / f"registry-{port}.log"
     proc = procs.start([sys.executable, "-m", "dockyard", "registry", "serve", *(args or [])], env=full,
                        stdout=open(log, "wb"), stderr=subprocess.STDOUT)
