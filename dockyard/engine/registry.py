@@ -65,6 +65,12 @@ class PushResult:
     layers: list[str] = field(default_factory=list)
 
 
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def short_id(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
@@ -172,19 +178,24 @@ class RegistryService:
                 if media_type not in mf.MANIFEST_TYPES:
                     raise InvalidArgument(f"index entry {entry.digest} is not an image manifest")
             manifest = mf.parse_manifest(data, media_type)
-            blobs = self.engine.blobs
-            had_all = blobs.has(manifest.config.digest) and all(blobs.has(x.digest) for x in manifest.layers)
+            up_to_date = self._is_current(ref, manifest_digest=_sha256(data))
             self._fetch(client, src.path, manifest.config, emit, report=False)
-            config_bytes = blobs.read(manifest.config.digest)
+            config_bytes = self.engine.blobs.read(manifest.config.digest)
             mf.parse_config(config_bytes)
             self._fetch_layers(client, src.path, manifest.layers, emit)
         finally:
             client.close()
-        tags = [str(ref)] if ref.tag else []
-        images: Any = self.engine.images  # type: ignore[attr-defined]
-        record = images.add_from_manifest(data, media_type, config_bytes, tags, index_bytes=index_bytes)
-        image_id = getattr(record, "id", None) or manifest.config.digest
-        return PullResult(str(ref), top_digest, image_id, had_all)
+        record = self.engine.images.add_from_manifest(
+            data, media_type, config_bytes, tags=[str(ref)] if ref.tag else [], index_bytes=index_bytes,
+            repo=ref.name)
+        return PullResult(str(ref), top_digest, record.id, up_to_date)
+
+    def _is_current(self, ref: Reference, manifest_digest: str) -> bool:
+        """Whether ``ref`` already names the image this manifest describes ("Image is up to date")."""
+        try:
+            return self.engine.images.get(str(ref)).manifest_digest == manifest_digest
+        except (NotFound, InvalidArgument):
+            return False
 
     def _fetch_layers(self, client: RegistryClient, repo: str, layers: list[Descriptor], emit: ProgressFn) -> None:
         todo = []
@@ -267,20 +278,19 @@ class RegistryService:
         from dockyard.image.reference import parse
 
         emit = progress or (lambda p: None)
-        images: Any = self.engine.images  # type: ignore[attr-defined]
-        record = images.get(name)
+        record = self.engine.images.get(name)
         target = parse(dest or name)
         if not target.tag and not target.digest:
             target = target.with_tag("latest")
         self.conf.check_blocked(target)
-        data: bytes = record.manifest
-        media_type = mf.detect_media_type(data, getattr(record, "media_type", None) or None)
+        data = record.manifest_bytes
+        media_type = mf.detect_media_type(data, record.manifest_media_type or None)
         manifest = mf.parse_manifest(data, media_type)
         src = self.conf.rewrite(target)
         client = self.client(src.domain, tls_verify, src.path, creds)
         emit(Progress("", f"The push refers to repository [{target.name}]"))
         # Other names of this image on the same registry are where a blob can be mounted from.
-        mount_sources = [r.path for r in (self._try_parse(t) for t in getattr(record, "repo_tags", []) or [])
+        mount_sources = [r.path for r in (self._try_parse(t) for t in record.repo_tags)
                          if r is not None and r.domain == src.domain and r.path != src.path]
         try:
             descs = [*manifest.layers, manifest.config]

@@ -1,0 +1,125 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.registry_peer are redefined as parameters
+"""pull and push against the reference registry: plain HTTP, TLS with a certs.d CA, htpasswd."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dockyard.engine import Engine
+from tests.registry_peer import busybox_oci, registry, registry_env, skopeo_push, trust  # noqa: F401
+
+pytestmark = pytest.mark.peer("docker-registry", "skopeo")
+USER = ("testuser", "testpassword")
+
+
+def image(root, ref):
+    e = Engine(root)
+    try:
+        return e.images.get(ref)
+    finally:
+        e.close()
+
+
+def test_pull_plain_http_with_tls_verify_false(dy, registry, registry_env, busybox_oci):
+    layout, info = busybox_oci
+    reg = registry()
+    skopeo_push(layout, "v1", reg, "ns/busybox")
+    name = f"127.0.0.1:{reg.port}/ns/busybox:v1"
+    p = dy("pull", "--tls-verify=false", name, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "v1: Pulling from ns/busybox"
+    for d in info["layers"]:
+        assert f"{d.split(':')[1][:12]}: Pull complete" in lines
+    assert f"Digest: {info['manifest']}" in lines
+    assert f"Status: Downloaded newer image for {name}" in lines
+    assert lines[-1] == name
+    img = image(dy.root, name)
+    assert img.id == info["config"]
+    assert name in img.repo_tags
+    assert [lay.digest for lay in img.layers] == info["layers"]
+    assert f"127.0.0.1:{reg.port}/ns/busybox@{info['manifest']}" in img.repo_digests
+
+    # Second pull: nothing downloaded, "up to date".
+    p = dy("pull", "--tls-verify=false", name, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert "Already exists" in p.stdout and "Pull complete" not in p.stdout
+    assert f"Status: Image is up to date for {name}" in p.stdout
+
+    # Quiet prints only the name, and by-digest pulls verify the digest.
+    p = dy("pull", "-q", "--tls-verify=false", f"127.0.0.1:{reg.port}/ns/busybox@{info['manifest']}",
+           env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"127.0.0.1:{reg.port}/ns/busybox@{info['manifest']}\n"
+
+
+def test_pull_tls_certs_d_and_htpasswd(dy, registry, registry_env, busybox_oci):
+    layout, info = busybox_oci
+    reg = registry(tls=True, auth=USER)
+    skopeo_push(layout, "v1", reg, "ns/busybox")
+    name = f"{reg.host}/ns/busybox:v1"
+    trust(reg, registry_env)
+    p = dy("pull", name, env=registry_env)
+    assert p.returncode == 125 and "unauthorized" in p.stderr
+    assert dy("login", "-u", USER[0], "-p", USER[1], reg.host, env=registry_env).returncode == 0
+    p = dy("pull", name, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert image(dy.root, name).id == info["config"]
+
+
+def test_push_monolithic_chunked_and_mount(dy, registry, registry_env, busybox_oci):
+    layout, info = busybox_oci
+    reg = registry(tls=True, auth=USER)
+    trust(reg, registry_env)
+    skopeo_push(layout, "v1", reg, "src/busybox")
+    assert dy("login", "-u", USER[0], "-p", USER[1], reg.host, env=registry_env).returncode == 0
+    assert dy("pull", f"{reg.host}/src/busybox:v1", env=registry_env).returncode == 0
+
+    # Monolithic upload to a new repository of another registry (no blobs there yet).
+    other = registry(tls=True)
+    trust(other, registry_env)
+    p = dy("push", f"{reg.host}/src/busybox:v1", f"{other.host}/mono/busybox:v2", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert f"The push refers to repository [{other.host}/mono/busybox]" in p.stdout
+    assert p.stdout.count(": Pushed") == len(info["layers"])
+    assert p.stdout.strip().endswith(f"v2: digest: {info['manifest']} size: "
+                                     f"{len((layout / 'blobs/sha256' / info['manifest'].split(':')[1]).read_bytes())}")
+    # Pushing again finds every layer there.
+    p = dy("push", f"{reg.host}/src/busybox:v1", f"{other.host}/mono/busybox:v2", env=registry_env)
+    assert p.returncode == 0 and p.stdout.count("Layer already exists") == len(info["layers"])
+
+    # Chunked upload.
+    p = dy("push", "--chunk-size", "65536", f"{reg.host}/src/busybox:v1", f"{other.host}/chunked/bb:v1",
+           env=registry_env)
+    assert p.returncode == 0, p.stderr
+
+    # Cross-repository mount: the image is also tagged in src/busybox on the same registry.
+    assert dy("push", f"{reg.host}/src/busybox:v1", f"{reg.host}/dst/busybox:v1",
+              env=registry_env).returncode == 0
+    p = dy("push", f"{reg.host}/src/busybox:v1", f"{reg.host}/dst/busybox:v1", env=registry_env)
+    assert p.returncode == 0
+
+    # What landed is byte-identical: skopeo reads it back.
+    import subprocess
+    for host, repo in ((other.host, "mono/busybox:v2"), (other.host, "chunked/bb:v1"), (reg.host, "dst/busybox:v1")):
+        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", *(["--creds", ":".join(USER)] if host == reg.host else []),
+                              f"docker://{host}/{repo}"], capture_output=True, check=True).stdout
+        assert [x["digest"] for x in json.loads(raw)["layers"]] == info["layers"]
+
+
+def test_push_mounts_from_another_repository(dy, registry, registry_env, busybox_oci):
+    layout, info = busybox_oci
+    reg = registry()
+    skopeo_push(layout, "v1", reg, "src/busybox")
+    src = f"127.0.0.1:{reg.port}/src/busybox:v1"
+    assert dy("pull", "--tls-verify=false", src, env=registry_env).returncode == 0
+    p = dy("push", "--tls-verify=false", src, f"127.0.0.1:{reg.port}/dst/busybox:v1", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("Mounted from src/busybox") == len(info["layers"])
+
+
+def test_push_unknown_image(dy, registry_env):
+    p = dy("push", "--tls-verify=false", "127.0.0.1:1/nothere:v1", env=registry_env)
+    assert p.returncode == 125 and "Error:" in p.stderr
