@@ -31,6 +31,14 @@ COMMANDS: dict[str, str] = {
     "logout": "dockyard.cli.login:logout",
     "manifest": "dockyard.cli.manifest:manifest",
     "registry": "dockyard.cli.registry:registry",
+    "image": "dockyard.cli.image:image",
+    "images": "dockyard.cli.image:images",
+    "rmi": "dockyard.cli.image:rmi",
+    "tag": "dockyard.cli.image:image_tag",
+    "save": "dockyard.cli.image:image_save",
+    "load": "dockyard.cli.image:image_load",
+    "import": "dockyard.cli.image:image_import",
+    "history": "dockyard.cli.image:image_history",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from dockyard.paths import Roots
 
 if TYPE_CHECKING:
+    from dockyard.engine.containers import ContainerService
+    from dockyard.engine.images import ImageService
     from dockyard.engine.networks import NetworkService
     from dockyard.engine.registry import RegistryService
     from dockyard.engine.system import SystemService
@@ -47,6 +49,12 @@ class Engine:
         return SystemService(self)
 
     @cached_property
+    def images(self) -> ImageService:
+        from dockyard.engine.images import ImageService
+
+        return ImageService(self)
+
+    @cached_property
     def registry(self) -> RegistryService:
         from dockyard.engine.registry import RegistryService
 
@@ -57,6 +65,12 @@ class Engine:
         from dockyard.engine.networks import NetworkService
 
         return NetworkService(self)
+
+    @cached_property
+    def containers(self) -> ContainerService:
+        from dockyard.engine.containers import ContainerService
+
+        return ContainerService(self)
 
     def close(self) -> None:
         if "db" in self.__dict__:

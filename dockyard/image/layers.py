@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from dockyard.errors import InvalidArgument, Unsupported
 
@@ -90,11 +90,11 @@ def decompressed(f: IO[bytes]) -> IO[bytes]:
     raw: IO[bytes] = io.BufferedReader(_Peekable(f, head), CHUNK)
     comp = compression_of(head)
     if comp == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
     if comp == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+        return cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
     return raw
 
 
@@ -417,11 +417,13 @@ def pack_directory(rootfs: Path, out: BinaryIO, *, skip_contents_of: tuple[str, 
             return  # devices come from the runtime, never from an image
         ti.uname = ti.gname = ""
         if not ti.issym():
+            pax = dict(ti.pax_headers)
             with contextlib.suppress(OSError):
                 for name in os.listxattr(path, follow_symlinks=False):
                     if name.startswith(_ALLOWED_XATTR_PREFIXES) or name in _ROOT_XATTRS:
                         val = os.getxattr(path, name, follow_symlinks=False)
-                        ti.pax_headers["SCHILY.xattr." + name] = val.decode("utf-8", "surrogateescape")
+                        pax["SCHILY.xattr." + name] = val.decode("utf-8", "surrogateescape")
+            ti.pax_headers = pax
         if ti.isreg():
             with open(path, "rb") as f:
                 tf.addfile(ti, f)
