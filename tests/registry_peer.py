@@ -408,9 +408,10 @@ def make_oci_layout(dest: Path, layers: list[Path], tag: str = "latest", *, dock
             "layers": [x["digest"] for x in layer_descs]}
 
 
-def skopeo_push(layout: Path, tag: str, peer: RegistryPeer, repo: str, *, fmt: str | None = None) -> None:
-    """Copy an OCI layout's image into ``peer`` as ``repo:tag`` with skopeo."""
-    args = ["skopeo", "copy", "--quiet"]
+def skopeo_push(layout: Path, tag: str, peer: RegistryPeer, repo: str, *, fmt: str | None = None,
+                all_platforms: bool = False) -> None:
+    """Copy an OCI layout's image (or, with ``all_platforms``, its whole index) into ``peer``."""
+    args = ["skopeo", "copy", "--quiet"] + (["--all"] if all_platforms else [])
     if fmt:
         args += ["--format", fmt]
     args += [f"--dest-{a[2:]}" if a.startswith("--") else a for a in peer.skopeo_tls() + peer.skopeo_creds()]
@@ -455,3 +456,38 @@ def busybox_oci(tmp_path_factory, busybox_rootfs_template) -> tuple[Path, dict[s
     (extra / "etc" / "hello").write_text("hello from dockyard\n")
     info = make_oci_layout(d / "oci", [busybox_rootfs_template, extra], "v1")
     return d / "oci", info
+
+
+def make_oci_index(dest: Path, rootfs: Path, tag: str = "multi",
+                   platforms: tuple[tuple[str, str | None], ...] = (("amd64", None), ("arm64", "v8"))
+                   ) -> dict[str, object]:
+    """An OCI layout whose tag names an image index with one image per (architecture, variant).
+
+    Each image gets a distinct extra layer (/etc/arch) so the pulled platform is observable.
+    Push with ``skopeo copy --all``.  Returns {"index": digest, "<arch>": manifest info}.
+    """
+    import hashlib
+    import json
+
+    out: dict[str, object] = {}
+    entries = []
+    for arch, variant in platforms:
+        extra = dest.parent / f"extra-{arch}"
+        (extra / "etc").mkdir(parents=True, exist_ok=True)
+        (extra / "etc" / "arch").write_text(arch + "\n")
+        info = make_oci_layout(dest, [rootfs, extra], f"tmp-{arch}", architecture=arch)
+        mdigest = str(info["manifest"])
+        size = (dest / "blobs" / "sha256" / mdigest.split(":")[1]).stat().st_size
+        plat = {"architecture": arch, "os": "linux", **({"variant": variant} if variant else {})}
+        entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest,
+                        "size": size, "platform": plat})
+        out[arch] = info
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    h = hashlib.sha256(index).hexdigest()
+    (dest / "blobs" / "sha256" / h).write_bytes(index)
+    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + h, "size": len(index),
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    out["index"] = "sha256:" + h
+    return out
