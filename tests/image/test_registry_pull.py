@@ -123,3 +123,30 @@ def test_push_mounts_from_another_repository(dy, registry, registry_env, busybox
 def test_push_unknown_image(dy, registry_env):
     p = dy("push", "--tls-verify=false", "127.0.0.1:1/nothere:v1", env=registry_env)
     assert p.returncode == 125 and "Error:" in p.stderr
+
+
+def test_short_names_resolve_through_registries_conf(dy, registry, registry_env, busybox_oci):
+    layout, info = busybox_oci
+    reg = registry()
+    skopeo_push(layout, "v1", reg, "ns/busybox")
+    host = f"127.0.0.1:{reg.port}"
+    conf = registry_env["CONTAINERS_REGISTRIES_CONF"]
+    open(conf, "w").write(f'unqualified-search-registries = ["{host}"]\n\n'
+                          f'[[registry]]\nlocation = "{host}"\ninsecure = true\n\n'
+                          f'[[registry]]\nprefix = "blocked.example"\nblocked = true\n')
+    import os
+    os.makedirs(conf + ".d")
+    open(conf + ".d/10-aliases.conf", "w").write(f'[aliases]\n"mybb" = "{host}/ns/busybox"\n')
+
+    # Search registry, and `insecure = true` allows plain HTTP without --tls-verify=false.
+    p = dy("pull", "ns/busybox:v1", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == f"{host}/ns/busybox:v1"
+    # Alias from a drop-in.
+    p = dy("pull", "-q", "mybb:v1", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"{host}/ns/busybox:v1\n"
+    p = dy("pull", "blocked.example/x", env=registry_env)
+    assert p.returncode == 125 and "blocked" in p.stderr
+    p = dy("pull", "ns/nothere:v1", env=registry_env)
+    assert p.returncode == 125 and "not found" in p.stderr.lower()
