@@ -76,14 +76,13 @@ def gc(config_arg, config_opt, dry_run, delete_untagged):
 
     cfg = _load(config_arg, config_opt)
     result = collect(cfg.root, dry_run=dry_run, delete_untagged=delete_untagged)
-    verb = "would delete" if dry_run else "deleted"
+    verb = "eligible for deletion" if dry_run else "deleted"
     for digest in result.manifests_deleted:
         click.echo(f"manifest {verb}: {digest}")
     for digest in result.blobs_deleted:
         click.echo(f"blob {verb}: {digest}")
-    click.echo(f"{result.marked} blobs marked, {len(result.blobs_deleted)} blobs and "
-               f"{len(result.manifests_deleted)} manifests {verb}, {result.bytes_freed} bytes "
-               f"{'reclaimable' if dry_run else 'freed'}")
+    click.echo(f"{result.marked} blobs marked, {len(result.blobs_deleted)} blobs ({result.bytes_freed} bytes) "
+               f"and {len(result.manifests_deleted)} manifests {verb}")
 
 
 registry.add_command(gc, "garbage-collect")

@@ -347,16 +347,34 @@ class Storage:
                 self.resolve(name, ref)
                 _unlink(self._tag_path(name, ref))
                 return
-            digest = self.resolve(name, ref)
-            for tag in self.tags(name):
-                with contextlib.suppress(OSError):
-                    if self._tag_path(name, tag).read_text().strip() == digest:
-                        _unlink(self._tag_path(name, tag))
-            with contextlib.suppress(RegistryError, OSError, ValueError):
-                manifest, _ = parse_manifest(self.blobs.read(digest), self._revision(name, digest).read_text())
-                if manifest.get("subject") is not None:
-                    _unlink(self._referrer(name, _descriptor_digest(manifest["subject"]), digest))
-            _unlink(self._revision(name, digest))
+            self.remove_revision(name, self.resolve(name, ref))
+
+    def remove_revision(self, name: str, digest: str) -> None:
+        """Drop a manifest from a repository with its tags and referrer entry; the caller holds a lock."""
+        for tag in self.tags(name):
+            with contextlib.suppress(OSError):
+                if self._tag_path(name, tag).read_text().strip() == digest:
+                    _unlink(self._tag_path(name, tag))
+        with contextlib.suppress(RegistryError, OSError, ValueError):
+            manifest, _ = parse_manifest(self.blobs.read(digest), self._revision(name, digest).read_text())
+            if manifest.get("subject") is not None:
+                _unlink(self._referrer(name, _descriptor_digest(manifest["subject"]), digest))
+        _unlink(self._revision(name, digest))
+
+    def tag_map(self, name: str) -> dict[str, str]:
+        """tag -> digest for every tag of ``name``."""
+        out = {}
+        for tag in self.tags(name):
+            with contextlib.suppress(OSError):
+                out[tag] = self._tag_path(name, tag).read_text().strip()
+        return out
+
+    def layer_links(self, name: str) -> list[str]:
+        d = self.repo_dir(name) / "_layers" / "sha256"
+        return sorted("sha256:" + h for h in os.listdir(d)) if d.is_dir() else []
+
+    def unlink_layer(self, name: str, digest: str) -> None:
+        _unlink(self._layer_link(name, digest))
 
     def tags(self, name: str) -> list[str]:
         self._name_known(name)
@@ -367,11 +385,11 @@ class Storage:
         d = self.repo_dir(name) / "_manifests" / "revisions" / "sha256"
         return sorted("sha256:" + h for h in os.listdir(d)) if d.is_dir() else []
 
-    def repositories(self) -> list[str]:
-        """Names of repositories holding at least one manifest, sorted."""
+    def repositories(self, with_manifests: bool = True) -> list[str]:
+        """Names of repositories holding at least one manifest (or anything at all), sorted."""
         names = []
         for dirpath, dirnames, _ in os.walk(self.repos_dir):
-            if "_manifests" in dirnames:
+            if "_manifests" in dirnames or (not with_manifests and "_layers" in dirnames):
                 names.append(os.path.relpath(dirpath, self.repos_dir))
             dirnames[:] = [d for d in dirnames if not d.startswith("_")]
         return sorted(names)
