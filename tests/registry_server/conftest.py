@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, run_cli, wait_for
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -135,6 +135,26 @@ def make_certs(dest: Path, ports: list[int]) -> Certs:
 
 def tls_env(certs: Certs) -> dict[str, str]:
     return {"REGISTRY_HTTP_TLS_CERTIFICATE": str(certs.cert), "REGISTRY_HTTP_TLS_KEY": str(certs.key)}
+
+
+def htpasswd_entry(user: str, password: str) -> str:
+    p = run_cli("registry", "htpasswd", "-Bbn", user, password, check=True)
+    return p.stdout.strip()
+
+
+@pytest.fixture
+def secured(procs, tmp_path):
+    """The tutorial's registry: self-signed certificate for localhost, htpasswd user, env configuration."""
+    port = free_port()
+    certs = make_certs(tmp_path / "certs", [port])
+    auth = tmp_path / "auth"
+    auth.mkdir()
+    (auth / "htpasswd").write_text(htpasswd_entry("testuser", "testpassword") + "\n")
+    env = {**tls_env(certs), "REGISTRY_AUTH": "htpasswd", "REGISTRY_AUTH_HTPASSWD_REALM": "Registry Realm",
+           "REGISTRY_AUTH_HTPASSWD_PATH": str(auth / "htpasswd")}
+    server = start_server(procs, tmp_path, env=env, port=port)
+    server.certs = certs  # type: ignore[attr-defined]
+    return server
 
 
 @dataclass

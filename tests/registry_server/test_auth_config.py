@@ -10,27 +10,14 @@ import pytest
 import requests
 
 from tests.helpers import run_cli
-from tests.registry_server.conftest import free_port, make_certs, sha, skopeo, start_server, tls_env
-
-
-def htpasswd_entry(user: str, password: str) -> str:
-    p = run_cli("registry", "htpasswd", "-Bbn", user, password, check=True)
-    return p.stdout.strip()
-
-
-@pytest.fixture
-def secured(procs, tmp_path):
-    """The tutorial's registry: self-signed certificate for localhost, htpasswd user, env configuration."""
-    port = free_port()
-    certs = make_certs(tmp_path / "certs", [port])
-    auth = tmp_path / "auth"
-    auth.mkdir()
-    (auth / "htpasswd").write_text(htpasswd_entry("testuser", "testpassword") + "\n")
-    env = {**tls_env(certs), "REGISTRY_AUTH": "htpasswd", "REGISTRY_AUTH_HTPASSWD_REALM": "Registry Realm",
-           "REGISTRY_AUTH_HTPASSWD_PATH": str(auth / "htpasswd")}
-    server = start_server(procs, tmp_path, env=env, port=port)
-    server.certs = certs  # type: ignore[attr-defined]
-    return server
+from tests.registry_server.conftest import (
+    free_port,
+    htpasswd_entry,
+    make_certs,
+    sha,
+    skopeo,
+    start_server,
+)
 
 
 def test_htpasswd_prints_bcrypt_entry():
