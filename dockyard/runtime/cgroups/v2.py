@@ -110,6 +110,9 @@ class V2Manager(CgroupManager):
                     warnings.append(f"cgroup controller {ctrl} could not be enabled in {anc}: {e.strerror}")
 
     def _check(self, resources: dict, warnings: list[str]) -> dict[str, str]:
+        for key in resources.get("unified") or {}:
+            if "/" in key or key.startswith(".") or "." not in key:
+                raise InvalidArgument(f"invalid unified cgroup key: {key!r}")
         need = self._needed(resources)
         anc = self._existing_ancestor()
         available = set(read(os.path.join(anc, "cgroup.controllers")).split())
@@ -129,9 +132,6 @@ class V2Manager(CgroupManager):
         if resources.get("devices"):
             warnings.append("device access rules are not enforced on cgroup v2 by dockyard (no eBPF device filter); "
                             "device nodes are limited by the container's /dev and capabilities")
-        for key in resources.get("unified") or {}:
-            if "/" in key or key.startswith("."):
-                raise InvalidArgument(f"invalid unified cgroup key: {key!r}")
         return need
 
     def _apply(self, resources: dict, warnings: list[str]) -> None:
