@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -293,8 +294,7 @@ class NetworkService:
             firewall.remove_network(r["id"], r["bridge"])
             bridge.delete_link(r["bridge"])
             c.execute("DELETE FROM networks WHERE id = ?", (r["id"],))
-        with contextlib.suppress(OSError):
-            self._rundir(r["id"]).rmdir()
+        shutil.rmtree(self._rundir(r["id"]), ignore_errors=True)
         return r["name"]
 
     def prune(self, filters: dict[str, builtins.list[str]] | None = None) -> builtins.list[str]:

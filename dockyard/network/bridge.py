@@ -97,7 +97,9 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 0) -> None
             ipr.link("set", index=idx[0], state="up")
             return
         try:
-            kw: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+            # A fixed MAC: by default a bridge takes its lowest port's, so it would change as
+            # containers come and go and leave every other container's ARP entry for the gateway stale.
+            kw: dict[str, Any] = {"ifname": name, "kind": "bridge", "address": random_mac()}
             if mtu:
                 kw["mtu"] = mtu
             ipr.link("add", **kw)
