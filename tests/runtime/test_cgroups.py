@@ -71,12 +71,14 @@ def cg():
 
     yield make
     for m, held in made:
-        for h in held:
-            h.stop()
-        if m.exists():
-            for pid in m.pids():  # only processes this test started end up in its cgroup
-                os.kill(pid, signal.SIGKILL)
-            m.destroy()
+        try:
+            for h in held:
+                h.stop()
+        finally:
+            if m.exists():
+                for pid in m.pids():  # only processes this test started end up in its cgroup
+                    os.kill(pid, signal.SIGKILL)
+                m.destroy()
         assert not m.exists()
 
 
@@ -361,9 +363,11 @@ def v2():
     before = read(os.path.join(V2_MOUNT, "cgroup.subtree_control")).split()
     yield make
     for m, held in made:
-        for h in held:
-            h.stop()
-        m.destroy()
+        try:
+            for h in held:
+                h.stop()
+        finally:
+            m.destroy()
         assert not m.exists()
     # leave the host's root delegation as it was
     for ctrl in set(read(os.path.join(V2_MOUNT, "cgroup.subtree_control")).split()) - set(before):
