@@ -1,0 +1,1004 @@
+"""`dockyard container ...` and the Docker top-level verbs (run, ps, exec, logs, ...).
+
+Parsing and printing only: every state change goes through ``engine.containers``.  Heavy imports
+stay inside the commands so `ps` and `run` pay only for what they use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from dockyard.cli import LazyGroup
+from dockyard.errors import EXIT_ENGINE, DockyardError, InvalidArgument, NotFound
+
+RUN_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
+
+
+def _svc(state: Any) -> Any:
+    return state.engine.containers
+
+
+def _err(msg: str) -> None:
+    click.echo(f"Error: {msg}", err=True)
+
+
+def table(rows: list[list[str]], padding: int = 3) -> str:
+    """Docker's tabwriter layout: columns padded to the widest cell plus ``padding``; last column bare."""
+    if not rows:
+        return ""
+    n = max(len(r) for r in rows)
+    widths = [0] * n
+    for r in rows:
+        for i, cell in enumerate(r[:-1]):
+            widths[i] = max(widths[i], len(cell) + padding)
+    return "\n".join("".join(c.ljust(widths[i]) for i, c in enumerate(r[:-1])) + (r[-1] if r else "")
+                     for r in rows)
+
+
+def _format_rows(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> None:
+    """--format for list commands: json, a Go template per row, or `table TEMPLATE` with headers."""
+    import re
+
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps(r))
+        return
+    from dockyard.formatting import render
+
+    is_table = fmt.startswith("table")
+    body = fmt[len("table"):].strip() if is_table else fmt
+    body = body.replace("\\t", "\t").replace("\\n", "\n")
+    if is_table:
+        if not body:
+            return
+        header = re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: headers.get(m.group(1), m.group(1).upper()), body)
+        lines = [header.split("\t")] + [render(body, r).rstrip("\n").split("\t") for r in rows]
+        click.echo(table(lines))
+        return
+    for r in rows:
+        click.echo(render(body, r).rstrip("\n"))
+
+
+# ----------------------------------------------------------------------------------------------
+# run / create
+def _create_options(f: Any) -> Any:
+    opts = [
+        click.option("--name", help="Assign a name to the container."),
+        click.option("-e", "--env", multiple=True, help="Set environment variables (NAME=VALUE or NAME)."),
+        click.option("--env-file", multiple=True, help="Read in a file of environment variables."),
+        click.option("-w", "--workdir", help="Working directory inside the container."),
+        click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])."),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
+        click.option("-h", "--hostname", help="Container host name."),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container."),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits."),
+        click.option("--init", is_flag=True, help="Run an init inside the container that forwards signals and "
+                                                 "reaps processes."),
+        click.option("--restart", default="no", show_default=True,
+                     help="Restart policy: no, on-failure[:max-retries], always, unless-stopped."),
+        click.option("--health-cmd", help="Command to run to check health."),
+        click.option("--health-interval", help="Time between running the check (ms|s|m|h) (default 30s)."),
+        click.option("--health-timeout", help="Maximum time to allow one check to run (default 30s)."),
+        click.option("--health-retries", type=int, help="Consecutive failures needed to report unhealthy."),
+        click.option("--health-start-period", help="Start period for the container to initialize before "
+                                                   "failures count (default 0s)."),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK."),
+        click.option("-m", "--memory", help="Memory limit (e.g. 512m, 1g)."),
+        click.option("--memory-reservation", help="Memory soft limit."),
+        click.option("--memory-swap", help="Swap limit equal to memory plus swap: -1 for unlimited swap."),
+        click.option("--cpus", help="Number of CPUs."),
+        click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)."),
+        click.option("--pids-limit", type=int, help="Tune container pids limit (-1 for unlimited)."),
+        click.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])."),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities (or ALL)."),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities (or ALL)."),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
+        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
+        click.option("--security-opt", multiple=True,
+                     help="Security options: no-new-privileges, seccomp=FILE, seccomp=unconfined."),
+        click.option("--stop-signal", help="Signal to stop the container (default SIGTERM)."),
+        click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container."),
+        click.option("--runtime", help="OCI runtime: dockyard, runc, crun or an absolute path."),
+        click.option("--log-driver", help="Logging driver: json-file (default), k8s-file, none."),
+        click.option("--log-opt", multiple=True, help="Log driver options: max-size=SIZE, max-file=N."),
+        click.option("--platform", help="Set platform (os/arch[/variant]) the image must match."),
+        click.option("--network", "--net", "network", help="Connect a container to a network (none, host, NAME)."),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume (/host:/container[:ro])."),
+        click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
+        click.option("--pull", type=click.Choice(["missing", "never", "always", "newer"]), default="missing",
+                     show_default=True, help="Pull image policy."),
+        click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _build_options(image: str, command: tuple[str, ...], kw: dict[str, Any], attach: bool) -> Any:
+    from dockyard.engine.containers import CreateOptions
+
+    return CreateOptions(
+        image=image, command=list(command), entrypoint=kw["entrypoint"], name=kw["name"], env=list(kw["env"]),
+        env_files=list(kw["env_file"]), workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
+        labels=list(kw["label"]), tty=kw["tty"], interactive=kw["interactive"], attach_streams=attach,
+        auto_remove=kw["auto_remove"], init=kw["init"], restart=kw["restart"], health_cmd=kw["health_cmd"],
+        health_interval=kw["health_interval"], health_timeout=kw["health_timeout"],
+        health_retries=kw["health_retries"], health_start_period=kw["health_start_period"],
+        no_healthcheck=kw["no_healthcheck"], memory=kw["memory"], memory_reservation=kw["memory_reservation"],
+        memory_swap=kw["memory_swap"], cpus=kw["cpus"], cpu_shares=kw["cpu_shares"], pids_limit=kw["pids_limit"],
+        ulimits=list(kw["ulimit"]), cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
+        privileged=kw["privileged"], read_only=kw["read_only"], security_opt=list(kw["security_opt"]),
+        stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], runtime=kw["runtime"],
+        log_driver=kw["log_driver"], log_opts=list(kw["log_opt"]), platform=kw["platform"], network=kw["network"],
+        publish=list(kw["publish"]), volumes=list(kw["volume"]), dns=list(kw["dns"]), add_host=list(kw["add_host"]))
+
+
+def _ensure_image(state: Any, image: str, pull: str, quiet: bool) -> None:
+    images = state.engine.images
+    if pull == "never" or (pull == "missing" and images.exists(image)):
+        if not images.exists(image):
+            raise NotFound(f"No such image: {image}")
+        return
+    from dockyard.cli.pull import pull as pull_cmd
+
+    ctx = click.get_current_context()
+    try:
+        ctx.invoke(pull_cmd, **_pull_kwargs(pull_cmd, image, quiet))
+    except SystemExit as e:
+        if e.code:
+            raise DockyardError(f"unable to find image {image!r} locally or pull it") from None
+
+
+def _pull_kwargs(cmd: click.Command, image: str, quiet: bool) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    for p in cmd.params:
+        kw[p.name or ""] = p.get_default(click.get_current_context())
+    for name in ("image", "reference", "name", "images"):
+        if name in kw:
+            kw[name] = (image,) if name == "images" else image
+            break
+    if "quiet" in kw:
+        kw["quiet"] = quiet
+    return kw
+
+
+@click.command("create", context_settings=RUN_CONTEXT, help="Create a new container.")
+@_create_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def create(state, image, command, **kw):
+    _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"))
+    cid = _svc(state).create(_build_options(image, command, kw, attach=True))
+    click.echo(cid)
+
+
+@click.command("run", context_settings=RUN_CONTEXT, help="Create and run a new container from an image.")
+@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID.")
+@click.option("-a", "--attach", "attach_streams", multiple=True, help="Attach to STDIN, STDOUT or STDERR.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process.")
+@_create_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
+    if detach and kw["auto_remove"] and kw["restart"] not in ("no", ""):
+        raise InvalidArgument("conflicting options: --restart and --rm")
+    if kw["tty"] and not detach and not sys.stdin.isatty() and kw["interactive"]:
+        raise InvalidArgument("the input device is not a TTY")
+    _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"))
+    svc = _svc(state)
+    cid = svc.create(_build_options(image, command, kw, attach=not detach))
+    if detach:
+        try:
+            svc.start(cid)
+        except DockyardError:
+            _cleanup_failed(svc, cid, kw["auto_remove"])
+            raise
+        click.echo(cid)
+        return 0
+    try:
+        handle = svc.start(cid, attach=True)
+    except DockyardError:
+        _cleanup_failed(svc, cid, kw["auto_remove"])
+        raise
+    return _attach_foreground(handle, tty=kw["tty"], stdin=kw["interactive"], sig_proxy=sig_proxy)
+
+
+def _cleanup_failed(svc: Any, cid: str, auto_remove: bool) -> None:
+    # The monitor has run its exit command already; this only makes sure nothing is left mounted.
+    import contextlib
+
+    with contextlib.suppress(DockyardError):
+        svc.cleanup(cid)
+
+
+def _attach_foreground(handle: Any, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
+    from dockyard.monitor.protocol import connect
+
+    sock = connect(handle.attach_path)
+    session = AttachSession(sock, tty=tty, stdin=stdin, sig_proxy=sig_proxy)
+    try:
+        handle.wait_started()
+    except DockyardError:
+        sock.close()
+        raise
+    return session.run()
+
+
+# ----------------------------------------------------------------------------------------------
+@click.command("start", help="Start one or more stopped containers.")
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def start(state, attach, interactive, containers):
+    svc = _svc(state)
+    if attach or interactive:
+        if len(containers) > 1:
+            raise InvalidArgument("you cannot start and attach multiple containers at once")
+        r = svc.inspect(containers[0])
+        if r["State"]["Running"]:
+            return _attach_running(svc, r["Id"], stdin=interactive, tty=bool(r["Config"]["Tty"]))
+        handle = svc.start(containers[0], attach=True)
+        return _attach_foreground(handle, tty=bool(r["Config"]["Tty"]), stdin=interactive, sig_proxy=True)
+    return _each(containers, lambda c: svc.start(c))
+
+
+def _each(refs: tuple[str, ...], fn: Any, echo: bool = True) -> int:
+    """Docker's multi-container verbs: act on each, print each name, report errors, exit 1 if any failed."""
+    failed = False
+    for ref in refs:
+        try:
+            fn(ref)
+            if echo:
+                click.echo(ref)
+        except DockyardError as e:
+            _err(str(e))
+            failed = True
+    if failed:
+        sys.exit(1 if len(refs) > 1 else EXIT_ENGINE)
+    return 0
+
+
+@click.command("stop", help="Stop one or more running containers.")
+@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing the container.")
+@click.option("-s", "--signal", help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def stop(state, timeout, signal, containers):
+    svc = _svc(state)
+    return _each(containers, lambda c: svc.stop(c, timeout, signal))
+
+
+@click.command("restart", help="Restart one or more containers.")
+@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing the container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def restart(state, timeout, containers):
+    svc = _svc(state)
+    return _each(containers, lambda c: svc.restart(c, timeout))
+
+
+@click.command("kill", help="Kill one or more running containers.")
+@click.option("-s", "--signal", default="KILL", show_default=True, help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def kill(state, signal, containers):
+    svc = _svc(state)
+    return _each(containers, lambda c: svc.kill(c, signal))
+
+
+@click.command("rm", help="Remove one or more containers.")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container.")
+@click.option("-l", "--link", is_flag=True, hidden=True)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def rm(state, force, volumes, link, containers):
+    svc = _svc(state)
+    return _each(containers, lambda c: svc.remove(c, force=force, volumes=volumes))
+
+
+@click.command("pause", help="Pause all processes within one or more containers.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def pause(state, containers):
+    svc = _svc(state)
+    return _each(containers, lambda c: svc.pause(c))
+
+
+@click.command("unpause", help="Unpause all processes within one or more containers.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def unpause(state, containers):
+    svc = _svc(state)
+    return _each(containers, lambda c: svc.unpause(c))
+
+
+@click.command("wait", help="Block until one or more containers stop, then print their exit codes.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def wait(state, containers):
+    svc = _svc(state)
+    return _each(containers, lambda c: click.echo(svc.wait(c)), echo=False)
+
+
+@click.command("rename", help="Rename a container.")
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_obj
+def rename(state, container, new_name):
+    _svc(state).rename(container, new_name)
+
+
+# ----------------------------------------------------------------------------------------------
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "ImageID": "IMAGE ID", "ExitCode": "EXIT CODE"}
+
+
+@click.command("ls", help="List containers.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="Filter output (name=, id=, label=, status=, ancestor=, exited=, health=).")
+@click.option("--format", "fmt", help="Format output using a Go template, 'table TEMPLATE' or json.")
+@click.option("-n", "--last", type=int, default=0, help="Show n last created containers (includes all states).")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states).")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.pass_obj
+def ps(state, all_, filters, fmt, last, latest, no_trunc, quiet, size):
+    n = 1 if latest else last
+    rows = _svc(state).list_containers(all_=all_, filters=list(filters), last=n,
+                            size=size or bool(fmt and "Size" in fmt))
+    if quiet:
+        for r in rows:
+            click.echo(r["ID"] if no_trunc else r["ID"][:12])
+        return
+    for r in rows:
+        if not no_trunc:
+            r["ID"] = r["ID"][:12]
+    if fmt:
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["Command"] = json.dumps(r["Command"]) if not no_trunc else json.dumps(r["Command"])
+            d["Labels"] = r["Labels"]
+            out.append(d)
+        _format_rows(fmt, out, PS_HEADERS)
+        return
+    lines = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    if size:
+        lines[0].append("SIZE")
+    for r in rows:
+        cmd = r["Command"]
+        if not no_trunc and len(cmd) > 20:
+            cmd = cmd[:19] + "…"
+        line = [r["ID"], r["Image"], json.dumps(cmd, ensure_ascii=False), r["RunningFor"], r["Status"], r["Ports"],
+                r["Names"]]
+        if size:
+            line.append(r["Size"])
+        lines.append(line)
+    click.echo(table(lines))
+
+
+# ----------------------------------------------------------------------------------------------
+@click.command("inspect", help="Display detailed information on containers or images.")
+@click.option("-f", "--format", "fmt", help="Format the output using a Go template.")
+@click.option("--type", "type_", type=click.Choice(["container", "image"]), help="Only this type of object.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes for containers.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def inspect(state, fmt, type_, size, names):
+    svc = _svc(state)
+    out, errors = [], []
+    for name in names:
+        obj = None
+        if type_ in (None, "container"):
+            try:
+                obj = svc.inspect(name, size=size)
+            except NotFound:
+                obj = None
+        if obj is None and type_ in (None, "image"):
+            try:
+                obj = state.engine.images.inspect(name)
+            except NotFound:
+                obj = None
+        if obj is None:
+            what = {"container": "container", "image": "image"}.get(type_ or "", "object")
+            errors.append(f"No such {what}: {name}")
+            continue
+        out.append(obj)
+    _print_inspect(out, fmt)
+    if errors:
+        for e in errors:
+            _err(e)
+        sys.exit(1)
+
+
+def _print_inspect(objs: list[dict[str, Any]], fmt: str | None) -> None:
+    if fmt and fmt != "json":
+        from dockyard.formatting import render
+
+        for obj in objs:
+            text = render(fmt, obj)
+            click.echo(text[:-1] if text.endswith("\n") else text)
+    else:
+        click.echo(json.dumps(objs, indent=4))
+
+
+@click.command("inspect", help="Display detailed information on one or more containers.")
+@click.option("-f", "--format", "fmt", help="Format the output using a Go template.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def container_inspect(state, fmt, size, containers):
+    svc = _svc(state)
+    out, errors = [], []
+    for c in containers:
+        try:
+            out.append(svc.inspect(c, size=size))
+        except NotFound as e:
+            errors.append(str(e))
+    _print_inspect(out, fmt)
+    if errors:
+        for e in errors:
+            _err(e)
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------------------------
+@click.command("exec", context_settings=RUN_CONTEXT, help="Execute a command in a running container.")
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def exec_(state, detach, env, env_file, interactive, tty, user, workdir, privileged, container, command):
+    import subprocess
+
+    from dockyard.engine.containers import _read_env_file
+
+    svc = _svc(state)
+    envs = [e for path in env_file for e in _read_env_file(path)] + list(env)
+    if tty and not detach and interactive and not sys.stdin.isatty():
+        raise InvalidArgument("the input device is not a TTY")
+    argv, pfile, logf = svc.exec_command(container, list(command), interactive=interactive, tty=tty, env=envs,
+                                         user=user, workdir=workdir, detach=detach, privileged=privileged)
+    try:
+        stdin = None if interactive else subprocess.DEVNULL
+        p = subprocess.run(argv, stdin=stdin)
+        code = p.returncode
+        if code != 0:
+            from dockyard.engine.oci import classify_start_error, clean_error
+
+            try:
+                text = logf.read_text()
+            except OSError:
+                text = ""
+            errors = [ln for ln in text.splitlines() if '"level":"error"' in ln or '"level":"fatal"' in ln]
+            if errors:
+                # The runtime printed the error itself on the stderr it shares with the process;
+                # only Docker's exit code (126/127/125) is left to give.
+                return classify_start_error(clean_error(errors[-1])).exit_code
+        return code
+    finally:
+        for f in (pfile, logf):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+# ----------------------------------------------------------------------------------------------
+@click.command("logs", help="Fetch the logs of a container.")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs.")
+@click.option("--since", help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m).")
+@click.option("--until", help="Show logs before a timestamp or relative time.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs.")
+@click.argument("container")
+@click.pass_obj
+def logs(state, follow, tail, since, until, timestamps, details, container):
+    svc = _svc(state)
+    if tail != "all" and not (tail.isdigit() or tail == "-1"):
+        raise InvalidArgument(f"invalid value for --tail: {tail!r}")
+    show_logs(svc, container, follow=follow, tail=None if tail in ("all", "-1") else int(tail),
+              since=since, until=until, timestamps=timestamps)
+
+
+# ----------------------------------------------------------------------------------------------
+@click.command("attach", help="Attach local standard input, output, and error streams to a running container.")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process.")
+@click.option("--detach-keys", hidden=True)
+@click.argument("container")
+@click.pass_obj
+def attach(state, no_stdin, sig_proxy, detach_keys, container):
+    svc = _svc(state)
+    r = svc.inspect(container)
+    if not r["State"]["Running"]:
+        raise InvalidArgument("you cannot attach to a stopped container, start it first")
+    return _attach_running(svc, r["Id"], stdin=not no_stdin and bool(r["Config"]["OpenStdin"]),
+                           tty=bool(r["Config"]["Tty"]), sig_proxy=sig_proxy)
+
+
+def _attach_running(svc: Any, cid: str, *, stdin: bool, tty: bool, sig_proxy: bool = True) -> int:
+    from dockyard.monitor.protocol import connect
+
+    try:
+        sock = connect(svc.run_dir(cid) / "attach")
+    except OSError as e:
+        raise DockyardError(f"cannot attach to container {cid[:12]}: {e.strerror}") from None
+    return AttachSession(sock, tty=tty, stdin=stdin, sig_proxy=sig_proxy).run()
+
+
+# ----------------------------------------------------------------------------------------------
+@click.command("top", context_settings=RUN_CONTEXT, help="Display the running processes of a container.")
+@click.argument("container")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def top(state, container, ps_args):
+    header, rows = _svc(state).top(container, list(ps_args))
+    click.echo(table([header] + rows))
+
+
+@click.command("stats", help="Display a live stream of container(s) resource usage statistics.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("--format", "fmt", help="Format output using a Go template, 'table TEMPLATE' or json.")
+@click.argument("containers", nargs=-1)
+@click.pass_obj
+def stats(state, all_, no_stream, no_trunc, fmt, containers):
+    show_stats(_svc(state), list(containers), all_=all_, stream=not no_stream, no_trunc=no_trunc, fmt=fmt)
+
+
+@click.command("diff", help="Inspect changes to files or directories on a container's filesystem.")
+@click.argument("container")
+@click.pass_obj
+def diff(state, container):
+    for kind, path in _svc(state).diff(container):
+        click.echo(f"{kind} {path}")
+
+
+@click.command("cp", help="Copy files/folders between a container and the local filesystem.\n\n"
+                          "  dockyard cp CONTAINER:SRC_PATH DEST_PATH|-\n\n  dockyard cp SRC_PATH|- CONTAINER:DEST_PATH")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output.")
+@click.argument("src")
+@click.argument("dest")
+@click.pass_obj
+def cp(state, archive, follow_link, quiet, src, dest):
+    svc = _svc(state)
+    s_ctr, s_path = _split_cp(src)
+    d_ctr, d_path = _split_cp(dest)
+    if s_ctr and d_ctr:
+        raise InvalidArgument("copying between containers is not supported")
+    if not s_ctr and not d_ctr:
+        raise InvalidArgument("must specify at least one container source")
+    if s_ctr:
+        if d_path == "-":
+            svc.copy_from_container_tar(s_ctr, s_path, sys.stdout.buffer)
+        else:
+            svc.copy_from_container(s_ctr, s_path, d_path, follow_link=follow_link)
+    elif s_path == "-":
+        svc.copy_tar_to_container(sys.stdin.buffer, d_ctr, d_path)
+    else:
+        svc.copy_to_container(s_path, d_ctr, d_path, archive=archive, follow_link=follow_link)
+
+
+def _split_cp(arg: str) -> tuple[str | None, str]:
+    """``CONTAINER:PATH`` -> (container, path); a local path (absolute, ./relative, or no colon) -> (None, path)."""
+    if arg.startswith(("/", ".")) or ":" not in arg:
+        return None, arg
+    ctr, _, path = arg.partition(":")
+    return ctr, path
+
+
+@click.command("port", help="List port mappings or a specific mapping for the container.")
+@click.argument("container")
+@click.argument("private_port", required=False)
+@click.pass_obj
+def port(state, container, private_port):
+    r = _svc(state).inspect(container)
+    ports = (r.get("NetworkSettings") or {}).get("Ports") or {}
+    want = None
+    if private_port:
+        want = private_port if "/" in private_port else private_port + "/tcp"
+    found = False
+    for key, bindings in sorted(ports.items()):
+        if want and key != want:
+            continue
+        for b in bindings or []:
+            ip = b.get("HostIp") or "0.0.0.0"
+            found = True
+            if want:
+                click.echo(f"{ip}:{b.get('HostPort')}")
+            else:
+                click.echo(f"{key} -> {ip}:{b.get('HostPort')}")
+    if want and not found:
+        raise NotFound(f"No public port '{want}' published for {container}")
+
+
+@click.command("export", help="Export a container's filesystem as a tar archive.")
+@click.option("-o", "--output", help="Write to a file, instead of STDOUT.")
+@click.argument("container")
+@click.pass_obj
+def export(state, output, container):
+    from dockyard.image.layers import pack_directory
+
+    svc = _svc(state)
+    if not output and sys.stdout.isatty():
+        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    with svc.mounted_rootfs(container) as rootfs:
+        if output:
+            tmp = output + ".tmp"
+            try:
+                with open(tmp, "wb") as f:
+                    pack_directory(rootfs, f)
+                os.replace(tmp, output)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        else:
+            pack_directory(rootfs, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+
+
+@click.command("commit", help="Create a new image from a container's changes.")
+@click.option("-a", "--author", default="", help="Author.")
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.option("-c", "--change", multiple=True, help="Apply Dockerfile instruction to the created image.")
+@click.option("-p", "--pause/--no-pause", default=True, help="Pause container during commit.")
+@click.argument("container")
+@click.argument("repository", required=False)
+@click.pass_obj
+def commit(state, author, message, change, pause, container, repository):
+    img = _svc(state).commit(container, repository, author=author, message=message, changes=list(change),
+                             pause=pause)
+    click.echo(img)
+
+
+@click.command("prune", help="Remove all stopped containers.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, hidden=True)
+@click.pass_obj
+def prune(state, force, filters):
+    if not force:
+        click.echo("WARNING! This will remove all stopped containers.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    removed, space = _svc(state).prune()
+    from dockyard.engine.containers import _human_size
+
+    if removed:
+        click.echo("Deleted Containers:")
+        for cid in removed:
+            click.echo(cid)
+        click.echo("")
+    click.echo(f"Total reclaimed space: {_human_size(space)}")
+
+
+@click.command("cleanup", hidden=True, help="Release a stopped container's resources (run by its monitor).")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def cleanup(state, containers):
+    svc = _svc(state)
+    for c in containers:
+        svc.cleanup(c)
+
+
+@click.command("restore", help="Start the containers whose restart policy is always or unless-stopped "
+                                "(for a boot unit: `dockyard container restore`).")
+@click.pass_obj
+def restore(state):
+    for cid in _svc(state).restore():
+        click.echo(cid)
+
+
+@click.group(cls=LazyGroup, help="Manage containers.")
+def container():
+    pass
+
+
+for _cmd in (run, create, start, stop, restart, kill, rm, pause, unpause, wait, rename, ps, exec_, logs, attach,
+             top, stats, diff, cp, port, export, commit, prune, cleanup, restore):
+    container.add_command(_cmd)
+container.add_command(container_inspect, "inspect")
+container.add_command(ps, "list")
+container.add_command(exec_, "exec")
+
+
+# ----------------------------------------------------------------------------------------------
+class AttachSession:
+    """The client side of the monitor's attach socket: terminal in raw mode, stdin up, output down."""
+
+    def __init__(self, sock: Any, *, tty: bool, stdin: bool, sig_proxy: bool) -> None:
+        self.sock = sock
+        self.tty = tty
+        self.stdin = stdin
+        self.sig_proxy = sig_proxy
+
+    def _send(self, kind: int, payload: bytes = b"") -> None:
+        from dockyard.monitor.protocol import frame
+
+        try:
+            self.sock.sendall(frame(kind, payload))
+        except OSError:
+            pass
+
+    def _resize(self, *_: Any) -> None:
+        from dockyard.monitor.protocol import F_RESIZE
+
+        try:
+            size = os.get_terminal_size(sys.stdout.fileno())
+        except OSError:
+            return
+        self._send(F_RESIZE, f"{size.lines} {size.columns}".encode())
+
+    def run(self) -> int:
+        import select
+        import signal
+
+        from dockyard.monitor import protocol as p
+
+        in_fd = sys.stdin.fileno() if self.stdin else -1
+        old_attrs = None
+        if self.tty and in_fd >= 0 and os.isatty(in_fd):
+            import termios
+            import tty as ttymod
+
+            old_attrs = termios.tcgetattr(in_fd)
+            ttymod.setraw(in_fd)
+        if self.tty:
+            self._resize()
+            signal.signal(signal.SIGWINCH, self._resize)
+        elif self.sig_proxy:
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(s, lambda n, _f: self._send(p.F_SIGNAL, str(n).encode()))
+        out = sys.stdout.buffer
+        err = sys.stderr.buffer
+        buf = b""
+        code: int | None = None
+        try:
+            while code is None:
+                fds = [self.sock.fileno()] + ([in_fd] if in_fd >= 0 else [])
+                try:
+                    ready, _, _ = select.select(fds, [], [])
+                except InterruptedError:
+                    continue
+                if in_fd in ready:
+                    data = os.read(in_fd, 65536)
+                    if data:
+                        self._send(p.F_STDIN, data)
+                    else:
+                        self._send(p.F_STDIN_EOF)
+                        in_fd = -1
+                if self.sock.fileno() in ready:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while len(buf) >= p.HEADER:
+                        kind, n = buf[0], int.from_bytes(buf[1:5], "big")
+                        if len(buf) < p.HEADER + n:
+                            break
+                        payload, buf = buf[p.HEADER:p.HEADER + n], buf[p.HEADER + n:]
+                        if kind == p.F_STDOUT:
+                            out.write(payload)
+                            out.flush()
+                        elif kind == p.F_STDERR:
+                            err.write(payload)
+                            err.flush()
+                        elif kind == p.F_EXIT:
+                            code = int(payload or b"0")
+        finally:
+            if old_attrs is not None:
+                import termios
+
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, old_attrs)
+            self.sock.close()
+        if code is None:
+            raise DockyardError("lost the connection to the container's monitor")
+        return code
+
+
+# ----------------------------------------------------------------------------------------------
+def _parse_time_arg(value: str, flag: str) -> float:
+    """--since/--until: RFC 3339 time, Unix timestamp, or a Go duration before now."""
+    from dockyard.engine.containers import parse_duration
+
+    v = value.strip()
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    if v[:1].isdigit() and ("T" in v or "-" in v[4:5]):
+        return _parse_rfc3339(v)
+    return time_now() - parse_duration(v, flag) / 1e9
+
+
+def time_now() -> float:
+    import time
+
+    return time.time()
+
+
+def _parse_rfc3339(s: str) -> float:
+    import calendar
+    import re
+
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d+))?)?)?(Z|[+-]\d\d:?\d\d)?$", s)
+    if not m:
+        raise InvalidArgument(f"invalid timestamp {s!r}")
+    y, mo, d, h, mi, sec, frac, tz = m.groups()
+    ts = calendar.timegm((int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0), 0, 0, 0))
+    if frac:
+        ts += float("0." + frac)
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        hh, mm = int(tz[1:3]), int(tz[-2:])
+        ts -= sign * (hh * 3600 + mm * 60)
+    return ts
+
+
+def _log_entries(driver: str, path: str, offset: int = 0) -> tuple[list[tuple[str, str, bytes]], int]:
+    """(timestamp text, stream, bytes) of a log file from ``offset``; returns the new offset (whole lines only)."""
+    out: list[tuple[str, str, bytes]] = []
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return out, offset
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        if not line:
+            continue
+        if driver == "json-file":
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            out.append((e.get("time", ""), e.get("stream", "stdout"), e.get("log", "").encode()))
+        else:
+            parts = line.split(b" ", 3)
+            if len(parts) < 3:
+                continue
+            text = parts[3] if len(parts) > 3 else b""
+            if parts[2] == b"F":
+                text += b"\n"
+            out.append((parts[0].decode(), parts[1].decode(), text))
+    return out, offset + end
+
+
+def show_logs(svc: Any, ref: str, *, follow: bool, tail: int | None, since: str | None, until: str | None,
+              timestamps: bool) -> None:
+    import time
+
+    driver, path, files = svc.logs_files(ref)
+    t_since = _parse_time_arg(since, "--since") if since else None
+    t_until = _parse_time_arg(until, "--until") if until else None
+    entries: list[tuple[str, str, bytes]] = []
+    offset = 0
+    for f in files:
+        got, off = _log_entries(driver, f)
+        entries += got
+        if f == path:
+            offset = off
+
+    def emit(batch: list[tuple[str, str, bytes]]) -> None:
+        for ts, stream, text in batch:
+            if t_since is not None or t_until is not None:
+                t = _parse_rfc3339(ts) if ts else 0.0
+                if t_since is not None and t < t_since:
+                    continue
+                if t_until is not None and t > t_until:
+                    continue
+            dest = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+            if timestamps:
+                dest.write(ts.encode() + b" ")
+            dest.write(text)
+            dest.flush()
+
+    if tail is not None:
+        entries = entries[-tail:] if tail > 0 else []
+    emit(entries)
+    if not follow:
+        return
+    try:
+        ino = os.stat(path).st_ino
+    except OSError:
+        ino = 0
+    while True:
+        running = svc.is_running(ref)
+        got, offset = _log_entries(driver, path, offset)
+        emit(got)
+        try:
+            st = os.stat(path)
+            if st.st_ino != ino or st.st_size < offset:
+                ino, offset = st.st_ino, 0  # rotated
+                continue
+        except OSError:
+            pass
+        if not running and not got:
+            return
+        time.sleep(0.1)
+
+
+# ----------------------------------------------------------------------------------------------
+def _bytes_binary(n: float) -> str:
+    """go-units BytesSize: binary units, as docker stats prints memory."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024.0
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+                 "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
+                 "PIDs": "PIDS"}
+STATS_DEFAULT = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+
+
+def show_stats(svc: Any, refs: list[str], *, all_: bool, stream: bool, no_trunc: bool, fmt: str | None) -> None:
+    import time
+
+    from dockyard.engine.containers import _human_size
+
+    ids = [svc.resolve(r) for r in refs] if refs else [r["ID"] for r in svc.list_containers(all_=all_)]
+    prev = {cid: (svc.stats(cid), time.monotonic()) for cid in ids}
+    first = True
+    while True:
+        time.sleep(0.5 if first else 1.0)
+        first = False
+        rows = []
+        for cid in ids:
+            try:
+                s = svc.stats(cid)
+            except NotFound:
+                continue
+            now = time.monotonic()
+            p, t0 = prev.get(cid, (s, now))
+            prev[cid] = (s, now)
+            wall = max(now - t0, 1e-6)
+            cpu = max(0.0, (s["cpu_ns"] - p["cpu_ns"]) / 1e9 / wall * 100) if s["running"] else 0.0
+            limit = s["mem_limit"] or 1
+            rows.append({
+                "ID": cid if no_trunc else cid[:12], "Container": cid if no_trunc else cid[:12], "Name": s["Name"],
+                "CPUPerc": f"{cpu:.2f}%",
+                "MemUsage": f"{_bytes_binary(s['mem_usage'])} / {_bytes_binary(s['mem_limit'])}",
+                "MemPerc": f"{s['mem_usage'] * 100.0 / limit:.2f}%",
+                "NetIO": f"{_human_size(s['net_rx'])} / {_human_size(s['net_tx'])}",
+                "BlockIO": f"{_human_size(s['blk_read'])} / {_human_size(s['blk_write'])}",
+                "PIDs": str(s["pids"]),
+            })
+        if stream:
+            click.echo("\033[2J\033[H", nl=False)
+        _format_rows(fmt or STATS_DEFAULT, rows, STATS_HEADERS)
+        if not stream:
+            return
