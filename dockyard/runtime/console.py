@@ -69,7 +69,7 @@ def proxy(master: int, done) -> None:
     stdin_tty = os.isatty(0)
     saved = termios.tcgetattr(0) if stdin_tty else None
     if stdin_tty:
-        tty.setraw(0)
+        tty.setraw(0, termios.TCSANOW)  # TCSAFLUSH would drop input typed ahead
         copy_winsize(0, master)
         signal.signal(signal.SIGWINCH, lambda *_: copy_winsize(0, master))
     fds = [master, 0]
