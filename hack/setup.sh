@@ -9,6 +9,7 @@ PKGS=(
   iproute2 nftables uidmap libseccomp2 busybox-static debootstrap openssl ca-certificates
   # peers the tests compare against or talk to
   runc crun skopeo umoci docker-registry apache2-utils jq curl podman buildah
+  golang-go  # Go's own text/template, for the --format differential test
 )
 
 if [ "${DOCKYARD_SKIP_APT:-0}" != 1 ]; then
