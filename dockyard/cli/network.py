@@ -152,3 +152,44 @@ def prune(state, force, filters):
         click.echo("Deleted Networks:")
         for name in removed:
             click.echo(name)
+
+
+@network.command("connect", help="Connect a container to a network.")
+@click.option("--alias", multiple=True, help="Add a network-scoped alias for the container.")
+@click.option("--ip", help="IPv4 address for the container on this network.")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+@click.pass_obj
+def connect(state, alias, ip, network_name, container):
+    state.engine.networks.connect(network_name, container, aliases=list(alias), ip=ip)
+
+
+@network.command("disconnect", help="Disconnect a container from a network.")
+@click.option("-f", "--force", is_flag=True, help="Do not error if the container is not connected.")
+@click.argument("network_name", metavar="NETWORK")
+@click.argument("container")
+@click.pass_obj
+def disconnect(state, force, network_name, container):
+    state.engine.networks.disconnect(network_name, container, force=force)
+
+
+@click.command(help="List port mappings, or look up the public-facing port of PRIVATE_PORT.")
+@click.argument("container")
+@click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
+@click.pass_obj
+def port(state, container, private_port):
+    from dockyard.errors import NotFound
+
+    cid = state.engine.containers.resolve(container)
+    mappings = state.engine.networks.published(cid)
+    if private_port:
+        num, _, proto = private_port.partition("/")
+        want = f"{num}/{proto or 'tcp'}"
+        hits = [m for m in mappings if m.key() == want]
+        if not hits:
+            raise NotFound(f"No public port '{want}' published for {container}")
+        for m in hits:
+            click.echo(f"{m.host_ip or '0.0.0.0'}:{m.host_port}")
+        return
+    for m in mappings:
+        click.echo(m.describe())

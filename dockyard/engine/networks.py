@@ -475,6 +475,124 @@ class NetworkService:
                     if r["builtin"]:
                         self._tear_down_default(r)
 
+    # -- whole-container wiring (what `run`/`start` and `rm`/cleanup call) ------------------------
+    def setup(self, container_id: str, name: str, mode: str = "bridge", *, aliases: builtins.list[str] | None = None,
+              ip: str | None = None, mac: str | None = None, hostname: str | None = None,
+              publish: builtins.list[PortMapping] | None = None, dns: builtins.list[str] | None = None,
+              dns_search: builtins.list[str] | None = None, dns_options: builtins.list[str] | None = None,
+              extra_hosts: builtins.list[str] | None = None) -> dict[str, Any]:
+        """Give a container its network for ``--network MODE`` before its process starts.
+
+        MODE is ``bridge``/``podman``, network names (comma-separated for several), ``none``,
+        ``host`` or ``container:<full id>``.  Returns ``netns`` (path for the OCI spec; None =
+        the host's), ``NetworkSettings`` (Docker's inspect shape) and the contents of ``hosts``,
+        ``resolv_conf`` and ``hostname`` for the container's /etc.  On failure everything made
+        so far is undone.
+        """
+        from dockyard.network import files
+        from dockyard.network import netns as N
+
+        hostname = hostname or container_id[:12]
+        settings: dict[str, Any] = {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "",
+                                    "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}
+        if mode == "host":
+            with open("/etc/hosts") as f:
+                hosts_text = f.read()
+            extra = files.hosts(hostname="localhost", extra_hosts=extra_hosts or [])
+            hosts_text += "".join(extra.splitlines(keepends=True)[6:])
+            settings["Networks"]["host"] = self._mode_endpoint("host")
+            return {"netns": None, "NetworkSettings": settings, "hosts": hosts_text,
+                    "resolv_conf": files.resolv_conf(dns=dns or [], dns_search=dns_search or [],
+                                                      dns_options=dns_options or []),
+                    "hostname": files.hostname_file(os.uname().nodename)}
+        if mode.startswith("container:"):
+            other = mode.split(":", 1)[1]
+            path = N.path_for(other)
+            if not os.path.exists(path):
+                raise Conflict(f"cannot join the network namespace of container {other[:12]}: it is not running")
+            return {"netns": path, "NetworkSettings": settings, "hosts": None, "resolv_conf": None,
+                    "hostname": None}
+        names = [] if mode == "none" else [n for n in mode.split(",") if n]
+        nets = [self._get(n) for n in names]
+        for r in nets:
+            if r["driver"] != "bridge":
+                raise InvalidArgument(f"network {r['name']} cannot be combined with other networks")
+        path = N.create(container_id)
+        settings["SandboxKey"] = path
+        try:
+            first: dict[str, Any] | None = None
+            for i, r in enumerate(nets):
+                ep = self.attach(container_id, name, path, r["id"], aliases=aliases if not r["builtin"] else None,
+                                 ip=ip if i == 0 else None, mac=mac if i == 0 else None, hostname=hostname,
+                                 dns_servers=dns)
+                settings["Networks"][r["name"]] = ep
+                first = first or ep
+            if mode == "none":
+                settings["Networks"]["none"] = self._mode_endpoint("none")
+            if first is not None:
+                if nets[0]["builtin"]:
+                    for k in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress"):
+                        settings[k] = first[k]
+                settings["Ports"] = self._ports_dict(self.publish(container_id, publish or [], first["IPAddress"]))
+            elif publish:
+                raise InvalidArgument("port publishing needs a bridge network (not --network none)")
+        except BaseException:
+            self.teardown(container_id)
+            raise
+        dns_net = next((r for r in nets if r["dns"]), None)
+        addresses = [first["IPAddress"]] if first else []
+        gateway = first["Gateway"] if first else None
+        return {
+            "netns": path, "NetworkSettings": settings,
+            "hosts": files.hosts(hostname=hostname, addresses=addresses, extra_hosts=extra_hosts or [],
+                                 gateway=gateway),
+            "resolv_conf": files.resolv_conf(embedded_dns=dns_net["gateway"] if dns_net else None, dns=dns or [],
+                                             dns_search=dns_search or [], dns_options=dns_options or []),
+            "hostname": files.hostname_file(hostname),
+        }
+
+    def teardown(self, container_id: str) -> None:
+        """Undo ``setup``: detach from every network, unpublish ports, delete the namespace.
+        Idempotent, so cleanup after a crash can call it again."""
+        from dockyard.network import netns as N
+
+        self.detach(container_id)
+        N.remove(container_id)
+
+    def _mode_endpoint(self, name: str) -> dict[str, Any]:
+        r = self._get(name)
+        return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+                "NetworkID": r["id"], "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+    @staticmethod
+    def _ports_dict(mappings: builtins.list[PortMapping]) -> dict[str, Any]:
+        from dockyard.network.ports import docker_ports
+
+        return docker_ports(mappings)
+
+    def connect(self, network: str, container: str, *, aliases: builtins.list[str] | None = None,
+                ip: str | None = None) -> dict[str, Any]:
+        """`network connect`: attach a running container to one more network."""
+        from dockyard.network import netns as N
+
+        row = self.engine.containers.row(container)
+        cid, name = str(row["id"]), str(row["name"])
+        path = N.path_for(cid)
+        if not os.path.exists(path):
+            raise Conflict(f"container {name} is not running (or has no network namespace of its own)")
+        hostname = json.loads(row["config"]).get("Hostname") or cid[:12]
+        return self.attach(cid, name, path, network, aliases=aliases, ip=ip, hostname=hostname)
+
+    def disconnect(self, network: str, container: str, force: bool = False) -> None:
+        """`network disconnect`; with ``force`` a container that is not connected is no error."""
+        row = self.engine.containers.row(container)
+        try:
+            self.detach(str(row["id"]), network)
+        except NotFound:
+            if not force:
+                raise
+
     # -- ports ---------------------------------------------------------------------------------
     def publish(self, container_id: str, ports: builtins.list[PortMapping], container_ip: str) -> builtins.list[PortMapping]:
         """Forward host ports to the container; resolves random host ports.  Raises Conflict

@@ -1,0 +1,44 @@
+"""Persistent network namespaces for containers (``/run/netns/dy-<container id>``).
+
+The namespace is made before the container's process, as Podman does: networks are attached and
+ports published first, the OCI runtime then joins it by path, and it outlives the process so
+teardown (and `network disconnect`) can still find the veths after the container exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+NETNS_DIR = "/run/netns"
+
+
+def name_for(container_id: str) -> str:
+    return "dy-" + container_id
+
+
+def path_for(container_id: str) -> str:
+    return os.path.join(NETNS_DIR, name_for(container_id))
+
+
+def create(container_id: str) -> str:
+    """Create the container's namespace with loopback up; returns its path."""
+    from pyroute2 import NetNS, netns
+
+    path = path_for(container_id)
+    if not os.path.exists(path):
+        netns.create(name_for(container_id))
+    with contextlib.closing(NetNS(path)) as ns:
+        lo = ns.link_lookup(ifname="lo")
+        if lo:
+            ns.link("set", index=lo[0], state="up")
+    return path
+
+
+def remove(container_id: str) -> None:
+    """Unmount and delete the namespace file; idempotent."""
+    from pyroute2 import netns
+
+    if os.path.exists(path_for(container_id)):
+        with contextlib.suppress(OSError):
+            netns.remove(name_for(container_id))
