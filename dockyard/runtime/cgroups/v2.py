@@ -129,9 +129,6 @@ class V2Manager(CgroupManager):
         cpu = resources.get("cpu") or {}
         if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
             raise Unsupported("realtime CPU limits are not supported on cgroup v2")
-        if resources.get("devices"):
-            warnings.append("device access rules are not enforced on cgroup v2 by dockyard (no eBPF device filter); "
-                            "device nodes are limited by the container's /dev and capabilities")
         return need
 
     def _apply(self, resources: dict, warnings: list[str]) -> None:
@@ -196,6 +193,18 @@ class V2Manager(CgroupManager):
                 rate = int(td["rate"])
                 write(self._file("io.max"), f"{td['major']}:{td['minor']} {name}={rate if rate else 'max'}")
 
+    def _set_devices(self, rules: list[dict], warnings: list[str]) -> None:
+        from dockyard.runtime.cgroups import devices
+
+        try:
+            devices.attach(self.dir, rules)
+        except Unsupported as e:
+            if not self.rootless:
+                raise
+            # Unprivileged users cannot load BPF programs; their user namespace already keeps them from
+            # creating or opening device nodes they do not own.
+            warnings.append(f"device rules not applied: {e}")
+
     def _delegated(self) -> bool:
         anc = self._existing_ancestor()
         return os.access(anc, os.W_OK) and os.access(os.path.join(anc, "cgroup.procs"), os.W_OK)
@@ -220,6 +229,8 @@ class V2Manager(CgroupManager):
             os.mkdir(self.dir)
         try:
             self._apply(resources, warnings)
+            if resources.get("devices"):
+                self._set_devices(resources["devices"], warnings)
         except BaseException:
             if created:
                 rmdir_tree(self.dir, timeout=1.0)
@@ -235,6 +246,10 @@ class V2Manager(CgroupManager):
         need = self._check(resources, warnings)
         self._enable(need, warnings)
         self._apply(resources, warnings)
+        if resources.get("devices"):
+            # Programs attached with BPF_F_ALLOW_MULTI all have to allow an access, so adding one could
+            # only narrow the rules; the set chosen at create time stays.
+            warnings.append("device rules cannot be changed on a running container on cgroup v2; ignored")
         return warnings
 
     def add(self, pid: int) -> None:
