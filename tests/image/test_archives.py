@@ -1,0 +1,270 @@
+"""save/load in every format, read and written by the real skopeo and umoci, and hostile archives."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.image.helpers import bootstrap, dy_binary, inspect, store_state
+from tests.image.layertar import entry, make_tar
+
+EMPTY = {"images": [], "layers": [], "blobs": []}
+
+
+def _sha(b: bytes) -> str:
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def oci_archive(layers: list[bytes], *, name: str = "example.com/test/img:1", diff_ids: list[str] | None = None,
+                layer_type: str = "application/vnd.oci.image.layer.v1.tar+gzip", tamper=None,
+                manifest_pad: int = 0) -> bytes:
+    """An OCI image layout tar built by hand; ``tamper(files)`` may damage it afterwards."""
+    gz = [gzip.compress(raw) for raw in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids or [_sha(r) for r in layers]}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _sha(config),
+                           "size": len(config)},
+                "layers": [{"mediaType": layer_type, "digest": _sha(g), "size": len(g)} for g in gz]}
+    if manifest_pad:
+        manifest["annotations"] = {"pad": "x" * manifest_pad}
+    mbytes = json.dumps(manifest).encode()
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                "digest": _sha(mbytes), "size": len(mbytes),
+                                                "annotations": {"org.opencontainers.image.ref.name": name}}]}
+    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": json.dumps(index).encode()}
+    for blob in [config, mbytes, *gz]:
+        files["blobs/sha256/" + _sha(blob)[7:]] = blob
+    if tamper:
+        tamper(files)
+    return _tar(files)
+
+
+def _load(dy, data: bytes):
+    return dy_binary(dy, "load", input=data, check=False)
+
+
+def test_docker_archive_roundtrip_stdout_stdin_and_gzip(dy, tmp_path):
+    image_id = bootstrap(dy)
+    dy("tag", "busybox", "second:2", check=True)
+    rc, archive, err = dy_binary(dy, "save", "localhost/busybox", "second:2", input=b"")
+    assert rc == 0, err
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tf:
+        names = tf.getnames()
+        manifest = json.load(tf.extractfile("manifest.json"))
+        repos = json.load(tf.extractfile("repositories"))
+    assert {"manifest.json", "index.json", "oci-layout", "repositories"} <= set(names)
+    assert manifest[0]["RepoTags"] == ["localhost/busybox:latest", "second:2"]
+    assert set(repos) == {"localhost/busybox", "second"}
+    # The layer inside is the uncompressed tar named by its diff_id, as Docker writes it.
+    diff_id = inspect(dy, "busybox")["RootFS"]["Layers"][0]
+    assert manifest[0]["Layers"] == [f"blobs/sha256/{diff_id[7:]}"]
+
+    dy("rmi", "-f", image_id, check=True)
+    assert store_state(dy.root) == EMPTY
+    rc, out, err = dy_binary(dy, "load", input=gzip.compress(archive))
+    assert out.decode().splitlines() == ["Loaded image: localhost/busybox:latest", "Loaded image: second:2"]
+    assert inspect(dy, "second:2")["Id"] == image_id
+
+    out_file = tmp_path / "bb.tar"
+    dy("image", "save", "-o", str(out_file), "busybox", check=True)
+    dy("rmi", "-f", image_id, check=True)
+    p = dy("load", "-i", str(out_file), check=True)
+    assert p.stdout.strip() == "Loaded image: localhost/busybox:latest"
+    assert inspect(dy, "localhost/busybox")["Id"] == image_id
+    p = dy("load", "-q", "-i", str(out_file), check=True)
+    assert p.stdout == ""
+
+
+def test_save_by_id_has_no_names_and_loads_untagged(dy, tmp_path):
+    image_id = bootstrap(dy)
+    out = tmp_path / "id.tar"
+    dy("save", "-o", str(out), image_id[7:19], check=True)
+    dy("rmi", "busybox", check=True)
+    p = dy("load", "-i", str(out), check=True)
+    assert p.stdout.strip() == f"Loaded image ID: {image_id}"
+    assert inspect(dy, image_id)["RepoTags"] == []
+
+
+@pytest.mark.parametrize("fmt", ["oci-archive", "oci-dir", "docker-dir"])
+def test_other_formats_roundtrip(dy, tmp_path, fmt):
+    image_id = bootstrap(dy)
+    dest = tmp_path / "out"
+    dy("save", "--format", fmt, "-o", str(dest), "busybox", check=True)
+    if fmt == "docker-dir":
+        man = json.loads((dest / "manifest.json").read_text())
+        assert man["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+        assert (dest / "version").read_text() == "Directory Transport Version: 1.1\n"
+    else:
+        index = json.loads((dest / "index.json").read_bytes() if fmt == "oci-dir" else
+                           tarfile.open(dest).extractfile("index.json").read())
+        assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    dy("rmi", "busybox", check=True)
+    p = dy("load", "-i", str(dest), check=True)
+    if fmt == "docker-dir":
+        assert p.stdout.strip() == f"Loaded image ID: {image_id}"
+    else:
+        assert p.stdout.strip() == "Loaded image: localhost/busybox:latest"
+    assert inspect(dy, image_id)["Config"]["Cmd"] == ["sh"]
+
+
+def test_save_refusals(dy, tmp_path):
+    bootstrap(dy)
+    p = dy("save", "nosuch")
+    assert p.returncode == 125 and "No such image: nosuch" in p.stderr
+    p = dy("save", "--format", "oci-dir", "busybox")
+    assert p.returncode == 125 and "needs an output directory" in p.stderr
+    p = dy("save", "--format", "tarball", "-o", str(tmp_path / "x"), "busybox")
+    assert p.returncode == 125
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.peer("skopeo")
+def test_skopeo_reads_what_save_writes(dy, tmp_path):
+    image_id = bootstrap(dy)
+    diff_id = inspect(dy, "busybox")["RootFS"]["Layers"][0]
+    da, oa, dd = tmp_path / "d.tar", tmp_path / "o.tar", tmp_path / "dir"
+    dy("save", "-o", str(da), "busybox", check=True)
+    dy("save", "--format", "oci-archive", "-o", str(oa), "busybox", check=True)
+    dy("save", "--format", "docker-dir", "-o", str(dd), "busybox", check=True)
+    for src in (f"docker-archive:{da}", f"oci-archive:{oa}", f"dir:{dd}"):
+        p = subprocess.run(["skopeo", "inspect", "--config", src], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, (src, p.stderr)
+        cfg = json.loads(p.stdout)
+        assert cfg["rootfs"]["diff_ids"] == [diff_id], src
+        assert cfg["config"]["Cmd"] == ["sh"]
+    # A full copy re-verifies every blob.
+    p = subprocess.run(["skopeo", "copy", f"docker-archive:{da}", f"oci:{tmp_path / 'copy'}:x"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run(["skopeo", "inspect", "--config", f"oci:{tmp_path / 'copy'}:x"], capture_output=True,
+                       text=True)
+    assert json.loads(p.stdout)["rootfs"]["diff_ids"] == [diff_id]
+    assert image_id.startswith("sha256:")
+
+
+@pytest.mark.peer("umoci")
+def test_umoci_unpacks_saved_oci_layout(dy, tmp_path):
+    bootstrap(dy)
+    layout = tmp_path / "layout"
+    dy("save", "--format", "oci-dir", "-o", str(layout), "busybox", check=True)
+    bundle = tmp_path / "bundle"
+    p = subprocess.run(["umoci", "unpack", "--image", f"{layout}:latest", str(bundle)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert os.path.isfile(bundle / "rootfs/bin/busybox")
+    assert os.readlink(bundle / "rootfs/bin/ls") == "/bin/busybox"
+    spec = json.loads((bundle / "config.json").read_text())
+    assert spec["process"]["args"] == ["sh"]
+
+
+@pytest.mark.peer("skopeo")
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_load_reads_what_skopeo_writes(dy, tmp_path, busybox_rootfs, transport):
+    # A source image made without dockyard: an OCI layout holding the busybox rootfs.
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        for child in sorted(os.listdir(busybox_rootfs)):
+            tf.add(busybox_rootfs / child, arcname=child)
+    src = tmp_path / "src.tar"
+    src.write_bytes(oci_archive([raw.getvalue()], name="latest"))
+    out = tmp_path / "skopeo.tar"
+    dest = f"{transport}:{out}:example.com/skopeo/img:3"
+    p = subprocess.run(["skopeo", "copy", f"oci-archive:{src}:latest", dest],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    p = dy("load", "-i", str(out), check=True)
+    assert p.stdout.strip() == "Loaded image: example.com/skopeo/img:3"
+    info = inspect(dy, "example.com/skopeo/img:3")
+    assert info["RootFS"]["Layers"] == [_sha(raw.getvalue())]
+    assert os.path.isfile(os.path.join(info["GraphDriver"]["Data"]["UpperDir"], "bin/busybox"))
+
+
+# -- hostile and damaged input -----------------------------------------------------------------------
+def _flip_layer(files):
+    for k, v in files.items():
+        if k.startswith("blobs/") and v[:2] == b"\x1f\x8b":
+            files[k] = v[:-20] + bytes(20)
+
+
+def _bad_blob_name(files):
+    for k in list(files):
+        if k.startswith("blobs/") and files[k][:2] == b"\x1f\x8b":
+            files["blobs/sha256/" + "0" * 64] = files.pop(k)
+
+
+GOOD_LAYER = make_tar([entry("etc/", "dir"), entry("etc/hello", "file", b"hi")])
+
+
+@pytest.mark.parametrize("archive, message", [
+    (lambda: oci_archive([GOOD_LAYER], tamper=_flip_layer), "digest mismatch"),
+    (lambda: oci_archive([GOOD_LAYER], tamper=_bad_blob_name), "missing blob"),
+    (lambda: oci_archive([GOOD_LAYER], diff_ids=["sha256:" + "1" * 64]), "does not match the image config"),
+    (lambda: oci_archive([make_tar([entry("../../evil", "file", b"x")])]), "contains '..'"),
+    (lambda: oci_archive([make_tar([entry("/etc/shadow", "file", b"x")])]), "absolute path"),
+    (lambda: oci_archive([make_tar([entry("l", "sym", link="/"), entry("l/etc/x", "file", b"x")])]),
+     "goes through the symlink"),
+    (lambda: oci_archive([make_tar([entry("dev/kmem", "chr", devmajor=1, devminor=2)])]), "device node"),
+    (lambda: oci_archive([GOOD_LAYER], layer_type="application/x-unknown"), "unknown layer media type"),
+    (lambda: oci_archive([GOOD_LAYER], manifest_pad=5 << 20), "too large"),
+    (lambda: oci_archive([GOOD_LAYER])[:3000], "truncated|missing"),
+    (lambda: os.urandom(5000), "not an image archive|corrupt"),
+    (lambda: b"", "empty input"),
+    (lambda: _tar({"hello.txt": b"hi"}), "unrecognized archive"),
+])
+def test_bad_archives_leave_nothing(dy, archive, message):
+    import re
+
+    bootstrap(dy)
+    before = store_state(dy.root)
+    rc, out, err = _load(dy, archive())
+    assert rc == 125, err
+    assert re.search(message, err), err
+    assert err.startswith("Error: ") and err.count("\n") == 1
+    assert store_state(dy.root) == before
+    assert os.listdir(dy.root / "tmp") == []
+
+
+def test_docker_archive_with_wrong_diff_id(dy, tmp_path):
+    bootstrap(dy)
+    good = tmp_path / "good.tar"
+    dy("save", "-o", str(good), "busybox", check=True)
+    dy("rmi", "busybox", check=True)
+    files = {}
+    with tarfile.open(good) as tf:
+        for m in tf.getmembers():
+            if m.isreg():
+                files[m.name] = tf.extractfile(m).read()
+    man = json.loads(files["manifest.json"])
+    cfg = json.loads(files[man[0]["Config"]])
+    cfg["rootfs"]["diff_ids"] = ["sha256:" + "2" * 64]
+    cb = json.dumps(cfg).encode()
+    files["evil-config.json"] = cb
+    man[0]["Config"] = "evil-config.json"
+    files["manifest.json"] = json.dumps(man).encode()
+    rc, _, err = _load(dy, _tar(files))
+    assert rc == 125 and "does not match the image config" in err
+    assert store_state(dy.root) == EMPTY
+    # Paths in manifest.json cannot leave the archive either.
+    man[0]["Config"] = "../../etc/passwd"
+    files["manifest.json"] = json.dumps(man).encode()
+    rc, _, err = _load(dy, _tar(files))
+    assert rc == 125 and "contains '..'" in err
+    assert store_state(dy.root) == EMPTY
