@@ -187,12 +187,12 @@ def test_manifest_errors_store_nothing(registry):
                            "config": {"mediaType": OCI_CONFIG, "digest": push_blob(base, "e", cfg), "size": 2},
                            "layers": [{"mediaType": "x", "digest": missing, "size": 14}]}).encode()
     r = requests.put(f"{base}/v2/e/manifests/t", data=manifest, headers={"Content-Type": OCI_MANIFEST})
-    assert r.status_code == 404 and error_code(r) == "MANIFEST_BLOB_UNKNOWN"
+    assert r.status_code == 400 and error_code(r) == "MANIFEST_BLOB_UNKNOWN"
     assert r.json()["errors"][0]["detail"] == {"digest": missing}
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": missing, "size": 1}]}).encode()
     r = requests.put(f"{base}/v2/e/manifests/t", data=index, headers={"Content-Type": OCI_INDEX})
-    assert r.status_code == 404 and error_code(r) == "MANIFEST_BLOB_UNKNOWN"
+    assert r.status_code == 400 and error_code(r) == "MANIFEST_BLOB_UNKNOWN"
     big = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "pad": "x" * (5 << 20)}).encode()
     r = requests.put(f"{base}/v2/e/manifests/t", data=big, headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 413 and error_code(r) == "MANIFEST_INVALID"
