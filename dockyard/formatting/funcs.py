@@ -286,8 +286,10 @@ def _encode(v: Any, out: list[str], depth: int) -> None:
     elif isinstance(v, str):
         out.append(_json_str(v))
     elif isinstance(v, dict):
+        # A Go map's keys come out sorted; a struct's fields in declaration order.
+        items = v.items() if isinstance(v, GoStruct) else sorted(v.items(), key=lambda kv: str(kv[0]))
         out.append("{")
-        for i, (k, x) in enumerate(v.items()):
+        for i, (k, x) in enumerate(items):
             if i:
                 out.append(",")
             out.append(_json_str(str(k)))

@@ -212,7 +212,7 @@ CASES: list[tuple[str, str]] = [
     ("{{upper (printf \"%d\" .A)}}", "misc"),
     ("{{title \"hello_world foo-bar x.y 3rd\"}}", "misc"),
     ("{{split \"abc\" \"\"}} {{len (split \"\" \",\")}}", "misc"),
-    ("{{json .L}} {{json .Nested}} {{json .Mixed}} {{json .Nil}} {{json .Missing}} {{json .F}} {{json .G}} {{json .B}}", "misc"),
+    ("{{json .L}} {{json .M}} {{json .Nested}} {{json .Mixed}} {{json .Nil}} {{json .Missing}} {{json .F}} {{json .G}} {{json .B}}", "misc"),
     ("{{json .Unicode}} {{json \"<&>\"}} {{json \"tab\\there\"}}", "misc"),
     ("{{json 1e21}} {{json 1e20}} {{json 0.000001}} {{json 0.0000001}} {{json -0.0}}", "misc"),
     ("{{pad \"x\" 0 0}}|{{truncate \"abc\" 0}}|{{truncate .Empty 1}}", "misc"),
@@ -279,3 +279,47 @@ MISSINGKEY_ERROR_CASES: list[tuple[str, str]] = [
     ("{{.NetworkSettings.Networks.bridge.IPAddress}}", "inspect"),
     ('{{index .Config.Labels "nope"}}', "inspect"),
 ]
+
+# `ps`-shaped rows (what Docker's ContainerContext methods return) for list rendering.
+PS_ROWS = [
+    {"ID": "4f66ad9a0b2e", "Image": "nginx:1-alpine", "Command": '"/docker-entrypoint.…"',
+     "CreatedAt": "2024-05-01 10:00:00 +0000 UTC", "RunningFor": "2 minutes ago",
+     "Ports": "0.0.0.0:8080->80/tcp", "State": "running", "Status": "Up 2 minutes", "Size": "1.09kB (virtual 48.3MB)",
+     "Names": "webserver", "Labels": "maintainer=NGINX Docker Maintainers", "Mounts": "", "Networks": "bridge",
+     "PortList": ["0.0.0.0:8080->80/tcp", "[::]:8080->80/tcp"]},
+    {"ID": "9b1c2d3e4f50", "Image": "alpine", "Command": '"sleep 600"', "CreatedAt": "2024-05-01 09:58:00 +0000 UTC",
+     "RunningFor": "4 minutes ago", "Ports": "", "State": "exited", "Status": "Exited (0) 1 minute ago",
+     "Size": "0B (virtual 7.8MB)", "Names": "alpine-container", "Labels": "", "Mounts": "data,cache",
+     "Networks": "bridge,frontend", "PortList": []},
+]
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "PortList": "PORTS"}
+PS_DEFAULT = "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
+
+# (format as typed on the command line, rows): the backslash-t is two characters, as a shell passes it.
+LIST_CASES: list[tuple[str, str]] = [
+    (PS_DEFAULT, "ps"),
+    ("{{.ID}}: {{.Names}}", "ps"),
+    ("table {{.ID}}\\t{{.Names}}", "ps"),
+    ("table {{.ID}}\\t{{.Names}}\\t{{.State}}\\t{{.Status}}\\t{{.Size}}", "ps"),
+    ("table {{.ID}}\\t{{.Image}}\\t{{.Status}}\\t{{.Names}}", "ps"),
+    ("json", "ps"),
+    ("table {{.ID}}", "ps"),
+    ("table {{.ID}}\\t{{.Names}}", "empty"),
+    ("   table {{.Names}}  ", "ps"),
+    ("table    {{.Names}}\\t{{.Mounts}}   ", "ps"),
+    ("table {{.Names}}\\t{{upper .Names}}\\t{{pad .State 1 1}}\\t{{json .Networks}}\\t{{lower .Status}}", "ps"),
+    ("table {{.Names}}\\t{{truncate .ID 4}}\\t{{title .State}}\\t{{len .PortList}}", "ps"),
+    ("table {{.ID}}\\n{{.Names}}", "ps"),
+    ("{{.ID}}\\t{{.Names}}", "ps"),
+    ("table {{.Names}}\\t{{range .PortList}}{{.}}\\t{{end}}", "ps"),
+    ("table {{.Names}}\\t\\t{{.State}}\\t", "ps"),
+    ("table {{println .ID}}{{.Names}}\\t{{.State}}", "ps"),
+    ("table {{.Names}}\\t{{.Status}}\\v{{.State}}", "ps"),
+    ("{{.Names}}", "empty"),
+    ("table {{.Names", "ps"),
+    ("table", "ps"),
+]
+LIST_DATA = {"ps": PS_ROWS, "empty": []}

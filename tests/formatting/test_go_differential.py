@@ -13,7 +13,15 @@ import pytest
 
 from dockyard.formatting.funcs import FUNC_NAMES, FUNCS
 from dockyard.formatting.template import Parser, TemplateError, execute
-from tests.formatting.cases import CASES, DATA, MISSINGKEY_ERROR_CASES
+from tests.formatting.cases import (
+    CASES,
+    DATA,
+    LIST_CASES,
+    LIST_DATA,
+    MISSINGKEY_ERROR_CASES,
+    PS_DEFAULT,
+    PS_HEADERS,
+)
 
 HARNESS = Path(__file__).parent / "goharness" / "main.go"
 ALL = [(t, d, "") for t, d in CASES] + [(t, d, "error") for t, d in MISSINGKEY_ERROR_CASES]
@@ -28,6 +36,9 @@ def go_results(tmp_path_factory):
     subprocess.run(["go", "build", "-o", str(work / "harness"), "."], cwd=work, env=env, check=True,
                    capture_output=True, timeout=600)
     cases = [{"tmpl": t, "data": DATA[d], "missingkey": mk} for t, d, mk in ALL]
+    # Docker turns a bare "table" into the command's default table format before rendering.
+    cases += [{"tmpl": PS_DEFAULT if f == "table" else f, "data": LIST_DATA[d], "list": True,
+               "headers": PS_HEADERS} for f, d in LIST_CASES]
     p = subprocess.run([str(work / "harness")], input=json.dumps(cases), capture_output=True, text=True,
                        check=True, timeout=120)
     return json.loads(p.stdout)
@@ -47,4 +58,19 @@ def test_same_as_go(go_results, i):
     text, data, missingkey = ALL[i]
     go = go_results[i]
     out, err = render_py(text, DATA[data], missingkey)
+    assert (out, err) == ("" if go["err"] else go["out"], go["err"])
+
+
+@pytest.mark.peer("go")
+@pytest.mark.parametrize("i", range(len(LIST_CASES)), ids=[f"{d}:{f[:60]}" for f, d in LIST_CASES])
+def test_list_same_as_docker_formatter(go_results, i):
+    from dockyard.errors import InvalidArgument
+    from dockyard.formatting import render_list
+
+    fmt, data = LIST_CASES[i]
+    go = go_results[len(ALL) + i]
+    try:
+        out, err = render_list(fmt, LIST_DATA[data], PS_DEFAULT, PS_HEADERS, missingkey="default"), ""
+    except InvalidArgument as e:
+        out, err = "", str(e).removeprefix("template parsing error: ")
     assert (out, err) == ("" if go["err"] else go["out"], go["err"])

@@ -1,6 +1,8 @@
 // Renders text/template cases with Go itself, for the differential test in test_go_differential.py.
 // Input on stdin: [{"tmpl": "...", "data": <json>, "missingkey": "default"|"error"}]; output on stdout:
-// [{"out": "...", "err": "..."}].  Numbers decode as int when integral text, else float64, matching
+// [{"out": "...", "err": "..."}].  With "list": true, data is a list of rows rendered the way Docker's
+// CLI renders `ps`-like output (its formatter.Context): a "table" prefix gives tab-aligned columns
+// under a header row rendered from "headers" with the header functions.  Numbers decode as int when integral text, else float64, matching
 // how the Python side models JSON data.
 package main
 
@@ -9,13 +11,16 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"text/template"
 )
 
 type tcase struct {
-	Tmpl       string          `json:"tmpl"`
-	Data       json.RawMessage `json:"data"`
-	MissingKey string          `json:"missingkey"`
+	Tmpl       string            `json:"tmpl"`
+	Data       json.RawMessage   `json:"data"`
+	MissingKey string            `json:"missingkey"`
+	List       bool              `json:"list"`
+	Headers    map[string]string `json:"headers"`
 }
 
 type result struct {
@@ -52,6 +57,53 @@ var funcs = template.FuncMap{
 	},
 }
 
+// Docker renders a table header with the row template but these functions returning their input.
+var headerFuncs = template.FuncMap{
+	"json":     func(v string) string { return v },
+	"split":    func(v string, _ string) string { return v },
+	"join":     func(v string, _ string) string { return v },
+	"title":    func(v string) string { return v },
+	"lower":    func(v string) string { return v },
+	"upper":    func(v string) string { return v },
+	"truncate": func(v string, _ int) string { return v },
+}
+
+func runList(c tcase, rows []interface{}) result {
+	format := c.Tmpl
+	isTable := strings.HasPrefix(format, "table")
+	switch {
+	case isTable:
+		format = format[len("table"):]
+	case format == "json":
+		format = "{{json .}}"
+	}
+	format = strings.Trim(format, " ")
+	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
+	t, err := template.New("").Funcs(funcs).Parse(format)
+	if err != nil {
+		return result{Err: err.Error()}
+	}
+	body := &bytes.Buffer{}
+	for _, row := range rows {
+		if err := t.Execute(body, row); err != nil {
+			return result{Err: err.Error()}
+		}
+		body.WriteString("\n")
+	}
+	if !isTable {
+		return result{Out: body.String()}
+	}
+	var out bytes.Buffer
+	w := tabwriter.NewWriter(&out, 10, 1, 3, ' ', 0)
+	header := &bytes.Buffer{}
+	_ = t.Funcs(headerFuncs).Execute(header, c.Headers)
+	_, _ = header.WriteTo(w)
+	_, _ = w.Write([]byte("\n"))
+	_, _ = body.WriteTo(w)
+	_ = w.Flush()
+	return result{Out: out.String()}
+}
+
 func convert(v interface{}) interface{} {
 	switch x := v.(type) {
 	case json.Number:
@@ -85,6 +137,10 @@ func run(c tcase) (res result) {
 		return result{Err: "bad data: " + err.Error()}
 	}
 	data = convert(data)
+	if c.List {
+		rows, _ := data.([]interface{})
+		return runList(c, rows)
+	}
 	t, err := template.New("").Funcs(funcs).Parse(c.Tmpl)
 	if err != nil {
 		return result{Err: err.Error()}
