@@ -48,7 +48,14 @@ class V2Manager(CgroupManager):
     def __init__(self, path: str, container_id: str, rootless: bool = False, *, mount: str) -> None:
         super().__init__(path, container_id, rootless)
         self.mount = mount
-        rel = path if path.startswith("/") else os.path.join(_own_cgroup(None), path)
+        if path.startswith("/"):
+            rel = path
+        elif rootless:
+            # Beside our own cgroup, inside the delegated parent: v2 cannot enable controllers below a
+            # cgroup that holds processes, and ours holds this one.
+            rel = os.path.join(os.path.dirname(_own_cgroup(None)), path)
+        else:
+            rel = os.path.join(_own_cgroup(None), path)
         self.dir = os.path.normpath(mount + "/" + rel.lstrip("/"))
         self.paths = {"": self.dir}
 
