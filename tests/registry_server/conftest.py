@@ -74,9 +74,11 @@ def start_server(procs, tmp_path: Path, env: dict[str, str | None] | None = None
     full["REGISTRY_STORAGE_DELETE_ENABLED"] = "true" if delete else "false"
     full.update(env or {})
     full = {k: v for k, v in full.items() if v is not None}  # None: leave the variable unset
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / f"registry-{port}.log"
-    proc = procs.start([sys.executable, "-m", "dockyard", "registry", "serve", *(args or [])], env=full,
-                       stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    with open(log, "wb") as logf:
+        proc = procs.start([sys.executable, "-m", "dockyard", "registry", "serve", *(args or [])], env=full,
+                           stdout=logf, stderr=subprocess.STDOUT)
 
     def up() -> bool:
         if proc.poll() is not None:
