@@ -64,6 +64,10 @@ class V1Manager(CgroupManager):
         if any(cpu.get(k) for k in ("shares", "quota", "period", "burst", "realtimeRuntime", "realtimePeriod",
                                     "idle")):
             self._dir("cpu", "CPU shares/quota")
+        for key, fname in (("burst", "cpu.cfs_burst_us"), ("idle", "cpu.idle"),
+                           ("realtimeRuntime", "cpu.rt_runtime_us"), ("realtimePeriod", "cpu.rt_period_us")):
+            if cpu.get(key) and not self._has_file("cpu", fname):
+                raise Unsupported(f"cpu.{key} is not supported by this kernel (no {fname})")
         if cpu.get("cpus") or cpu.get("mems"):
             self._dir("cpuset", "cpuset cpus/mems")
         if (resources.get("pids") or {}).get("limit"):
@@ -312,7 +316,7 @@ class V1Manager(CgroupManager):
         write(self._freezer(), "THAWED")
 
     def freezer_state(self) -> str:
-        if self.disabled or "freezer" not in self.paths:
+        if self.disabled or not os.path.isdir(self.paths.get("freezer", "")):
             return "THAWED"
         return read(self._freezer())
 

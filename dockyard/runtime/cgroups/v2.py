@@ -160,10 +160,11 @@ class V2Manager(CgroupManager):
             if not period:
                 period = int(read(self._file("cpu.max")).split()[1])
             write(self._file("cpu.max"), f"{_max(quota) if quota else 'max'} {period}")
-        if cpu.get("burst"):
-            write(self._file("cpu.max.burst"), int(cpu["burst"]))
-        if cpu.get("idle"):
-            write(self._file("cpu.idle"), int(cpu["idle"]))
+        for key, fname in (("burst", "cpu.max.burst"), ("idle", "cpu.idle")):
+            if cpu.get(key):
+                if not os.path.exists(self._file(fname)):
+                    raise Unsupported(f"cpu.{key} is not supported by this kernel (no {fname})")
+                write(self._file(fname), int(cpu[key]))
         if cpu.get("cpus"):
             write(self._file("cpuset.cpus"), cpu["cpus"])
         if cpu.get("mems"):
