@@ -247,3 +247,24 @@ def test_concurrent_pushes_of_same_blob_and_tag(registry):
     assert r.headers["Docker-Content-Digest"] in digests
     assert requests.get(f"{base}/v2/race/blobs/{sha(layer)}").content == layer
     assert os.listdir(registry.root / "_uploads") == []
+
+
+def test_manifest_sent_in_small_chunks(registry):
+    """A chunked manifest body arrives in pieces; all of them make the manifest, and size is still capped."""
+    base = registry.url
+    cfg = push_blob(base, "chunky", b"{}")
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                       "config": {"mediaType": OCI_CONFIG, "digest": cfg, "size": 2}, "layers": [],
+                       "annotations": {"pad": "y" * 200_000}}).encode()
+
+    def pieces(data: bytes, n: int = 1000):
+        for i in range(0, len(data), n):
+            yield data[i:i + n]
+
+    r = requests.put(f"{base}/v2/chunky/manifests/v1", data=pieces(body), headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201 and r.headers["Docker-Content-Digest"] == sha(body)
+    assert requests.get(f"{base}/v2/chunky/manifests/v1").content == body
+    big = json.dumps({"pad": "z" * (5 << 20)}).encode()
+    r = requests.put(f"{base}/v2/chunky/manifests/v2", data=pieces(big, 1 << 16),
+                     headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 413

@@ -242,9 +242,13 @@ class Registry:
     async def manifest_put(self, request: web.Request, name: str, ref: str) -> web.Response:
         if request.content_length is not None and request.content_length > MANIFEST_MAX:
             raise RegistryError("MANIFEST_INVALID", f"manifest larger than {MANIFEST_MAX} bytes", status=413)
-        body = await request.content.read(MANIFEST_MAX + 1)
-        if len(body) > MANIFEST_MAX:
-            raise RegistryError("MANIFEST_INVALID", f"manifest larger than {MANIFEST_MAX} bytes", status=413)
+        parts, size = [], 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > MANIFEST_MAX:  # a chunked body has no Content-Length to refuse up front
+                raise RegistryError("MANIFEST_INVALID", f"manifest larger than {MANIFEST_MAX} bytes", status=413)
+            parts.append(chunk)
+        body = b"".join(parts)
         digest, subject = await self.run(self.storage.put_manifest, name, ref, body,
                                          request.headers.get("Content-Type", ""))
         headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
