@@ -148,27 +148,16 @@ def _ensure_image(state: Any, image: str, pull: str, quiet: bool) -> None:
         if not images.exists(image):
             raise NotFound(f"No such image: {image}")
         return
-    from dockyard.cli.pull import pull as pull_cmd
+    from dockyard.cli.pull import ProgressPrinter
 
-    ctx = click.get_current_context()
+    # Pull progress would mix into the container's output on stdout: pull quietly.
+    printer = ProgressPrinter(quiet=True, tty=False)
     try:
-        ctx.invoke(pull_cmd, **_pull_kwargs(pull_cmd, image, quiet))
-    except SystemExit as e:
-        if e.code:
-            raise DockyardError(f"unable to find image {image!r} locally or pull it") from None
-
-
-def _pull_kwargs(cmd: click.Command, image: str, quiet: bool) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
-    for p in cmd.params:
-        kw[p.name or ""] = p.get_default(click.get_current_context())
-    for name in ("image", "reference", "name", "images"):
-        if name in kw:
-            kw[name] = (image,) if name == "images" else image
-            break
-    if "quiet" in kw:
-        kw["quiet"] = quiet
-    return kw
+        state.engine.registry.pull(image, progress=printer)
+    except DockyardError as e:
+        raise NotFound(f"unable to find image {image!r} locally, and pulling it failed: {e}") from None
+    finally:
+        printer.close()
 
 
 @click.command("create", context_settings=RUN_CONTEXT, help="Create a new container.")
