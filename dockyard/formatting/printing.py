@@ -212,10 +212,10 @@ _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t
 
 
 class _Spec:
-    __slots__ = ("minus", "plus", "sharp", "space", "zero", "width", "prec")
+    __slots__ = ("minus", "plus", "plusv", "sharp", "space", "zero", "width", "prec")
 
     def __init__(self) -> None:
-        self.minus = self.plus = self.sharp = self.space = self.zero = False
+        self.minus = self.plus = self.plusv = self.sharp = self.space = self.zero = False
         self.width: int | None = None
         self.prec: int | None = None
 
@@ -354,7 +354,7 @@ def _fmt_arg(a: Any, verb: str, spec: _Spec) -> str:
         return _pad("map[" + " ".join(f"{_fmt_elem(k, verb, spec)}:{_fmt_elem(x, verb, spec)}"
                                       for k, x in items) + "]", spec)
     fields = public_fields(a)
-    if spec.plus:
+    if spec.plusv:
         inner = " ".join(f"{k}:{_fmt_elem(x, verb, spec)}" for k, x in fields)
     else:
         inner = " ".join(_fmt_elem(x, verb, spec) for _, x in fields)
@@ -468,6 +468,9 @@ def sprintf(fmt: str, *args: Any) -> str:
             break
         verb = fmt[i]
         i += 1
+        if verb == "v" and spec.plus:
+            # %+v names struct fields; it does not sign numbers.
+            spec.plus, spec.plusv = False, True
         if verb == "%":
             out.append("%")
             continue
