@@ -182,12 +182,15 @@ class RegistryService:
             self._fetch(client, src.path, manifest.config, emit, report=False)
             config_bytes = self.engine.blobs.read(manifest.config.digest)
             mf.parse_config(config_bytes)
-            self._fetch_layers(client, src.path, manifest.layers, emit)
+            fetched = self._fetch_layers(client, src.path, manifest.layers, emit)
         finally:
             client.close()
         record = self.engine.images.add_from_manifest(
             data, media_type, config_bytes, tags=[str(ref)] if ref.tag else [], index_bytes=index_bytes,
             repo=ref.name)
+        # Docker says "Pull complete" once a layer is unpacked, which add_from_manifest just did.
+        for lay in fetched:
+            emit(Progress(short_id(lay.digest), "Pull complete", lay.size, lay.size))
         return PullResult(str(ref), top_digest, record.id, up_to_date)
 
     def _is_current(self, ref: Reference, manifest_digest: str) -> bool:
@@ -197,7 +200,9 @@ class RegistryService:
         except (NotFound, InvalidArgument):
             return False
 
-    def _fetch_layers(self, client: RegistryClient, repo: str, layers: list[Descriptor], emit: ProgressFn) -> None:
+    def _fetch_layers(self, client: RegistryClient, repo: str, layers: list[Descriptor],
+                      emit: ProgressFn) -> list[Descriptor]:
+        """Download the layers not in the store, in parallel; returns those downloaded."""
         todo = []
         seen = set()
         for lay in layers:
@@ -210,7 +215,7 @@ class RegistryService:
                 emit(Progress(short_id(lay.digest), "Pulling fs layer", 0, lay.size))
                 todo.append(lay)
         if not todo:
-            return
+            return todo
         with ThreadPoolExecutor(max_workers=min(PARALLEL_DOWNLOADS, len(todo))) as pool:
             futures = [pool.submit(self._fetch, client, repo, lay, emit) for lay in todo]
             first_err: BaseException | None = None
@@ -221,6 +226,7 @@ class RegistryService:
                     first_err = first_err or e
             if first_err:
                 raise first_err
+        return todo
 
     def _fetch(self, client: RegistryClient, repo: str, desc: Descriptor, emit: ProgressFn,
                report: bool = True) -> None:
@@ -267,7 +273,6 @@ class RegistryService:
                 time.sleep(BACKOFF * 2 ** attempt)
         if report:
             emit(Progress(sid, "Download complete", desc.size, desc.size))
-            emit(Progress(sid, "Pull complete", desc.size, desc.size))
 
     # -- push ------------------------------------------------------------------------------
 
