@@ -133,7 +133,18 @@ def _conditions(args: list[dict], syscall_name: str) -> list[_ArgCmp]:
     return out
 
 
+def _refuse_docker_format(seccomp: dict) -> None:
+    # Applied literally, a Docker-format profile would grant its capability-conditional rules to every
+    # container; it has to be resolved for the container's capabilities first.
+    docker_only = "archMap" in seccomp or any(
+        isinstance(r, dict) and ("includes" in r or "excludes" in r) for r in seccomp.get("syscalls") or [])
+    if docker_only:
+        raise InvalidArgument("seccomp profile is in Docker format (archMap/includes/excludes): "
+                              "resolve it with docker_profile_to_oci() first")
+
+
 def _compile(lib: ctypes.CDLL, ctx: int, seccomp: dict) -> None:
+    _refuse_docker_format(seccomp)
     default = _action(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"), _EPERM)
     # libseccomp would otherwise set no_new_privs itself; that is the caller's decision.
     _rc(lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0), "attr_set(NNP)")
@@ -261,6 +272,20 @@ def docker_profile_to_oci(profile: dict, caps: list[str]) -> dict:
         rules.append(rule)
     out["syscalls"] = rules
     return out
+
+
+def profile_from_file(path: str, caps: list[str]) -> dict:
+    """``--security-opt seccomp=FILE``: a Docker- or OCI-format JSON profile as an OCI object for ``caps``."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InvalidArgument(f"opening seccomp profile ({path}) failed: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"seccomp profile {path} is not a JSON object")
+    profile = docker_profile_to_oci(data, caps)
+    validate(profile)
+    return profile
 
 
 def default_profile(caps: list[str] | None = None) -> dict:

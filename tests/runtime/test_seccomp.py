@@ -238,3 +238,19 @@ def test_default_profile_shape():
     clone = [r for r in prof["syscalls"] if r["names"] == ["clone"]]
     assert clone and clone[0]["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
     seccomp.validate(prof)
+
+
+def test_docker_format_is_never_applied_literally(tmp_path):
+    raw = json.loads((REPO / "dockyard/runtime/seccomp_default.json").read_text())
+    with pytest.raises(InvalidArgument, match="Docker format"):
+        seccomp.validate(raw)
+    f = tmp_path / "profile.json"
+    f.write_text(json.dumps(raw))
+    assert seccomp.profile_from_file(str(f), DEFAULT_CAPS) == seccomp.default_profile()
+    # an OCI-format file passes through unchanged apart from normalisation
+    oci = allow_all_but({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"})
+    f.write_text(json.dumps(oci))
+    assert seccomp.profile_from_file(str(f), DEFAULT_CAPS)["syscalls"] == oci["syscalls"]
+    f.write_text("{not json")
+    with pytest.raises(InvalidArgument, match="opening seccomp profile"):
+        seccomp.profile_from_file(str(f), DEFAULT_CAPS)
