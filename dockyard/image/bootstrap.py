@@ -145,8 +145,9 @@ def debootstrap(suite: str, dest: Path) -> str:
                         shutil.rmtree(child)
                 elif child.name != "lock":
                     child.unlink()
+    # The runtime provides these per container; the image must not carry the build host's.
     for rel in ("etc/hostname", "etc/resolv.conf"):
-        with open(dest / rel, "w"):
-            pass
+        (dest / rel).unlink(missing_ok=True)
+        (dest / rel).touch(mode=0o644)
     (dest / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     return mirror

@@ -372,7 +372,8 @@ def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = N
     Raises ``LayerError`` for hostile or damaged input, with nothing left behind.  If ``dest``
     already exists (another writer won the race) the existing directory is kept.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Private: layers hold set-id binaries that must not be reachable by other host users.
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name[:12]}-", dir=dest.parent))
     try:
         reader = _HashReader(decompressed(src), what)
