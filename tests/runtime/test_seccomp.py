@@ -254,3 +254,17 @@ def test_docker_format_is_never_applied_literally(tmp_path):
     f.write_text("{not json")
     with pytest.raises(InvalidArgument, match="opening seccomp profile"):
         seccomp.profile_from_file(str(f), DEFAULT_CAPS)
+
+
+def test_trap_and_trace_actions(tmp_path):
+    trap = allow_all_but({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_TRAP"})
+    p = run_child(f"""
+        seccomp.load(json.loads({json.dumps(trap)!r}), False)
+        os.execv({BUSYBOX!r}, ["mkdir", {str(tmp_path / "d")!r}])
+    """)
+    assert p.returncode == -signal.SIGSYS
+    # with no tracer attached the kernel answers a TRACE rule with ENOSYS
+    trace = allow_all_but({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_TRACE", "errnoRet": 7})
+    p = run_filtered(trace, f"mkdir {tmp_path}/d")
+    assert "Function not implemented" in p.stderr
+    assert not (tmp_path / "d").exists()
