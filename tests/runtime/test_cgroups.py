@@ -187,6 +187,10 @@ def test_process_joins_and_stats_count_it(cg):
     h.go()
     assert h.p.stdout is not None and h.p.stdout.readline().strip() == "ready"
     assert h.p.pid in m.pids()
+    if INFO.version == "hybrid":
+        # like runc, the container is also placed in the unified hierarchy
+        unified = read(f"/proc/{h.p.pid}/cgroup").splitlines()[-1]
+        assert unified.startswith("0::") and unified.endswith("/" + m.container_id)
     st = m.stats()
     assert st["memory"]["usage"] >= 32 << 20
     assert st["memory"]["limit"] == 256 << 20

@@ -276,5 +276,6 @@ def manager(cgroups_path: str | None, container_id: str, rootless: bool = False)
         return V2Manager(path, container_id, rootless, mount=info.v2_mount)
     if info.version in ("v1", "hybrid"):
         from dockyard.runtime.cgroups.v1 import V1Manager
-        return V1Manager(path, container_id, rootless, mounts=info.v1_mounts)
+        return V1Manager(path, container_id, rootless, mounts=info.v1_mounts,
+                         unified=info.v2_mount if info.version == "hybrid" else None)
     raise Unsupported("no cgroup filesystem is mounted under /sys/fs/cgroup")

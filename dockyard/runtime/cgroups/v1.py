@@ -31,12 +31,17 @@ class V1Manager(CgroupManager):
     version = "v1"
 
     def __init__(self, path: str, container_id: str, rootless: bool = False, *,
-                 mounts: dict[str, str]) -> None:
+                 mounts: dict[str, str], unified: str | None = None) -> None:
         super().__init__(path, container_id, rootless)
         self.mounts = dict(mounts)
         for ctrl, mnt in self.mounts.items():
             rel = path if path.startswith("/") else os.path.join(_own_cgroup(ctrl), path)
             self.paths[ctrl] = os.path.normpath(mnt + "/" + rel.lstrip("/"))
+        if unified:
+            # Hybrid host: like runc, also place the container in the (controller-less) unified
+            # hierarchy, so /proc/PID/cgroup's "0::" line and cgroup-v2 tools see the container.
+            rel = path if path.startswith("/") else os.path.join(_own_cgroup(None), path)
+            self.paths[""] = os.path.normpath(unified + "/" + rel.lstrip("/"))
 
     # -- helpers --------------------------------------------------------------------------------
 
