@@ -48,7 +48,7 @@ _lock_depth = 0
 
 
 @contextlib.contextmanager
-def host_lock(timeout: float = 60.0) -> Iterator[None]:
+def host_lock(path: str | None = None, timeout: float = 60.0) -> Iterator[None]:
     """Serialises changes to host networking across every dockyard store on the machine
     (re-entrant within a process, so a failing attach can call detach to undo itself)."""
     global _lock_depth
@@ -59,7 +59,8 @@ def host_lock(timeout: float = 60.0) -> Iterator[None]:
         finally:
             _lock_depth -= 1
         return
-    path = HOST_LOCK if os.path.isdir(os.path.dirname(HOST_LOCK)) else "/run/dockyard-network.lock"
+    if path is None:
+        path = HOST_LOCK if os.path.isdir(os.path.dirname(HOST_LOCK)) else "/run/dockyard-network.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + timeout
@@ -92,6 +93,13 @@ class NetworkService:
     def db(self) -> Any:
         return self.engine.db
 
+    def _host_lock(self) -> contextlib.AbstractContextManager[None]:
+        if os.geteuid() != 0:
+            # Nothing host-wide to guard without privileges (slirp4netns only); /run is not ours.
+            self.engine.roots.runroot.mkdir(parents=True, exist_ok=True)
+            return host_lock(str(self.engine.roots.runroot / "network.lock"))
+        return host_lock()
+
     def _rundir(self, net_id: str) -> Path:
         return self.engine.roots.runroot / "networks" / net_id[:12]
 
@@ -101,7 +109,7 @@ class NetworkService:
             return
         from dockyard.network import bridge, ipam
 
-        with host_lock(), self.db.write() as c:
+        with self._host_lock(), self.db.write() as c:
             if c.execute("SELECT 1 FROM networks WHERE builtin = 1 AND name = 'bridge'").fetchone():
                 return
             now = time.time()
@@ -204,7 +212,7 @@ class NetworkService:
         self._ensure_predefined()
         net_id = secrets.token_hex(32)
         br_name = br_name or "dy-" + net_id[:12]
-        with host_lock(), self.db.write() as c:
+        with self._host_lock(), self.db.write() as c:
             if c.execute("SELECT 1 FROM networks WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"network with name {name} already exists")
             if subnet:
@@ -285,7 +293,7 @@ class NetworkService:
         r = self._get(ref)
         if r["builtin"]:
             raise Conflict(f"{r['name']} is a pre-defined network and cannot be removed")
-        with host_lock(), self.db.write() as c:
+        with self._host_lock(), self.db.write() as c:
             n = c.execute("SELECT COUNT(*) FROM network_endpoints WHERE network_id = ?", (r["id"],)).fetchone()[0]
             if n:
                 raise Conflict(f"error while removing network: network {r['name']} id {r['id'][:12]} "
@@ -325,7 +333,7 @@ class NetworkService:
             # Docker: "user specified IP address is supported on user defined networks only".
             raise InvalidArgument("--ip and --network-alias are supported on user-defined networks only")
         mac = bridge.check_mac(mac) if mac else bridge.random_mac()
-        with host_lock():
+        with self._host_lock():
             if self.db.query_one("SELECT 1 FROM network_endpoints WHERE network_id = ? AND container_id = ?",
                                  (r["id"], container_id)):
                 raise Conflict(f"container {container_name} is already connected to network {r['name']}")
@@ -455,7 +463,7 @@ class NetworkService:
             r = self._get(network)
             net_ids = [r["id"]]
         for net_id in net_ids:
-            with host_lock():
+            with self._host_lock():
                 e = self.db.query_one("SELECT * FROM network_endpoints WHERE network_id = ? AND container_id = ?",
                                       (net_id, container_id))
                 if e is None:
@@ -493,6 +501,9 @@ class NetworkService:
         from dockyard.network import netns as N
 
         hostname = hostname or container_id[:12]
+        if os.geteuid() != 0 and mode not in ("host", "none") and not mode.startswith("container:"):
+            raise Unsupported("bridge networks need root: rootless containers get slirp4netns "
+                              "(NetworkService.setup_rootless once the process exists)")
         settings: dict[str, Any] = {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "",
                                     "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}
         if mode == "host":
@@ -517,6 +528,12 @@ class NetworkService:
         for r in nets:
             if r["driver"] != "bridge":
                 raise InvalidArgument(f"network {r['name']} cannot be combined with other networks")
+        if os.geteuid() != 0:
+            # Rootless --network none: the runtime makes the namespace inside the container's userns.
+            settings["Networks"]["none"] = self._mode_endpoint("none")
+            return {"netns": "", "NetworkSettings": settings, "resolv_conf": files.resolv_conf(dns=dns or []),
+                    "hosts": files.hosts(hostname=hostname, extra_hosts=extra_hosts or []),
+                    "hostname": files.hostname_file(hostname)}
         path = N.create(container_id)
         settings["SandboxKey"] = path
         try:
@@ -555,9 +572,53 @@ class NetworkService:
         """Undo ``setup``: detach from every network, unpublish ports, delete the namespace.
         Idempotent, so cleanup after a crash can call it again."""
         from dockyard.network import netns as N
+        from dockyard.network import rootless
 
         self.detach(container_id)
         N.remove(container_id)
+        rootless.stop(self._slirp_dir(container_id))
+
+    def _slirp_dir(self, container_id: str) -> Path:
+        return self.engine.roots.runroot / "slirp4netns" / container_id[:12]
+
+    def setup_rootless(self, container_id: str, pid: int, publish: builtins.list[PortMapping] | None = None,
+                       *, hostname: str | None = None, dns: builtins.list[str] | None = None,
+                       dns_search: builtins.list[str] | None = None, dns_options: builtins.list[str] | None = None,
+                       extra_hosts: builtins.list[str] | None = None) -> dict[str, Any]:
+        """Rootless networking (slirp4netns) for the namespaces of the container's process ``pid``,
+        which the runtime made; call between the runtime's create and start.  Publishes ports on the
+        host through slirp4netns.  Returns NetworkSettings and the /etc file contents as ``setup``."""
+        from dockyard.network import files, rootless
+
+        rundir = self._slirp_dir(container_id)
+        hostname = hostname or container_id[:12]
+        try:
+            with self._host_lock(), self.db.write() as c:
+                out = self._resolve_ports(c, publish or [], set())
+                rootless.start(rundir, pid)
+                for m in out:
+                    rootless.add_forward(rundir, m.protocol, m.host_ip, m.host_port, m.container_port)
+                    c.execute("INSERT INTO published_ports VALUES (?, ?, ?, ?, ?, ?)",
+                              (container_id, m.host_ip, m.host_port, m.protocol, m.container_port,
+                               rootless.GUEST_IP))
+        except BaseException:
+            rootless.stop(rundir)
+            raise
+        endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+                    "NetworkID": "slirp4netns", "EndpointID": "", "Gateway": rootless.GATEWAY,
+                    "IPAddress": rootless.GUEST_IP, "IPPrefixLen": rootless.PREFIXLEN, "IPv6Gateway": "",
+                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+        settings = {"Networks": {"slirp4netns": endpoint}, "Ports": self._ports_dict(out),
+                    "SandboxKey": f"/proc/{pid}/ns/net", "IPAddress": rootless.GUEST_IP,
+                    "IPPrefixLen": rootless.PREFIXLEN, "Gateway": rootless.GATEWAY, "MacAddress": ""}
+        return {
+            "NetworkSettings": settings,
+            "hosts": files.hosts(hostname=hostname, addresses=[rootless.GUEST_IP], extra_hosts=extra_hosts or [],
+                                 gateway=rootless.GATEWAY),
+            "resolv_conf": files.resolv_conf(dns=dns or [rootless.DNS], dns_search=dns_search or [],
+                                             dns_options=dns_options or []),
+            "hostname": files.hostname_file(hostname),
+        }
 
     def _mode_endpoint(self, name: str) -> dict[str, Any]:
         r = self._get(name)
@@ -597,37 +658,12 @@ class NetworkService:
     def publish(self, container_id: str, ports: builtins.list[PortMapping], container_ip: str) -> builtins.list[PortMapping]:
         """Forward host ports to the container; resolves random host ports.  Raises Conflict
         ("... port is already allocated") before changing anything when a port is taken."""
-        from dataclasses import replace
-
         from dockyard.network import firewall
-        from dockyard.network import ports as P
 
         if not ports:
             return []
-        with host_lock(), self.db.write() as c:
-            taken = firewall.forwarded_ports()
-            mine: dict[tuple[str, int], set[str]] = {}
-            for row in c.execute("SELECT host_ip, host_port, protocol FROM published_ports"):
-                mine.setdefault((row["protocol"], row["host_port"]), set()).add(row["host_ip"])
-            taken |= set(mine)
-            out = []
-            for m in ports:
-                if m.host_port:
-                    port = m.host_port
-                    if (m.protocol, port) in taken or not P.can_bind(m.host_ip, port, m.protocol):
-                        raise P.in_use_error(m, port)
-                elif m.host_range:
-                    lo, hi = m.host_range
-                    free = [p for p in range(lo, hi + 1)
-                            if (m.protocol, p) not in taken and P.can_bind(m.host_ip, p, m.protocol)]
-                    if not free:
-                        raise Conflict(f"Bind for {m.host_ip or '0.0.0.0'}:{lo}-{hi} failed: "
-                                       f"all ports in the range are already allocated")
-                    port = free[0]
-                else:
-                    port = P.random_port(m.host_ip, m.protocol, taken)
-                taken.add((m.protocol, port))
-                out.append(replace(m, host_port=port, host_range=None))
+        with self._host_lock(), self.db.write() as c:
+            out = self._resolve_ports(c, ports, firewall.forwarded_ports())
             for m in out:
                 c.execute("INSERT INTO published_ports VALUES (?, ?, ?, ?, ?, ?)",
                           (container_id, m.host_ip, m.host_port, m.protocol, m.container_port, container_ip))
@@ -635,10 +671,40 @@ class NetworkService:
                                               for m in out])
         return out
 
+    @staticmethod
+    def _resolve_ports(c: sqlite3.Connection, ports: builtins.list[PortMapping],
+                       taken: set[tuple[str, int]]) -> builtins.list[PortMapping]:
+        """Concrete host ports for ``ports``, none of them taken or bindable by someone else."""
+        from dataclasses import replace
+
+        from dockyard.network import ports as P
+
+        taken = set(taken) | {(row["protocol"], row["host_port"])
+                              for row in c.execute("SELECT host_port, protocol FROM published_ports")}
+        out = []
+        for m in ports:
+            if m.host_port:
+                port = m.host_port
+                if (m.protocol, port) in taken or not P.can_bind(m.host_ip, port, m.protocol):
+                    raise P.in_use_error(m, port)
+            elif m.host_range:
+                lo, hi = m.host_range
+                free = [p for p in range(lo, hi + 1)
+                        if (m.protocol, p) not in taken and P.can_bind(m.host_ip, p, m.protocol)]
+                if not free:
+                    raise Conflict(f"Bind for {m.host_ip or '0.0.0.0'}:{lo}-{hi} failed: "
+                                   f"all ports in the range are already allocated")
+                port = free[0]
+            else:
+                port = P.random_port(m.host_ip, m.protocol, taken)
+            taken.add((m.protocol, port))
+            out.append(replace(m, host_port=port, host_range=None))
+        return out
+
     def unpublish(self, container_id: str) -> None:
         from dockyard.network import firewall
 
-        with host_lock(), self.db.write() as c:
+        with self._host_lock(), self.db.write() as c:
             firewall.remove_ports(container_id)
             c.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))
 
