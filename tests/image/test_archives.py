@@ -33,25 +33,45 @@ def _tar(files: dict[str, bytes]) -> bytes:
 
 
 def oci_archive(layers: list[bytes], *, name: str = "example.com/test/img:1", diff_ids: list[str] | None = None,
-                layer_type: str = "application/vnd.oci.image.layer.v1.tar+gzip", tamper=None,
-                manifest_pad: int = 0) -> bytes:
-    """An OCI image layout tar built by hand; ``tamper(files)`` may damage it afterwards."""
-    gz = [gzip.compress(raw) for raw in layers]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids or [_sha(r) for r in layers]}}).encode()
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _sha(config),
-                           "size": len(config)},
-                "layers": [{"mediaType": layer_type, "digest": _sha(g), "size": len(g)} for g in gz]}
-    if manifest_pad:
-        manifest["annotations"] = {"pad": "x" * manifest_pad}
-    mbytes = json.dumps(manifest).encode()
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                "digest": _sha(mbytes), "size": len(mbytes),
-                                                "annotations": {"org.opencontainers.image.ref.name": name}}]}
-    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": json.dumps(index).encode()}
-    for blob in [config, mbytes, *gz]:
+                layer_type: str | None = None, tamper=None, manifest_pad: int = 0, compress: str = "gzip",
+                platforms: list[str] | None = None) -> bytes:
+    """An OCI image layout tar built by hand; ``tamper(files)`` may damage it afterwards.  With
+    ``platforms`` (["linux/amd64", ...]) index.json points at a nested index, one manifest each."""
+    if compress == "zstd":
+        import zstandard
+
+        blobs_ = [zstandard.ZstdCompressor().compress(raw) for raw in layers]
+    else:
+        blobs_ = [gzip.compress(raw) for raw in layers]
+    layer_type = layer_type or f"application/vnd.oci.image.layer.v1.tar+{compress}"
+    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
+
+    def add(blob: bytes) -> dict:
         files["blobs/sha256/" + _sha(blob)[7:]] = blob
+        return {"digest": _sha(blob), "size": len(blob)}
+
+    entries = []
+    for plat in platforms or [None]:
+        arch = plat.split("/")[1] if plat else "amd64"
+        config = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"], "Labels": {"arch": arch}},
+                             "rootfs": {"type": "layers",
+                                        "diff_ids": diff_ids or [_sha(r) for r in layers]}}).encode()
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **add(config)},
+                    "layers": [{"mediaType": layer_type, **add(b)} for b in blobs_]}
+        if manifest_pad:
+            manifest["annotations"] = {"pad": "x" * manifest_pad}
+        desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json", **add(json.dumps(manifest).encode())}
+        if plat:
+            desc["platform"] = {"os": "linux", "architecture": arch}
+        entries.append(desc)
+    top = entries[0]
+    if platforms:
+        inner = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                            "manifests": entries}).encode()
+        top = {"mediaType": "application/vnd.oci.image.index.v1+json", **add(inner)}
+    top["annotations"] = {"org.opencontainers.image.ref.name": name}
+    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [top]}).encode()
     if tamper:
         tamper(files)
     return _tar(files)
@@ -268,3 +288,20 @@ def test_docker_archive_with_wrong_diff_id(dy, tmp_path):
     rc, _, err = _load(dy, _tar(files))
     assert rc == 125 and "contains '..'" in err
     assert store_state(dy.root) == EMPTY
+
+
+def test_load_zstd_layers_and_platform_selection(dy):
+    from dockyard import host
+
+    other = "arm64" if host.go_arch() != "arm64" else "amd64"
+    data = oci_archive([GOOD_LAYER], compress="zstd", platforms=[f"linux/{other}", f"linux/{host.go_arch()}"])
+    rc, out, err = _load(dy, data)
+    assert rc == 0, err
+    assert out.decode().strip() == "Loaded image: example.com/test/img:1"
+    info = inspect(dy, "example.com/test/img:1")
+    assert info["Architecture"] == host.go_arch() and info["Config"]["Labels"] == {"arch": host.go_arch()}
+    assert info["RootFS"]["Layers"] == [_sha(GOOD_LAYER)]
+    with open(os.path.join(info["GraphDriver"]["Data"]["UpperDir"], "etc/hello"), "rb") as f:
+        assert f.read() == b"hi"
+    rc, _, err = _load(dy, oci_archive([GOOD_LAYER], platforms=["linux/s390x"]))
+    assert rc == 125 and "no image for platform" in err

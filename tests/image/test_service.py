@@ -1,0 +1,134 @@
+"""ImageService as pull and containers use it: Docker schema2 commits, shared layers, lookups, stacking."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+
+import pytest
+
+from dockyard.engine import Engine
+from dockyard.errors import InvalidArgument, NotFound
+from dockyard.image import manifest as mf
+from dockyard.image.layers import LayerError, mount_rootfs, unmount_rootfs
+from tests.conftest import requires_root
+from tests.image.layertar import entry, make_tar
+
+
+def _sha(b: bytes) -> str:
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+BASE = make_tar([entry("etc/", "dir"), entry("etc/os", "file", b"base"), entry("etc/old", "file", b"old")])
+TOP = make_tar([entry("etc/", "dir"), entry("etc/.wh.old", "file"), entry("app", "file", b"app")])
+
+
+@pytest.fixture
+def engine(dy_root):
+    e = Engine(dy_root)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _push_blobs(engine, raws: list[bytes]) -> list[tuple[str, int]]:
+    out = []
+    for raw in raws:
+        gz = gzip.compress(raw, mtime=0)
+        out.append((engine.blobs.put_bytes(gz), len(gz)))
+    return out
+
+
+def _docker_image(engine, raws: list[bytes], cmd: list[str], diff_ids: list[str] | None = None):
+    blobs = _push_blobs(engine, raws)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": cmd},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids or [_sha(r) for r in raws]},
+                         "history": [{"created_by": f"layer {i}"} for i in range(len(raws))]}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": mf.DOCKER_MANIFEST,
+        "config": {"mediaType": mf.DOCKER_CONFIG, "size": len(config), "digest": _sha(config)},
+        "layers": [{"mediaType": mf.DOCKER_LAYER_GZIP, "size": s, "digest": d} for d, s in blobs],
+    }).encode()
+    return manifest, config, [d for d, _ in blobs]
+
+
+def test_commit_docker_schema2_and_lookups(engine):
+    manifest, config, digests = _docker_image(engine, [BASE, TOP], ["/app"])
+    assert all(engine.images.has_layer(d) for d in digests)
+    rec = engine.images.add_from_manifest(manifest, mf.DOCKER_MANIFEST, config, digests,
+                                          tags=["registry.example:5000/team/app:1"],
+                                          repo="registry.example:5000/team/app")
+    assert rec.id == _sha(config)
+    assert rec.repo_tags == ["registry.example:5000/team/app:1"]
+    assert rec.repo_digests == [f"registry.example:5000/team/app@{_sha(manifest)}"]
+    assert [lay.descriptor() for lay in rec.layers] == json.loads(manifest)["layers"]
+    assert rec.config["config"]["Cmd"] == ["/app"]
+    assert [d.name for d in rec.layer_dirs] == [_sha(BASE)[7:], _sha(TOP)[7:]]
+    assert rec.layers[1].chain_id == mf.chain_ids([_sha(BASE), _sha(TOP)])[1]
+    for ref in ("registry.example:5000/team/app:1", f"registry.example:5000/team/app@{_sha(manifest)}",
+                rec.id, rec.id[7:19], rec.id[7:11]):
+        assert engine.images.get(ref).id == rec.id, ref
+    # Short names match local images of any registry (Podman), but only on whole path components.
+    assert engine.images.get("team/app:1").id == rec.id
+    assert engine.images.get("app:1").id == rec.id
+    for other in ("eam/app:1", "team/app:2", "pp:1"):
+        with pytest.raises(NotFound, match="No such image"):
+            engine.images.get(other)
+    info = engine.images.inspect(rec.id)
+    assert info["RepoDigests"] == [f"registry.example:5000/team/app@{_sha(manifest)}"]
+    hist = engine.images.history(rec.id)
+    assert [h["CreatedBy"] for h in hist] == ["layer 1", "layer 0"]
+    assert hist[0]["Size"] == 3 and hist[1]["Size"] == 7
+
+
+def test_shared_layers_are_unpacked_once_and_kept_while_used(engine):
+    m1, c1, d1 = _docker_image(engine, [BASE], ["one"])
+    one = engine.images.add_from_manifest(m1, mf.DOCKER_MANIFEST, c1, d1, tags=["one"])
+    base_dir = one.layer_dirs[0]
+    marker = os.stat(base_dir).st_ino
+    m2, c2, d2 = _docker_image(engine, [BASE, TOP], ["two"])
+    two = engine.images.add_from_manifest(m2, mf.DOCKER_MANIFEST, c2, d2, tags=["two"])
+    assert two.layer_dirs[0] == base_dir and os.stat(base_dir).st_ino == marker
+    engine.images.remove("one")
+    assert base_dir.is_dir() and engine.images.has_layer(d1[0])
+    engine.images.remove("two")
+    assert not base_dir.exists() and not engine.images.has_layer(d1[0])
+    assert list(engine.images.layers_dir.iterdir()) == []
+
+
+def test_failed_commit_removes_what_it_added(engine):
+    before_blobs = set(engine.blobs.digests())
+    manifest, config, digests = _docker_image(engine, [BASE, TOP], ["x"],
+                                              diff_ids=[_sha(BASE), "sha256:" + "9" * 64])
+    layer_blobs = set(digests)
+    with pytest.raises(LayerError, match="does not match the image config"):
+        engine.images.add_from_manifest(manifest, mf.DOCKER_MANIFEST, config, digests, tags=["x"])
+    # The pull's layer blobs are the caller's; the manifest, config and unpacked layers are gone.
+    assert set(engine.blobs.digests()) == before_blobs | layer_blobs
+    assert [p.name for p in engine.images.layers_dir.iterdir()] == []
+    assert engine.db.query("SELECT * FROM images") == []
+    with pytest.raises(InvalidArgument, match="does not match its manifest"):
+        engine.images.add_from_manifest(manifest, mf.DOCKER_MANIFEST, config + b" ", digests)
+    missing = json.loads(manifest)
+    missing["layers"][0]["digest"] = "sha256:" + "8" * 64
+    with pytest.raises(NotFound, match="not in the blob store"):
+        engine.images.add_from_manifest(json.dumps(missing).encode(), mf.DOCKER_MANIFEST, config)
+    with pytest.raises(InvalidArgument, match="unknown manifest media type"):
+        engine.images.add_from_manifest(b'{"schemaVersion":2,"mediaType":"application/x-nope"}',
+                                        "application/x-nope", config)
+
+
+@requires_root
+def test_image_layers_stack_for_a_container(engine, tmp_path):
+    manifest, config, digests = _docker_image(engine, [BASE, TOP], ["x"])
+    rec = engine.images.add_from_manifest(manifest, mf.DOCKER_MANIFEST, config, digests, tags=["stack"])
+    target = tmp_path / "merged"
+    mount_rootfs(rec.layer_dirs, tmp_path / "upper", tmp_path / "work", target)
+    try:
+        assert sorted(os.listdir(target / "etc")) == ["os"]
+        assert (target / "app").read_bytes() == b"app"
+    finally:
+        unmount_rootfs(target)
