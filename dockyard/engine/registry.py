@@ -366,7 +366,7 @@ class RegistryService:
         try:
             client.ping()
         except Unauthorized as e:
-            raise Unauthorized(f"logging into {domain!r}: invalid username/password ({e})") from None
+            raise Unauthorized(f'logging into "{domain}": invalid username/password ({e})') from None
         finally:
             client.close()
         return str(auth.store(key, username, password))

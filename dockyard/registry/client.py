@@ -157,7 +157,11 @@ class RegistryClient:
             raise RegistryError(f"{method} {url}: TLS error: {e.reason if hasattr(e, 'reason') else e}; "
                                 f"add the registry's CA to certs.d or use --tls-verify=false") from None
         except urllib3.exceptions.HTTPError as e:
-            raise Transient(f"{method} {url}: {e}") from None
+            msg = str(e)
+            # urllib3 prefixes the connection's repr; the errno text is what a user needs.
+            if "Failed to establish a new connection: " in msg:
+                msg = msg.split("Failed to establish a new connection: ", 1)[1]
+            raise Transient(f"{method} {url}: {msg}") from None
 
     def _detect_scheme(self) -> None:
         """For insecure registries: HTTPS when it answers, else plain HTTP (as containers/image)."""
@@ -238,7 +242,8 @@ class RegistryClient:
             r = self.request("GET", f"/v2/{repo}/manifests/{reference}", scopes=(f"repository:{repo}:pull",),
                              headers={"Accept": ", ".join(accept)}, stream=True)
         except NotFound:
-            raise NotFound(f"manifest unknown: {self.domain}/{repo}:{reference} not found") from None
+            sep = "@" if reference.startswith("sha256:") else ":"
+            raise NotFound(f"manifest for {self.domain}/{repo}{sep}{reference} not found: manifest unknown") from None
         try:
             length = r.headers.get("Content-Length")
             if length and int(length) > MAX_MANIFEST_SIZE:
