@@ -24,7 +24,6 @@ COMMANDS: dict[str, str] = {
     "info": "dockyard.cli.system:info",
     "system": "dockyard.cli.system:system",
     "network": "dockyard.cli.network:network",
-    "port": "dockyard.cli.network:port",
     "runtime": "dockyard.cli.runtime:runtime",
     "pull": "dockyard.cli.pull:pull",
     "push": "dockyard.cli.pull:push",

@@ -172,24 +172,3 @@ def connect(state, alias, ip, network_name, container):
 def disconnect(state, force, network_name, container):
     state.engine.networks.disconnect(network_name, container, force=force)
 
-
-@click.command(help="List port mappings, or look up the public-facing port of PRIVATE_PORT.")
-@click.argument("container")
-@click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
-@click.pass_obj
-def port(state, container, private_port):
-    from dockyard.errors import NotFound
-
-    cid = state.engine.containers.resolve(container)
-    mappings = state.engine.networks.published(cid)
-    if private_port:
-        num, _, proto = private_port.partition("/")
-        want = f"{num}/{proto or 'tcp'}"
-        hits = [m for m in mappings if m.key() == want]
-        if not hits:
-            raise NotFound(f"No public port '{want}' published for {container}")
-        for m in hits:
-            click.echo(f"{m.host_ip or '0.0.0.0'}:{m.host_port}")
-        return
-    for m in mappings:
-        click.echo(m.describe())
