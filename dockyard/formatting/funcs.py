@@ -6,7 +6,6 @@ checked the way Go checks them: ``upper 1`` fails with "wrong type for value; ex
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import unicodedata
 from typing import Any
@@ -21,7 +20,7 @@ from dockyard.formatting.printing import (
     sprintf,
     sprintln,
 )
-from dockyard.formatting.template import Func, _Exec, _is_int, truth
+from dockyard.formatting.template import Func, _Exec, _is_int, method_params, truth
 
 # --- comparison (Go's eq/ne/lt/le/gt/ge) ------------------------------------------------------
 
@@ -237,8 +236,9 @@ def to_json_value(v: Any) -> Any:
         return v
     if hasattr(v, "__json__"):
         return v.__json__()
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
+    fields = getattr(type(v), "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: getattr(v, name) for name in fields}
     if is_stringer(v):
         return str(v)
     # Docker marshals a row context as every exported method taking no arguments, by name.
@@ -248,14 +248,7 @@ def to_json_value(v: Any) -> Any:
             continue
         attr = getattr(v, name)
         if callable(attr):
-            import inspect
-
-            try:
-                params = inspect.signature(attr).parameters.values()
-            except (TypeError, ValueError):
-                continue
-            if any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                   for p in params):
+            if method_params(attr)[0]:
                 continue
             attr = attr()
         out[name] = attr

@@ -7,9 +7,7 @@ wants printed the way Go prints a struct, ``{v1 v2}``, with its fields in insert
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from decimal import Decimal
 from typing import Any
 
 
@@ -57,8 +55,9 @@ def public_fields(obj: Any) -> list[tuple[str, Any]]:
     """The exported (capitalised) fields of a plain object, for struct printing and ``json``."""
     if isinstance(obj, GoStruct):
         return list(obj.items())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    fields = getattr(type(obj), "__dataclass_fields__", None)
+    if fields is not None:
+        return [(name, getattr(obj, name)) for name in fields]
     names = getattr(obj, "__dict__", {})
     return [(k, v) for k, v in names.items() if k[:1].isupper()]
 
@@ -101,6 +100,8 @@ def format_float(f: float, verb: str = "g", prec: int = -1) -> str:
         return s
     if f == 0:
         return "-0" if math.copysign(1.0, f) < 0 else "0"
+    from decimal import Decimal
+
     sign = "-" if f < 0 else ""
     t = Decimal(repr(abs(f))).normalize().as_tuple()
     digits = "".join(map(str, t.digits))

@@ -16,6 +16,8 @@ PADDING = 3
 
 
 def text_width(s: str) -> int:
+    if s.isascii():
+        return len(s)
     w = 0
     for ch in s:
         if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):

@@ -11,14 +11,14 @@ Values follow the model in ``printing``: Python data stands for what ``json.Unma
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
+from types import BuiltinFunctionType, FunctionType, MethodDescriptorType
 from typing import Any
 
 from dockyard.formatting.printing import MISSING, GoStruct, go_type_name, quote, sprint_value
 from dockyard.formatting.table import HeaderText, default_header
 
 _PLAIN = (str, int, float, list, tuple, bytes, dict)
+_FUNCTION_TYPES = (FunctionType, BuiltinFunctionType, MethodDescriptorType)
 
 # --- errors -----------------------------------------------------------------------------------
 
@@ -50,12 +50,14 @@ KW = 100  # keyword tokens carry their word as the value
 SPACE_CHARS = " \t\r\n"
 
 
-@dataclass(slots=True)
 class Token:
-    typ: int
-    val: str
-    pos: int
-    line: int
+    __slots__ = ("typ", "val", "pos", "line")
+
+    def __init__(self, typ: int, val: str, pos: int, line: int) -> None:
+        self.typ = typ
+        self.val = val
+        self.pos = pos
+        self.line = line
 
 
 class _StopLex(Exception):
@@ -384,91 +386,125 @@ def go_unquote(s: str) -> str:
 # --- nodes ------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True, eq=False)
 class Node:
-    pos: int
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
 
     def __str__(self) -> str:  # pragma: no cover - every node overrides
         return ""
 
 
-@dataclass(slots=True, eq=False)
 class TextNode(Node):
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, pos: int, text: str) -> None:
+        self.pos = pos
+        self.text = text
 
     def __str__(self) -> str:
         return repr(self.text)
 
 
-@dataclass(slots=True, eq=False)
 class DotNode(Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
     def __str__(self) -> str:
         return "."
 
 
-@dataclass(slots=True, eq=False)
 class NilNode(Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
     def __str__(self) -> str:
         return "nil"
 
 
-@dataclass(slots=True, eq=False)
 class BoolNode(Node):
-    value: bool
+    __slots__ = ("value",)
+
+    def __init__(self, pos: int, value: bool) -> None:
+        self.pos = pos
+        self.value = value
 
     def __str__(self) -> str:
         return "true" if self.value else "false"
 
 
-@dataclass(slots=True, eq=False)
 class NumberNode(Node):
-    text: str
-    is_int: bool = False
-    is_float: bool = False
-    int_val: int = 0
-    float_val: float = 0.0
+    __slots__ = ("text", "is_int", "is_float", "int_val", "float_val")
+
+    def __init__(self, pos: int, text: str, is_int: bool = False, is_float: bool = False, int_val: int = 0, float_val: float = 0.0) -> None:
+        self.pos = pos
+        self.text = text
+        self.is_int = is_int
+        self.is_float = is_float
+        self.int_val = int_val
+        self.float_val = float_val
 
     def __str__(self) -> str:
         return self.text
 
 
-@dataclass(slots=True, eq=False)
 class StringNode(Node):
-    quoted: str
-    text: str
+    __slots__ = ("quoted", "text")
+
+    def __init__(self, pos: int, quoted: str, text: str) -> None:
+        self.pos = pos
+        self.quoted = quoted
+        self.text = text
 
     def __str__(self) -> str:
         return self.quoted
 
 
-@dataclass(slots=True, eq=False)
 class FieldNode(Node):
-    ident: list[str]
+    __slots__ = ("ident",)
+
+    def __init__(self, pos: int, ident: list[str]) -> None:
+        self.pos = pos
+        self.ident = ident
 
     def __str__(self) -> str:
         return "".join("." + i for i in self.ident)
 
 
-@dataclass(slots=True, eq=False)
 class VariableNode(Node):
-    ident: list[str]
+    __slots__ = ("ident",)
+
+    def __init__(self, pos: int, ident: list[str]) -> None:
+        self.pos = pos
+        self.ident = ident
 
     def __str__(self) -> str:
         return ".".join(self.ident)
 
 
-@dataclass(slots=True, eq=False)
 class IdentifierNode(Node):
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, pos: int, name: str) -> None:
+        self.pos = pos
+        self.name = name
 
     def __str__(self) -> str:
         return self.name
 
 
-@dataclass(slots=True, eq=False)
 class ChainNode(Node):
-    node: Node
-    fields: list[str]
+    __slots__ = ("node", "fields")
+
+    def __init__(self, pos: int, node: Node, fields: list[str]) -> None:
+        self.pos = pos
+        self.node = node
+        self.fields = fields
 
     def __str__(self) -> str:
         s = str(self.node)
@@ -477,9 +513,12 @@ class ChainNode(Node):
         return s + "".join("." + f for f in self.fields)
 
 
-@dataclass(slots=True, eq=False)
 class CommandNode(Node):
-    args: list[Node] = field(default_factory=list)
+    __slots__ = ("args",)
+
+    def __init__(self, pos: int, args: list[Node] | None = None) -> None:
+        self.pos = pos
+        self.args = [] if args is None else args
 
     def __str__(self) -> str:
         parts = []
@@ -488,11 +527,14 @@ class CommandNode(Node):
         return " ".join(parts)
 
 
-@dataclass(slots=True, eq=False)
 class PipeNode(Node):
-    is_assign: bool = False
-    decl: list[VariableNode] = field(default_factory=list)
-    cmds: list[CommandNode] = field(default_factory=list)
+    __slots__ = ("is_assign", "decl", "cmds")
+
+    def __init__(self, pos: int, is_assign: bool = False, decl: list[VariableNode] | None = None, cmds: list[CommandNode] | None = None) -> None:
+        self.pos = pos
+        self.is_assign = is_assign
+        self.decl = [] if decl is None else decl
+        self.cmds = [] if cmds is None else cmds
 
     def __str__(self) -> str:
         s = ""
@@ -501,28 +543,39 @@ class PipeNode(Node):
         return s + " | ".join(str(c) for c in self.cmds)
 
 
-@dataclass(slots=True, eq=False)
 class ActionNode(Node):
-    pipe: PipeNode
+    __slots__ = ("pipe",)
+
+    def __init__(self, pos: int, pipe: PipeNode) -> None:
+        self.pos = pos
+        self.pipe = pipe
 
     def __str__(self) -> str:
         return "{{" + str(self.pipe) + "}}"
 
 
-@dataclass(slots=True, eq=False)
 class ListNode(Node):
-    nodes: list[Node] = field(default_factory=list)
+    __slots__ = ("nodes",)
+
+    def __init__(self, pos: int, nodes: list[Node] | None = None) -> None:
+        self.pos = pos
+        self.nodes = [] if nodes is None else nodes
 
     def __str__(self) -> str:
         return "".join(str(n) for n in self.nodes)
 
 
-@dataclass(slots=True, eq=False)
 class BranchNode(Node):
-    kind: str  # "if", "range", "with"
-    pipe: PipeNode
-    body: ListNode
-    else_list: ListNode | None
+    """An if, range or with (``kind``)."""
+
+    __slots__ = ("kind", "pipe", "body", "else_list")
+
+    def __init__(self, pos: int, kind: str, pipe: PipeNode, body: ListNode, else_list: ListNode | None) -> None:
+        self.pos = pos
+        self.kind = kind
+        self.pipe = pipe
+        self.body = body
+        self.else_list = else_list
 
     def __str__(self) -> str:
         s = "{{" + self.kind + " " + str(self.pipe) + "}}" + str(self.body)
@@ -531,35 +584,54 @@ class BranchNode(Node):
         return s + "{{end}}"
 
 
-@dataclass(slots=True, eq=False)
 class TemplateNode(Node):
-    name: str
-    pipe: PipeNode | None
+    __slots__ = ("name", "pipe")
+
+    def __init__(self, pos: int, name: str, pipe: PipeNode | None) -> None:
+        self.pos = pos
+        self.name = name
+        self.pipe = pipe
 
     def __str__(self) -> str:
         return "{{template " + go_quote_name(self.name) + (" " + str(self.pipe) if self.pipe else "") + "}}"
 
 
-@dataclass(slots=True, eq=False)
 class BreakNode(Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
     def __str__(self) -> str:
         return "{{break}}"
 
 
-@dataclass(slots=True, eq=False)
 class ContinueNode(Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
     def __str__(self) -> str:
         return "{{continue}}"
 
 
-@dataclass(slots=True, eq=False)
 class _End(Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
     def __str__(self) -> str:
         return "{{end}}"
 
 
-@dataclass(slots=True, eq=False)
 class _Else(Node):
+    __slots__ = ()
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
     def __str__(self) -> str:
         return "{{else}}"
 
@@ -973,15 +1045,17 @@ def describe(tok: Token) -> str:
 MAX_DEPTH = 100  # Go allows 100000 nested template calls; Python's stack does not.
 
 
-@dataclass(slots=True)
 class Func:
     """A template function.  ``params`` are Go-ish type tags: string, int, float, bool, []string,
     any (interface{}, a nil is fine) and value (reflect.Value: even a missing value is passed)."""
 
-    fn: Any
-    params: list[str]
-    variadic: str | None = None
-    builtin: bool = False
+    __slots__ = ("fn", "params", "variadic", "builtin")
+
+    def __init__(self, fn: Any, params: list[str], variadic: str | None = None, builtin: bool = False) -> None:
+        self.fn = fn
+        self.params = params
+        self.variadic = variadic
+        self.builtin = builtin
 
 
 def _is_int(v: Any) -> bool:
@@ -1277,7 +1351,7 @@ class State:
         # which also keeps Python internals (_x, __class__) out of reach of a template.
         if name[:1].isupper() and type(receiver) not in _PLAIN:
             method = getattr(type(receiver), name, None)
-            if method is not None and (inspect.isfunction(method) or inspect.ismethoddescriptor(method)):
+            if isinstance(method, _FUNCTION_TYPES):
                 bound = getattr(receiver, name)
                 return self.eval_call(dot, bound, False, node, name, args, final, method_params(bound))
         if isinstance(receiver, GoStruct):
@@ -1438,23 +1512,35 @@ class _FinalMissing:
 _FINAL_MISSING = _FinalMissing()
 
 
+_PARAM_CACHE: dict[Any, tuple[list[str], str | None]] = {}
+_TYPE_TAGS = {"str": "string", "int": "int", "bool": "bool", "float": "float"}
+
+
 def method_params(method: Any) -> tuple[list[str], str | None]:
-    """Parameter type tags of a Python method, from its annotations (str/int/bool/float)."""
-    try:
-        sig = inspect.signature(method)
-    except (TypeError, ValueError):
+    """Go parameter type tags of a Python method, from its annotations (str/int/bool/float; anything
+    else takes any value).  Read from the code object: ``inspect`` costs more to import than a
+    ``ps`` row takes to render."""
+    fn = getattr(method, "__func__", method)
+    cached = _PARAM_CACHE.get(fn)
+    if cached is not None:
+        return cached
+    code = getattr(fn, "__code__", None)
+    if code is None:
         return [], "any"
-    tags: list[str] = []
-    variadic: str | None = None
-    names = {"str": "string", "int": "int", "bool": "bool", "float": "float"}
-    for p in sig.parameters.values():
-        ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
-        tag = names.get(str(ann), "any")
-        if p.kind == p.VAR_POSITIONAL:
-            variadic = tag
-        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            tags.append(tag)
-    return tags, variadic
+    n = code.co_argcount
+    names = code.co_varnames[:n]
+    skip = 1 if getattr(method, "__self__", None) is not None else 0
+    ann = getattr(fn, "__annotations__", {}) or {}
+    required = n - len(getattr(fn, "__defaults__", None) or ())
+
+    def tag(name: str) -> str:
+        a = ann.get(name)
+        return _TYPE_TAGS.get(a if isinstance(a, str) else getattr(a, "__name__", ""), "any")
+
+    variadic = tag(code.co_varnames[n + code.co_kwonlyargcount]) if code.co_flags & 0x04 else None
+    result = ([tag(x) for x in names[skip:required]], variadic)
+    _PARAM_CACHE[fn] = result
+    return result
 
 
 def execute(tmpl: Template, data: Any, funcs: dict[str, Func], missingkey: str = "default") -> str:
