@@ -1,4 +1,4 @@
-"""Printing helpers shared by every command: JSON, YAML-ish, and (later) Go templates."""
+"""Printing helpers shared by every command: JSON, YAML-ish, Go templates and tables."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def print_format(obj: Any, fmt: str | None, default: str = "json") -> None:
         from dockyard.formatting import render
 
         click.echo(render(fmt, obj), nl=False)
+
+
+def print_rows(rows: list[Any], fmt: str | None, default_fmt: str, headers: dict[str, str] | None = None) -> None:
+    """A list command's output as Docker prints it: ``table ...`` aligned under a header row,
+    ``json`` one object per line, any other template once per row; ``None`` -> ``default_fmt``."""
+    from dockyard.formatting import render_list
+
+    click.echo(render_list(fmt, rows, default_fmt, headers), nl=False)
