@@ -664,6 +664,7 @@ class Parser:
         self.i = 0
         self.vars: list[str] = ["$"]
         self.range_depth = 0
+        self.action_line = 0
         self.defs: dict[str, ListNode] = {}
 
     # token stream
@@ -704,7 +705,12 @@ class Parser:
 
     def unexpected(self, tok: Token, context: str) -> None:
         if tok.typ == ERROR:
-            self.error(tok.val, tok)
+            extra = ""
+            if self.action_line and self.action_line != tok.line:
+                extra = f" in action started at {self.name}:{self.action_line}"
+                if tok.val.endswith(" action"):
+                    extra = extra[len(" in action"):]  # not "unclosed action in action"
+            self.error(tok.val + extra, tok)
         self.error(f"unexpected {describe(tok)} in {context}", tok)
 
     # grammar
@@ -757,7 +763,11 @@ class Parser:
                 self.next()
                 self.expect(RDELIM, "comment")
                 return None
-            return self.action()
+            self.action_line = tok.line
+            try:
+                return self.action()
+            finally:
+                self.action_line = 0
         self.unexpected(tok, "input")
         return None
 
@@ -1546,6 +1556,8 @@ def method_params(method: Any) -> tuple[list[str], str | None]:
 def execute(tmpl: Template, data: Any, funcs: dict[str, Func], missingkey: str = "default") -> str:
     out: list[str] = []
     st = State(tmpl, funcs, out, missingkey)
+    if data is None:
+        data = MISSING  # Go's reflect.ValueOf(nil): no value at all, not a nil interface
     st.push("$", data)
     try:
         st.walk(data, tmpl.root)
