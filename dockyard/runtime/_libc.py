@@ -19,9 +19,9 @@ libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ul
 # System call numbers the runtime needs that libc has no wrapper for (or only a newer one).
 _SYSCALLS = {
     "x86_64": {"capget": 125, "capset": 126, "pivot_root": 155, "setns": 308, "unshare": 272,
-               "clone3": 435, "pidfd_open": 434, "mount_setattr": 442},
+               "clone3": 435, "pidfd_open": 434, "mount_setattr": 442, "seccomp": 317, "bpf": 321},
     "aarch64": {"capget": 90, "capset": 91, "pivot_root": 41, "setns": 268, "unshare": 97,
-                "clone3": 435, "pidfd_open": 434, "mount_setattr": 442},
+                "clone3": 435, "pidfd_open": 434, "mount_setattr": 442, "seccomp": 277, "bpf": 280},
 }
 
 

@@ -1,5 +1,8 @@
 """Seccomp filters from OCI ``linux.seccomp`` objects, compiled to BPF by libseccomp (via ctypes).
 
+libseccomp builds the filter; dockyard exports its BPF, puts a small ENOSYS stub in front (see
+``_enosys_stub``) and installs it with the seccomp(2) system call itself.
+
 Order in the container init (as runc): without ``no_new_privileges`` the filter must be loaded while
 the process still holds CAP_SYS_ADMIN (before the capability drop); with it, ``load`` sets
 PR_SET_NO_NEW_PRIVS first and may run last, just before execve, so the filter need not allow the
@@ -14,11 +17,12 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import struct
 from functools import lru_cache
 from typing import Any
 
 from dockyard.errors import InvalidArgument, Unsupported
-from dockyard.runtime._libc import prctl
+from dockyard.runtime._libc import prctl, syscall
 
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -36,14 +40,6 @@ ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SC
 # enum scmp_compare
 _OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
         "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
-
-# enum scmp_filter_attr
-_ATTR_CTL_NNP = 3
-_ATTR_CTL_TSYNC = 4
-_ATTR_CTL_LOG = 6
-_ATTR_CTL_SSB = 7
-_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC, "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
-          "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB}
 
 _SYSCALL_MAX_ARGS = 6
 _NR_SCMP_ERROR = -1
@@ -71,8 +67,10 @@ def _open() -> ctypes.CDLL | None:
     lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
                                            ctypes.POINTER(_ArgCmp)]
-    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_arch_native.restype = ctypes.c_uint32
+    lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
+    lib.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
     return lib
 
 
@@ -143,19 +141,20 @@ def _refuse_docker_format(seccomp: dict) -> None:
                               "resolve it with docker_profile_to_oci() first")
 
 
-def _compile(lib: ctypes.CDLL, ctx: int, seccomp: dict) -> None:
+def _compile(lib: ctypes.CDLL, ctx: int, seccomp: dict) -> set[int]:
+    """Build the filter in ``ctx``; returns the architecture tokens it covers."""
     _refuse_docker_format(seccomp)
     default = _action(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"), _EPERM)
-    # libseccomp would otherwise set no_new_privs itself; that is the caller's decision.
-    _rc(lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0), "attr_set(NNP)")
     for flag in seccomp.get("flags") or []:
-        if flag not in _FLAGS:
+        if flag not in _SECCOMP_FLAGS:
             raise InvalidArgument(f"unsupported seccomp flag: {flag!r}")
-        _rc(lib.seccomp_attr_set(ctx, _FLAGS[flag], 1), f"attr_set({flag})")
+    arches = {int(lib.seccomp_arch_native())}
     for arch in seccomp.get("architectures") or []:
-        rv = lib.seccomp_arch_add(ctx, _arch_token(lib, arch))
+        token = _arch_token(lib, arch)
+        rv = lib.seccomp_arch_add(ctx, token)
         if rv < 0 and -rv != 17:  # EEXIST: the native architecture is always present
             _rc(rv, f"arch_add({arch})")
+        arches.add(token)
     for rule in seccomp.get("syscalls") or []:
         names = rule.get("names") or ([rule["name"]] if rule.get("name") else [])
         errno_ret = rule.get("errnoRet")
@@ -175,6 +174,79 @@ def _compile(lib: ctypes.CDLL, ctx: int, seccomp: dict) -> None:
             for group in groups:
                 arr = (_ArgCmp * max(1, len(group)))(*group)
                 _rc(lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr), f"rule_add({name})")
+    return arches
+
+
+# The kernel's audit architecture values, which libseccomp uses as its architecture tokens.
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_SCMP_ARCH_X32 = 0x4000003E
+_X32_SYSCALL_BIT = 0x40000000
+_SECCOMP_SET_MODE_FILTER = 1
+_SECCOMP_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                  "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+_ENOSYS = 38
+# classic BPF opcodes for the stub
+_LD_W_ABS, _JEQ_K, _JGT_K, _JSET_K, _RET_K = 0x20, 0x15, 0x25, 0x45, 0x06
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _bpf(code: int, jt: int = 0, jf: int = 0, k: int = 0) -> bytes:
+    return struct.pack("<HBBI", code, jt, jf, k)
+
+
+def _enosys_stub(lib: ctypes.CDLL, seccomp: dict, arches: set[int]) -> bytes:
+    """BPF run before the profile: a syscall numbered above every syscall the profile names gets ENOSYS.
+
+    Such a syscall is newer than the profile, and ENOSYS ("not implemented") makes libc fall back to
+    the older call it replaces, where the default EPERM would make the program fail.  runc does the
+    same; without it, for example, faccessat2 broke every glibc 2.33 image under older profiles.
+    """
+    names = {n for r in seccomp.get("syscalls") or [] for n in (r.get("names") or [r.get("name")]) if n}
+    blocks: list[list[tuple[int, int, int, int]]] = []  # (code, jt, jf, k); -1 in jt/jf = "to the end"
+    for arch in sorted(arches):
+        nrs = [lib.seccomp_syscall_resolve_name_arch(arch, n.encode()) for n in names]
+        known = [nr for nr in nrs if nr >= 0]
+        if not known or arch == _SCMP_ARCH_X32:
+            continue  # nothing to compare against, or x32 (its calls arrive as x86_64 with a marker bit)
+        top = max(nr & ~_X32_SYSCALL_BIT for nr in known)
+        block = [(_JEQ_K, 0, 0, arch), (_LD_W_ABS, 0, 0, 0)]
+        if arch == _AUDIT_ARCH_X86_64:
+            block.append((_JSET_K, -1, 0, _X32_SYSCALL_BIT))
+        block += [(_JGT_K, 0, -1, top), (_RET_K, 0, 0, _ACT_ERRNO | _ENOSYS)]
+        # a failed arch test skips the rest of its block, leaving A = arch for the next test
+        block[0] = (_JEQ_K, 0, len(block) - 1, arch)
+        blocks.append(block)
+    insns = [(_LD_W_ABS, 0, 0, 4)] + [i for b in blocks for i in b]
+    out = []
+    for pos, (code, jt, jf, k) in enumerate(insns):
+        to_end = len(insns) - pos - 1
+        out.append(_bpf(code, to_end if jt == -1 else jt, to_end if jf == -1 else jf, k))
+    return b"".join(out)
+
+
+def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
+    fd = os.memfd_create("dockyard-seccomp", os.MFD_CLOEXEC)
+    try:
+        _rc(lib.seccomp_export_bpf(ctx, fd), "export_bpf")
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _install(prog: bytes, flags: list[str]) -> None:
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.addressof(buf))
+    bits = 0
+    for flag in flags:
+        bits |= _SECCOMP_FLAGS[flag]  # names were checked by _compile
+    syscall("seccomp", _SECCOMP_SET_MODE_FILTER, ctypes.c_uint(bits), ctypes.byref(fprog))
 
 
 def load(seccomp: dict | None, no_new_privileges: bool) -> None:
@@ -189,8 +261,11 @@ def load(seccomp: dict | None, no_new_privileges: bool) -> None:
     if not ctx:
         raise InvalidArgument("libseccomp rejected the seccomp default action")
     try:
-        _compile(lib, ctx, seccomp)
-        _rc(lib.seccomp_load(ctx), "load")
+        arches = _compile(lib, ctx, seccomp)
+        prog = _export(lib, ctx)
+        if seccomp.get("defaultAction") not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
+            prog = _enosys_stub(lib, seccomp, arches) + prog
+        _install(prog, list(seccomp.get("flags") or []))
     finally:
         lib.seccomp_release(ctx)
 

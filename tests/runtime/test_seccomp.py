@@ -268,3 +268,28 @@ def test_trap_and_trace_actions(tmp_path):
     p = run_filtered(trace, f"mkdir {tmp_path}/d")
     assert "Function not implemented" in p.stderr
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw x86_64 syscall numbers")
+def test_syscalls_newer_than_the_profile_get_enosys():
+    # fchmodat2 (452) is newer than every syscall the default profile names: ENOSYS lets libc fall
+    # back to fchmodat.  kexec_load (246) is older and simply not allowed: EPERM.  1000 does not exist.
+    body = """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PROFILE
+        out = []
+        for nr in (452, 246, 1000):
+            libc.syscall(ctypes.c_long(nr), -1, 0, 0, 0, 0)
+            out.append(ctypes.get_errno())
+        print(out)
+        os.execv(BUSYBOX, ["sh", "-c", "touch /tmp/.dy-$$; chmod 600 /tmp/.dy-$$ && stat -c %a /tmp/.dy-$$; rm /tmp/.dy-$$"])
+    """.replace("BUSYBOX", repr(BUSYBOX))
+    p = run_child(body.replace("PROFILE", "seccomp.load(seccomp.default_profile(), True)"))
+    assert p.returncode == 0, p.stderr
+    errnos, mode = p.stdout.split("\n")[:2]
+    assert eval(errnos) == [38, 1, 38]
+    assert mode == "600"
+    # a default-allow profile has nothing to fall back from: no stub
+    p = run_child(body.replace("PROFILE", "seccomp.load({'defaultAction': 'SCMP_ACT_ALLOW'}, True)"))
+    assert eval(p.stdout.split("\n")[0])[1] != 1
