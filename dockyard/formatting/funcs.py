@@ -319,7 +319,11 @@ def _map_case(s: str, upper: bool) -> str:
     out = []
     for ch in s:
         m = ch.upper() if upper else ch.lower()
-        out.append(m if len(m) == 1 else ch)
+        if len(m) != 1:
+            # Only full mappings expand; the simple mapping Go uses is the first char for "İ" -> "i"
+            # and none at all for the upper-case expansions ("ß" -> "SS").
+            m = ch if upper else m[0]
+        out.append(m)
     return "".join(out)
 
 

@@ -368,16 +368,20 @@ def _fmt_elem(x: Any, verb: str, spec: _Spec) -> str:
     inner = _Spec()
     for k in _Spec.__slots__:
         setattr(inner, k, getattr(spec, k))
+    if x is None or x is MISSING:
+        return _pad("<nil>", inner)
     try:
         return _fmt_arg(x, verb, inner)
     except _BadVerb:
-        return _bad_verb(verb, x)
+        return _bad_verb(verb, x, inner)
 
 
-def _bad_verb(verb: str, a: Any) -> str:
+def _bad_verb(verb: str, a: Any, spec: _Spec | None = None) -> str:
     if a is None or a is MISSING:
         return f"%!{verb}(<nil>)"
-    return f"%!{verb}({go_type_name(a)}={sprint_value(a)})"
+    # Go prints the value with %v under the same flags, width and precision.
+    shown = _fmt_arg(a, "v", spec) if spec is not None else sprint_value(a)
+    return f"%!{verb}({go_type_name(a)}={shown})"
 
 
 def go_syntax(a: Any) -> str:
@@ -483,7 +487,7 @@ def sprintf(fmt: str, *args: Any) -> str:
         try:
             out.append(_fmt_arg(a, verb, spec))
         except _BadVerb:
-            out.append(_bad_verb(verb, a))
+            out.append(_bad_verb(verb, a, spec))
     if argi < len(args):
         extra = ", ".join("<nil>" if a is None or a is MISSING else f"{go_type_name(a)}={sprint_value(a)}"
                           for a in args[argi:])
