@@ -182,6 +182,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
     child = 0
     try:
         os.mkfifo(c.fifo, 0o622)
+        os.chmod(c.fifo, 0o622)  # not the umask's: the init may have switched to another user when it opens it
         from dockyard.runtime import cgroups
 
         cg = cgroups.manager(linux.get("cgroupsPath"), cid, _rootless())
@@ -642,6 +643,7 @@ def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_f
         seccomp = linux.get("seccomp")
         init.setup_user_and_caps(proc, seccomp, ch)
         path = init.resolve_exec(proc["args"][0], proc.get("env") or [])
+        init.with_home(proc)
         init.close_inherited_fds()
     except BaseException as e:  # noqa: BLE001
         ch.send(f"error {init._describe(e)}")

@@ -187,6 +187,25 @@ def exec_process(proc: dict, path: str, seccomp: dict | None) -> None:
     os.execve(path, proc["args"], env)
 
 
+def with_home(proc: dict) -> None:
+    """Like runc: HOME from the container's /etc/passwd for the process uid, else "/", unless set."""
+    env = proc.setdefault("env", [])
+    if any(e.startswith("HOME=") for e in env):
+        return
+    uid = str((proc.get("user") or {}).get("uid", 0))
+    home = "/"
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == uid:
+                    home = parts[5] or "/"
+                    break
+    except OSError:
+        pass
+    env.append(f"HOME={home}")
+
+
 def oom_score_adj(value: int | None) -> None:
     if value is None:
         return
@@ -199,9 +218,11 @@ def preload(spec: dict) -> None:
     import json  # noqa: F401
     import socket  # noqa: F401
 
+    from dockyard import host
     from dockyard.runtime import capabilities, console, rlimits, rootfs  # noqa: F401
 
     capabilities.last_cap()
+    host.cgroup_info()
     if (spec.get("linux") or {}).get("seccomp") or (spec.get("process") or {}).get("noNewPrivileges"):
         from dockyard.runtime import seccomp
 
@@ -221,7 +242,6 @@ def container_init(ch: Channel, ctx: dict) -> None:
     ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
     try:
         os.setsid()
-        preload(spec)
         from dockyard.runtime import rlimits, rootfs
 
         rootfs.prepare(ctx["rootfs"], spec, ctx["bundle"], "user" in ns_types, "cgroup" in ns_types)
@@ -265,6 +285,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
         os.chdir(cwd)
         setup_user_and_caps(proc, seccomp, ch)
         path = resolve_exec(proc["args"][0], proc.get("env") or [])
+        with_home(proc)
     except BaseException as e:  # noqa: BLE001 - everything goes back to `create` as one line
         ch.send(f"error {_describe(e)}")
         os._exit(1)
@@ -299,6 +320,8 @@ def stage1(rfd: int, wfd: int, ctx: dict) -> None:
     """First forked process of `create`: namespaces, then become (or fork) the init.  Never returns."""
     ch = Channel(rfd, wfd)
     try:
+        # Before entering a user namespace: from there the host's Python library may be unreadable.
+        preload(ctx["spec"])
         ch.expect("go")  # the parent has moved us into the cgroup
         namespaces = ((ctx["spec"].get("linux") or {}).get("namespaces")) or []
         if enter_namespaces(ch, namespaces):

@@ -34,9 +34,9 @@ _PROPAGATION = {
 # Options runc understands but that are not kernel flags or data; dockyard has no use for them.
 _IGNORED = {"tmpcopyup", "rro", "rrw", "rnosuid", "rnodev", "rnoexec", "idmap", "ridmap"}
 
-DEFAULT_DEVICES = [  # path, type, major, minor
-    ("/dev/null", "c", 1, 3), ("/dev/zero", "c", 1, 5), ("/dev/full", "c", 1, 7),
-    ("/dev/random", "c", 1, 8), ("/dev/urandom", "c", 1, 9), ("/dev/tty", "c", 5, 0),
+DEFAULT_DEVICES = [  # path, type, major, minor; in runc's order, so user-namespace bind mounts line up
+    ("/dev/null", "c", 1, 3), ("/dev/random", "c", 1, 8), ("/dev/full", "c", 1, 7),
+    ("/dev/tty", "c", 5, 0), ("/dev/zero", "c", 1, 5), ("/dev/urandom", "c", 1, 9),
 ]
 
 
@@ -96,8 +96,10 @@ def _remount_flags(path: str) -> int:
     return f & keep
 
 
-def _cgroup_v1_binds(dest: str, flags: int) -> None:
-    """runc's cgroup mount on a v1/hybrid host: a tmpfs with this container's cgroup of each hierarchy."""
+def _cgroup_v1_binds(dest: str, flags: int, cgroupns: bool) -> None:
+    """runc's cgroup mount on a v1/hybrid host: a tmpfs with this container's cgroup of each hierarchy.
+
+    The options (ro ...) apply to the per-hierarchy binds; the tmpfs itself stays writable, as in runc."""
     from dockyard import host
 
     info = host.cgroup_info()
@@ -119,11 +121,14 @@ def _cgroup_v1_binds(dest: str, flags: int) -> None:
             continue
         target = os.path.join(dest, os.path.basename(mnt))
         os.makedirs(target, exist_ok=True)
+        if cgroupns:
+            # In its own cgroup namespace the container may mount the hierarchy itself; its root is its cgroup.
+            named = [c[5:] for c in ctrls if c.startswith("name=")]
+            L.mount(named[0] if named else "cgroup", target, "cgroup", flags & ~L.MS_REC, ",".join(ctrls))
+            continue
         src = os.path.join(mnt, rel.lstrip("/"))
         L.mount(src, target, None, L.MS_BIND | L.MS_REC)
         L.mount(None, target, None, L.MS_BIND | L.MS_REMOUNT | L.MS_REC | (flags & ~L.MS_REC) | _remount_flags(target))
-    if flags & L.MS_RDONLY:
-        L.mount(None, dest, None, L.MS_REMOUNT | L.MS_BIND | (flags & ~L.MS_REC) | _remount_flags(dest))
 
 
 def mount_one(rootfs: str, m: dict, bundle: str, cgroupns: bool) -> None:
@@ -163,7 +168,7 @@ def mount_one(rootfs: str, m: dict, bundle: str, cgroupns: bool) -> None:
                         L.MS_BIND | L.MS_REC)
                 L.mount(None, dest, None, L.MS_BIND | L.MS_REMOUNT | flags | _remount_flags(dest))
         else:
-            _cgroup_v1_binds(dest, flags)
+            _cgroup_v1_binds(dest, flags, cgroupns)
     else:
         os.makedirs(dest, exist_ok=True)
         L.mount(source, dest, typ or None, flags & ~L.MS_REMOUNT, data or None)
@@ -214,7 +219,7 @@ def prepare(rootfs: str, spec: dict, bundle: str, in_userns: bool, cgroupns: boo
 
 def create_device(rootfs: str, d: dict, in_userns: bool) -> None:
     path = secure_join(rootfs, d["path"])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     typ = d["type"]
     if in_userns:
         # mknod is not allowed in a user namespace: bind the host's node instead, like runc.
