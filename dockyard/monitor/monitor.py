@@ -391,15 +391,22 @@ class Monitor:
         child_fds = []
         errbuf = b""
         if self.tty:
-            sock_path = "console.sock"  # relative to the rundir (our cwd): unix socket paths are short
+            # The socket lives in the bundle: runc resolves a relative --console-socket there (it
+            # chdirs into the bundle), which keeps long roots within unix sockets' 107 bytes.
+            sock_path = os.path.join(bundle, "console.sock")
             try:
                 os.unlink(sock_path)
             except FileNotFoundError:
                 pass
             csock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            csock.bind(sock_path)
+            os.chdir(bundle)
+            try:
+                csock.bind("console.sock")
+            finally:
+                os.chdir(self.rundir)
             csock.listen(1)
-            pid = spawn(args + ["--console-socket", sock_path, self.cid])
+            arg = sock_path if len(sock_path) < 100 else "console.sock"
+            pid = spawn(args + ["--console-socket", arg, self.cid])
             csock.settimeout(0.1)
             master = -1
             while master < 0:

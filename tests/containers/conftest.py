@@ -43,9 +43,11 @@ def ctr(dy, busybox_image):
     def call(*args: str, **kw):
         env = dict(kw.pop("env", None) or {})
         env.setdefault("DOCKYARD_RUNTIME", RUNTIME)
-        return dy(*args, env=env, **kw)
+        # a private runroot too, so monitors, sockets and runtime state are this test's alone
+        return dy("--runroot", str(dy.root / "run"), *args, env=env, **kw)
 
     call.root = dy.root  # type: ignore[attr-defined]
+    call.runroot = dy.root / "run"  # type: ignore[attr-defined]
     call.image = IMAGE  # type: ignore[attr-defined]
     try:
         yield call
