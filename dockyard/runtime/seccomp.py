@@ -316,7 +316,7 @@ def docker_profile_to_oci(profile: dict, caps: list[str]) -> dict:
     else:
         archs: list[str] = []
         for entry in profile.get("archMap") or []:
-            if entry.get("architecture") == native:
+            if native is not None and entry.get("architecture") == native:
                 archs = [native] + list(entry.get("subArchitectures") or [])
         out["architectures"] = archs
     for key in ("flags", "listenerPath", "listenerMetadata"):

@@ -57,7 +57,7 @@ class V1Manager(CgroupManager):
 
     def _has_file(self, ctrl: str, name: str) -> bool:
         mnt = self.mounts.get(ctrl)
-        return bool(mnt) and os.path.exists(os.path.join(mnt, name))
+        return mnt is not None and os.path.exists(os.path.join(mnt, name))
 
     def _check(self, resources: dict, warnings: list[str]) -> None:
         """Refuse, before touching anything, a request this host cannot enforce."""
