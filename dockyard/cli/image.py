@@ -124,13 +124,13 @@ def _split_created(created: str) -> float:
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.pass_obj
 def image_ls(state, repository, all_, digests, filters, fmt, no_trunc, quiet):
-    filters = list(filters)
+    from dockyard.engine.images import familiar, repository_matches
+
+    images = _engine(state).images.list_images(all_images=all_, filters=list(filters))
     if repository:
-        filters.append(f"reference={repository}")
-    images = _engine(state).images.list_images(all_images=all_, filters=filters)
+        images = [i for i in images if any(repository_matches(repository, t) for t in i.repo_tags)]
     images.sort(key=lambda i: (_split_created(i.created), i.added), reverse=True)
     rows: list[dict[str, Any]] = []
-    from dockyard.engine.images import _ref_matches, familiar
 
     for img in images:
         iid = img.id if no_trunc else img.short_id
@@ -142,7 +142,7 @@ def image_ls(state, repository, all_, digests, filters, fmt, no_trunc, quiet):
         digest_by_repo = {d.split("@")[0]: d.split("@")[1] for d in img.repo_digests}
         tags = img.repo_tags
         if repository:
-            tags = [t for t in tags if _ref_matches(repository, t)]
+            tags = [t for t in tags if repository_matches(repository, t)]
         if not tags:
             row = dict(base, Repository="<none>", Tag="<none>")
             if img.repo_digests:

@@ -174,7 +174,7 @@ class ImageService:
                 index_bytes: bytes | None = None, repo_digests: list[str] | None = None,
                 new: _NewContent | None = None) -> ImageRecord:
         from dockyard.image import manifest as mf
-        from dockyard.image.layers import LayerError, clean_stale_temp, unpack_layer
+        from dockyard.image.layers import LayerError, unpack_layer
 
         man = mf.parse_manifest(manifest_bytes, media_type)
         config = mf.parse_config(config_bytes)
@@ -190,7 +190,7 @@ class ImageService:
         new = new or _NewContent()
         try:
             with self.db.lock():
-                clean_stale_temp(self.layers_dir)
+                self._clean_orphans()
                 manifest_digest = self._put_blob(manifest_bytes, new)
                 self._put_blob(config_bytes, new)
                 index_digest = self._put_blob(index_bytes, new) if index_bytes else None
@@ -230,10 +230,33 @@ class ImageService:
                     for rd in repo_digests or []:
                         c.execute("INSERT OR IGNORE INTO image_digests VALUES (?, ?, ?)",
                                   (image_id, *rd.split("@", 1)))
+                if exists:
+                    # Known image (same config) reached in another form, e.g. uncompressed layers
+                    # from a docker-archive: keep the stored form, drop the unreferenced copies.
+                    self._discard(new)
         except BaseException:
             self._discard(new)
             raise
         return self.get(image_id)
+
+    def _clean_orphans(self) -> None:
+        """Remove what killed writers left: unpack temp dirs and layer dirs no row names.
+
+        Layers are only unpacked and recorded under the store lock, which the caller holds, so
+        anything unrecorded now belongs to a dead process.  Temp blobs are age-gated instead:
+        pulls download them without the lock.
+        """
+        from dockyard.image.layers import clean_stale_temp, remove_tree
+
+        clean_stale_temp(self.layers_dir, older_than=0)
+        self.blobs.clean_tmp()
+        if not self.layers_dir.is_dir():
+            return
+        known = {r["diff_id"].split(":", 1)[1] for r in self.db.query("SELECT diff_id FROM layers")}
+        for e in os.scandir(self.layers_dir):
+            if not e.name.startswith(".") and e.name not in known:
+                log.info("removing unrecorded layer directory %s", e.path)
+                remove_tree(e.path)
 
     def _discard(self, new: _NewContent) -> None:
         from dockyard.image.layers import remove_tree
@@ -565,6 +588,7 @@ class ImageService:
         report: list[dict[str, str]] = []
         freed = 0
         with self.db.lock():
+            self._clean_orphans()
             for img in self.all():
                 if img.repo_tags and not all_images:
                     continue
@@ -879,3 +903,19 @@ def _ref_matches_exact(ref: str, tag: str) -> bool:
     except InvalidArgument:
         return False
     return f"{r.name}:{r.tag}" == tag or (r.is_short and tag.endswith(f"/{r.short_name}:{r.tag}"))
+
+
+def repository_matches(arg: str, tag: str) -> bool:
+    """``docker images REPOSITORY[:TAG]``: the repository (short names match any registry, as in
+    Podman), and the tag when one is given; glob patterns go through the reference filter."""
+    if any(c in arg for c in "*?["):
+        return _ref_matches(arg, tag)
+    try:
+        r = _ref(arg)
+    except InvalidArgument:
+        return False
+    name, _, t = tag.rpartition(":")
+    explicit_tag = r.tag if (":" in arg.rsplit("/", 1)[-1]) else None
+    if explicit_tag and explicit_tag != t:
+        return False
+    return name == r.name or (r.is_short and name.endswith("/" + str(r.short_name)))

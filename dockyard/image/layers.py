@@ -366,7 +366,7 @@ def overlay_whiteouts_default() -> bool:
 
 
 def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = None,
-                 what: str = "layer") -> LayerInfo:
+                 what: str = "layer", overlay_whiteouts: bool | None = None) -> LayerInfo:
     """Unpack a (gzip/zstd/plain) layer tar into ``dest``, which appears only when complete.
 
     Raises ``LayerError`` for hostile or damaged input, with nothing left behind.  If ``dest``
@@ -377,7 +377,9 @@ def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = N
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name[:12]}-", dir=dest.parent))
     try:
         reader = _HashReader(decompressed(src), what)
-        size = _extract(reader, tmp, what, overlay_whiteouts_default())
+        if overlay_whiteouts is None:
+            overlay_whiteouts = overlay_whiteouts_default()
+        size = _extract(reader, tmp, what, overlay_whiteouts)
         reader.drain()
         if expected_diff_id and reader.digest != expected_diff_id:
             raise LayerError(f"{what}: content does not match the image config "

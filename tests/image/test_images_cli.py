@@ -141,6 +141,8 @@ def test_images_flags_and_filters(dy, busybox_rootfs):
     assert dy("images", "-q", "--filter", "since=localhost/busybox", check=True).stdout.split() == [web[7:19]]
     assert dy("images", "-q", "--filter", "before=web:1", check=True).stdout.split() == [base[7:19]]
     assert dy("images", "-q", "other", check=True).stdout.split() == [base[7:19]]
+    assert dy("images", "-q", "busybox:latest", check=True).stdout.split() == [base[7:19]]
+    assert dy("images", "-q", "busybox:nope", check=True).stdout.split() == []
     p = dy("images", "--filter", "bogus=1")
     assert p.returncode == 125 and "invalid filter" in p.stderr
     rows = _rows(dy("images", "--digests", check=True).stdout)

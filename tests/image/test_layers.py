@@ -129,26 +129,29 @@ def test_diff_id_mismatch_leaves_nothing(tmp_path):
     assert _left_over(tmp_path) == []
 
 
-def _two_layers(tmp_path):
+def _two_layers(tmp_path, overlay_whiteouts=None):
     low = tmp_path / "layers" / "low"
     unpack_layer(io.BytesIO(make_tar([
         entry("etc/", "dir"), entry("etc/keep", "file", b"keep"), entry("etc/gone", "file", b"gone"),
         entry("var/", "dir"), entry("var/old", "file", b"old"),
         entry("bin/", "dir"), entry("bin/x", "file", b"x1"), entry("bin/y", "hard", link="bin/x"),
-    ])), low)
+    ])), low, overlay_whiteouts=overlay_whiteouts)
     top = tmp_path / "layers" / "top"
     unpack_layer(io.BytesIO(make_tar([
         entry("etc/", "dir"), entry("etc/.wh.gone", "file"),
         entry("var/", "dir"), entry("var/.wh..wh..opq", "file"), entry("var/new", "file", b"new"),
         entry("etc/added", "file", b"added"),
-    ])), top)
+    ])), top, overlay_whiteouts=overlay_whiteouts)
     return [low, top]
 
 
 @requires_root
-@pytest.mark.parametrize("driver", ["overlay", "vfs"])
-def test_mount_rootfs_stacks_layers(tmp_path, driver):
-    lowers = _two_layers(tmp_path)
+@pytest.mark.parametrize("driver, overlay_whiteouts", [("overlay", True), ("vfs", True), ("vfs", False)])
+def test_mount_rootfs_stacks_layers(tmp_path, driver, overlay_whiteouts):
+    # vfs with .wh. marker files is what an unprivileged store holds.
+    lowers = _two_layers(tmp_path, overlay_whiteouts)
+    if not overlay_whiteouts:
+        assert (lowers[1] / "etc/.wh.gone").is_file() and (lowers[1] / "var/.wh..wh..opq").is_file()
     c = tmp_path / "c"
     target = c / "merged"
     used = mount_rootfs(lowers, c / "upper", c / "work", target, driver=driver)
@@ -157,6 +160,7 @@ def test_mount_rootfs_stacks_layers(tmp_path, driver):
         assert (target / "etc/keep").read_bytes() == b"keep"
         assert (target / "etc/added").read_bytes() == b"added"
         assert not (target / "etc/gone").exists()
+        assert sorted(os.listdir(target / "etc")) == ["added", "keep"]
         assert sorted(os.listdir(target / "var")) == ["new"]
         assert os.stat(target / "bin/x").st_ino == os.stat(target / "bin/y").st_ino
         (target / "etc/written").write_text("w")
