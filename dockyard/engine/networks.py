@@ -293,6 +293,7 @@ class NetworkService:
         r = self._get(ref)
         if r["builtin"]:
             raise Conflict(f"{r['name']} is a pre-defined network and cannot be removed")
+        self.reap(r["id"])
         with self._host_lock(), self.db.write() as c:
             n = c.execute("SELECT COUNT(*) FROM network_endpoints WHERE network_id = ?", (r["id"],)).fetchone()[0]
             if n:
@@ -337,6 +338,7 @@ class NetworkService:
             if self.db.query_one("SELECT 1 FROM network_endpoints WHERE network_id = ? AND container_id = ?",
                                  (r["id"], container_id)):
                 raise Conflict(f"container {container_name} is already connected to network {r['name']}")
+            self.reap(r["id"])
             if r["builtin"]:
                 r = self._ensure_default_bridge(r)
             try:
@@ -390,6 +392,25 @@ class NetworkService:
         from dockyard.network.files import read_host_resolv
 
         return read_host_resolv()[0]
+
+    def reap(self, net_id: str | None = None) -> int:
+        """Forget endpoints whose container namespace died without a detach (a crash, a killed
+        runtime): the kernel deletes a veth with its namespace, so a missing host end (or
+        namespace file) means the endpoint is gone.  Frees their addresses and names; returns how
+        many were reaped."""
+        from dockyard.network import bridge
+
+        sql = "SELECT container_id, network_id, host_ifname, netns_path FROM network_endpoints"
+        rows = self.db.query(sql + " WHERE network_id = ?", (net_id,)) if net_id else self.db.query(sql)
+        if not rows:
+            return 0
+        present = bridge.link_names()
+        # The namespace file gone counts too: the kernel deletes the veth asynchronously.
+        dead = [e for e in rows if e["host_ifname"] not in present or not os.path.exists(e["netns_path"])]
+        for e in dead:
+            with contextlib.suppress(NotFound):
+                self.detach(e["container_id"], e["network_id"])
+        return len(dead)
 
     def _ensure_default_bridge(self, r: sqlite3.Row) -> sqlite3.Row:
         """The default bridge exists while containers use it (Podman's way); (re)create it on demand,
@@ -641,7 +662,16 @@ class NetworkService:
         cid, name = str(row["id"]), str(row["name"])
         path = N.path_for(cid)
         if not os.path.exists(path):
-            raise Conflict(f"container {name} is not running (or has no network namespace of its own)")
+            # A container whose runtime made its namespace: reach it through its process.
+            hc = json.loads(row["host_config"] or "{}")
+            mode = hc.get("NetworkMode") or "bridge"
+            if mode == "host" or mode.startswith("container:"):
+                raise Conflict(f"container {name} shares another network namespace ({mode}) "
+                               f"and cannot be connected to networks")
+            pid = int(row["pid"] or 0)
+            if not pid or not self.engine.containers.is_running(cid):
+                raise Conflict(f"container {name} is not running")
+            path = f"/proc/{pid}/ns/net"
         hostname = json.loads(row["config"]).get("Hostname") or cid[:12]
         return self.attach(cid, name, path, network, aliases=aliases, ip=ip, hostname=hostname)
 

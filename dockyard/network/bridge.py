@@ -69,6 +69,11 @@ def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
     return out
 
 
+def link_names() -> set[str]:
+    with _ipr() as ipr:
+        return {link.get("ifname") for link in ipr.get_links()}
+
+
 def link_exists(name: str) -> bool:
     with _ipr() as ipr:
         return bool(ipr.link_lookup(ifname=name))

@@ -1,0 +1,89 @@
+"""`network connect/disconnect` on real containers, and endpoints of dead containers being reaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@pytest.fixture
+def running(dy, eng):
+    dy("image", "bootstrap", "busybox", check=True)
+    names: list[str] = []
+
+    def start(name: str) -> str:
+        dy("run", "-d", "--name", name, "localhost/busybox", "sleep", "300", check=True)
+        names.append(name)
+        return name
+
+    try:
+        yield start
+    finally:
+        for n in names:
+            dy("rm", "-f", n)
+
+
+def addrs(dy, name: str) -> str:
+    return dy("exec", name, "ip", "-o", "-4", "addr", check=True).stdout
+
+
+def test_connect_disconnect(dy, eng, running):
+    dy("network", "create", "--subnet", "10.221.0.0/24", "mynet", check=True)
+    running("web")
+    p = dy("network", "connect", "--alias", "webalias", "--ip", "10.221.0.77", "mynet", "web")
+    assert p.returncode == 0, p.stderr
+    assert "10.221.0.77/24" in addrs(dy, "web")
+    info = json.loads(dy("network", "inspect", "mynet", check=True).stdout)[0]
+    (ctr,) = info["Containers"].values()
+    assert ctr["Name"] == "web" and ctr["IPv4Address"] == "10.221.0.77/24"
+    p = dy("network", "connect", "mynet", "web")
+    assert p.returncode == 125 and "already connected" in p.stderr
+    p = dy("network", "rm", "mynet")
+    assert p.returncode == 125 and "active endpoints" in p.stderr
+
+    assert dy("network", "disconnect", "mynet", "web").returncode == 0
+    assert "10.221.0.77" not in addrs(dy, "web")
+    p = dy("network", "disconnect", "mynet", "web")
+    assert p.returncode == 125 and "not connected" in p.stderr
+    assert dy("network", "disconnect", "-f", "mynet", "web").returncode == 0
+    p = dy("network", "connect", "nosuch", "web")
+    assert p.returncode == 125 and "network nosuch not found" in p.stderr
+    p = dy("network", "connect", "mynet", "nosuchctr")
+    assert p.returncode == 125
+    dy("network", "rm", "mynet", check=True)
+
+
+def test_two_containers_ping_over_a_connected_network(dy, eng, running):
+    dy("network", "create", "pingnet", check=True)
+    running("pa")
+    running("pb")
+    dy("network", "connect", "pingnet", "pa", check=True)
+    dy("network", "connect", "pingnet", "pb", check=True)
+    info = json.loads(dy("network", "inspect", "pingnet", check=True).stdout)[0]
+    ip_b = next(c["IPv4Address"].split("/")[0] for c in info["Containers"].values() if c["Name"] == "pb")
+    p = dy("exec", "pa", "ping", "-c", "1", "-W", "3", ip_b)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # Removing the containers without a disconnect (as after a crash) leaves no obstacle:
+    # their endpoints are reaped because the kernel took their veths with their namespaces.
+    dy("rm", "-f", "pa", "pb", check=True)
+    assert dy("network", "rm", "pingnet").returncode == 0
+
+
+def test_dead_namespace_endpoint_is_reaped(eng, netns):
+    eng.networks.create("reapnet")
+    ns = netns.new()
+    e = eng.networks.attach("7" * 64, "doomed", netns.path(ns), "reapnet", ip=None)
+    subprocess.run(["ip", "netns", "del", ns], check=True)
+    netns.names.remove(ns)
+    assert eng.networks.reap() == 1
+    assert eng.networks.inspect("reapnet")["Containers"] == {}
+    ns2 = netns.new()
+    again = eng.networks.attach("8" * 64, "reuser", netns.path(ns2), "reapnet")
+    assert again["IPAddress"] == e["IPAddress"]  # the address was freed
+    eng.networks.detach("8" * 64)
+    eng.networks.remove("reapnet")
