@@ -88,7 +88,9 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     from dockyard.formatting import render
 
     if fmt == "json":
-        click.echo(json.dumps(rows))
+        # Docker prints one JSON object per line.
+        for r in rows:
+            click.echo(json.dumps(r))
         return
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip()

@@ -169,7 +169,7 @@ def test_images_format_template(dy):
     assert rows[0] == ["REPOSITORY", "IMAGE ID"]
     assert rows[1][0] == "localhost/busybox"
     p = dy("images", "--format", "json", check=True)
-    assert json.loads(p.stdout)[0]["Repository"] == "localhost/busybox"
+    assert [json.loads(line)["Repository"] for line in p.stdout.splitlines()] == ["localhost/busybox"]
 
 
 def test_history(dy):
