@@ -293,3 +293,22 @@ def test_syscalls_newer_than_the_profile_get_enosys():
     # a default-allow profile has nothing to fall back from: no stub
     p = run_child(body.replace("PROFILE", "seccomp.load({'defaultAction': 'SCMP_ACT_ALLOW'}, True)"))
     assert eval(p.stdout.split("\n")[0])[1] != 1
+
+
+def test_compiled_programs_are_cached_and_reusable(tmp_path, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("bpf-cache")
+    prof = allow_all_but({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"})
+    first = seccomp.compile_cached(prof, str(cache))
+    assert len(os.listdir(cache)) == 1 and first == seccomp.compile_filter(prof)
+    assert seccomp.compile_cached(prof, str(cache)) == first
+    other = dict(prof, defaultAction="SCMP_ACT_LOG")
+    seccomp.compile_cached(other, str(cache))
+    assert len(os.listdir(cache)) == 2
+    # the precompiled program is what gets installed
+    p = run_child(f"""
+        prof = json.loads({json.dumps(prof)!r})
+        prog = seccomp.compile_cached(prof, {str(cache)!r})
+        seccomp.load(prof, True, compiled=prog)
+        os.execv({BUSYBOX!r}, ["mkdir", {str(tmp_path / "d")!r}])
+    """)
+    assert "Operation not permitted" in p.stderr and not (tmp_path / "d").exists()
