@@ -298,8 +298,8 @@ def compile_cached(seccomp: dict, cache_dir: str) -> bytes:
     prog = compile_filter(seccomp)
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(prog)
+    with open(tmp, "wb") as out:
+        out.write(prog)
     os.replace(tmp, path)
     return prog
 
