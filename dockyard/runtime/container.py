@@ -208,12 +208,15 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
         sys.stderr.flush()
         child = os.fork()
         if child == 0:
-            os.close(r1)
-            os.close(w2)
-            from dockyard.runtime import init
+            # Never let the child unwind into the parent's cleanup code below.
+            try:
+                os.close(r1)
+                os.close(w2)
+                from dockyard.runtime import init
 
-            init.stage1(r2, w1, ctx)
-            os._exit(1)  # not reached
+                init.stage1(r2, w1, ctx)
+            finally:
+                os._exit(1)
         os.close(w1)
         os.close(r2)
         if console_fd is not None and not opts.console_socket:
@@ -561,10 +564,12 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     sys.stderr.flush()
     child = os.fork()
     if child == 0:
-        os.close(r1)
-        os.close(w2)
-        _exec_child(Channel(r2, w1), c, proc, linux, console_fd)
-        os._exit(1)
+        try:
+            os.close(r1)
+            os.close(w2)
+            _exec_child(Channel(r2, w1), c, proc, linux, console_fd)
+        finally:
+            os._exit(1)
     os.close(w1)
     os.close(r2)
     if console_fd is not None and not opts.console_socket:
@@ -646,7 +651,7 @@ def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_f
         init.with_home(proc)
         init.close_inherited_fds()
     except BaseException as e:  # noqa: BLE001
-        ch.send(f"error {init._describe(e)}")
+        ch.report(e)
         os._exit(1)
     ch.close()
     try:

@@ -22,6 +22,13 @@ class Channel:
     def send(self, msg: str) -> None:
         os.write(self.wfd, msg.replace("\n", " ").encode(errors="replace") + b"\n")
 
+    def report(self, e: BaseException) -> None:
+        """Send an error home; if the parent is already gone there is nobody left to tell."""
+        try:
+            self.send(f"error {_describe(e)}")
+        except OSError:
+            pass
+
     def recv(self) -> str | None:
         while b"\n" not in self._buf:
             chunk = os.read(self.rfd, 4096)
@@ -287,7 +294,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
         path = resolve_exec(proc["args"][0], proc.get("env") or [])
         with_home(proc)
     except BaseException as e:  # noqa: BLE001 - everything goes back to `create` as one line
-        ch.send(f"error {_describe(e)}")
+        ch.report(e)
         os._exit(1)
     ch.send("ready")
     ch.close()
@@ -299,7 +306,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
         if (spec.get("hooks") or {}).get("startContainer"):
             from dockyard.runtime import hooks as hk
 
-            hk.run("startContainer", spec["hooks"]["startContainer"], dict(state, status="running"))
+            hk.run("startContainer", spec["hooks"]["startContainer"], dict(state, status="created"))
         close_inherited_fds()
         exec_process(proc, path, seccomp)
     except BaseException as e:  # noqa: BLE001
@@ -329,6 +336,6 @@ def stage1(rfd: int, wfd: int, ctx: dict) -> None:
         else:
             ch.send(f"pid {os.getpid()}")
     except BaseException as e:  # noqa: BLE001
-        ch.send(f"error {_describe(e)}")
+        ch.report(e)
         os._exit(1)
     container_init(ch, ctx)

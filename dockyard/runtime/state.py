@@ -122,13 +122,10 @@ class Container:
 
     def oci_state(self, status: str | None = None) -> dict:
         st = status or self.status()
-        out = {
-            "ociVersion": self.config.get("ociVersion", "1.0.2"),
-            "id": self.id,
-            "status": st,
-            "pid": self.pid if st != "stopped" else 0,
-            "bundle": self.data["bundle"],
-        }
+        out: dict = {"ociVersion": self.config.get("ociVersion", "1.0.2"), "id": self.id, "status": st}
+        if st != "stopped":  # the spec requires pid only while there is a process
+            out["pid"] = self.pid
+        out["bundle"] = self.data["bundle"]
         ann = self.config.get("annotations")
         if ann:
             out["annotations"] = ann
