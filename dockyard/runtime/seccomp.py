@@ -288,6 +288,11 @@ def compile_cached(seccomp: dict, cache_dir: str) -> bytes:
     key = hashlib.sha256(json.dumps([seccomp, v.major, v.minor, v.micro, u.release, u.machine],
                                     sort_keys=True).encode()).hexdigest()
     path = os.path.join(cache_dir, key + ".bpf")
+    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    st = os.stat(cache_dir)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        # Whoever can write there could swap in a weaker filter: do not trust it.
+        return compile_filter(seccomp)
     try:
         with open(path, "rb") as f:
             prog = f.read()
@@ -296,7 +301,6 @@ def compile_cached(seccomp: dict, cache_dir: str) -> bytes:
     except OSError:
         pass
     prog = compile_filter(seccomp)
-    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as out:
         out.write(prog)

@@ -304,6 +304,10 @@ def test_compiled_programs_are_cached_and_reusable(tmp_path, tmp_path_factory):
     other = dict(prof, defaultAction="SCMP_ACT_LOG")
     seccomp.compile_cached(other, str(cache))
     assert len(os.listdir(cache)) == 2
+    # a cache others can write to is not trusted (nor written)
+    shared = tmp_path_factory.mktemp("shared-cache")
+    os.chmod(shared, 0o777)
+    assert seccomp.compile_cached(prof, str(shared)) == first and os.listdir(shared) == []
     # the precompiled program is what gets installed
     p = run_child(f"""
         prof = json.loads({json.dumps(prof)!r})
