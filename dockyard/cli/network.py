@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dockyard.cli import LazyGroup
-from dockyard.cli.output import print_format, print_json
+from dockyard.cli.output import print_format, print_json, print_rows
 from dockyard.errors import DockyardError, InvalidArgument
 
 
@@ -72,20 +72,7 @@ def ls(state, filters, fmt, quiet, no_trunc):
         for r in rows:
             click.echo(r["ID"])
         return
-    if fmt and fmt != "table":
-        if fmt == "json":
-            print_json(rows)
-            return
-        from dockyard.formatting import render
-
-        body = fmt[len("table"):].lstrip() if fmt.startswith("table ") else fmt
-        for r in rows:
-            out = render(body, r)
-            click.echo(out if out.endswith("\n") else out + "\n", nl=False)
-        return
-    click.echo(f"{'NETWORK ID':<15}{'NAME':<20}{'DRIVER':<10}{'SCOPE'}")
-    for r in rows:
-        click.echo(f"{r['ID']:<15}{r['Name']:<20}{r['Driver']:<10}{r['Scope']}")
+    print_rows(rows, fmt, "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", {"ID": "NETWORK ID"})
 
 
 network.add_command(ls, "list")

@@ -38,8 +38,14 @@ def test_create_inspect_ls_rm(dy, eng):
     assert dy("network", "ls", "-q", "--filter", "label=team=blue", check=True).stdout.split() == [net_id[:12]]
     assert dy("network", "ls", "-q", "--filter", "type=custom", "--no-trunc", check=True).stdout.split() == [net_id]
     assert dy("network", "ls", "-q", "--filter", "name=nosuch", check=True).stdout == ""
-    rows = json.loads(dy("network", "ls", "--format", "json", check=True).stdout)
+    rows = [json.loads(ln) for ln in dy("network", "ls", "--format", "json", check=True).stdout.splitlines()]
     assert {r["Name"] for r in rows} == {"bridge", "host", "none", "mynet"}
+    out = dy("network", "ls", "--filter", "driver=bridge", "--format", "{{.Name}}:{{.Driver}}", check=True).stdout
+    assert out == "bridge:bridge\nmynet:bridge\n"
+    out = dy("network", "ls", "--format", "table {{.Name}}\t{{.Internal}}", check=True).stdout.splitlines()
+    assert out[0].split() == ["NAME", "INTERNAL"] and out[4].split() == ["mynet", "false"]
+    assert dy("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "mynet",
+              check=True).stdout == "10.213.7.254\n"
 
     p = dy("network", "rm", "mynet")
     assert p.returncode == 0 and p.stdout.strip() == "mynet"
