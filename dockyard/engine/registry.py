@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,10 @@ def parse_platform(spec: str | None) -> dict[str, str] | None:
     if len(parts) == 3:
         p["variant"] = parts[2]
     return p
+
+
+class _Aborted(DockyardError):
+    """Another layer of the same pull failed; this download stops quietly."""
 
 
 class _Counting:
@@ -216,20 +220,21 @@ class RegistryService:
                 todo.append(lay)
         if not todo:
             return todo
+        abort = threading.Event()
         with ThreadPoolExecutor(max_workers=min(PARALLEL_DOWNLOADS, len(todo))) as pool:
-            futures = [pool.submit(self._fetch, client, repo, lay, emit) for lay in todo]
-            first_err: BaseException | None = None
-            for f in futures:
-                try:
-                    f.result()
-                except BaseException as e:  # noqa: B036 - collect, then re-raise the first
-                    first_err = first_err or e
-            if first_err:
-                raise first_err
+            futures = [pool.submit(self._fetch, client, repo, lay, emit, True, abort) for lay in todo]
+            # One bad layer fails the pull: stop the other downloads at once instead of finishing
+            # them (put_stream removes their temp files).
+            wait(futures, return_when=FIRST_EXCEPTION)
+            abort.set()
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
+        real = [e for e in errors if not isinstance(e, _Aborted)]
+        if real or errors:
+            raise (real or errors)[0]
         return todo
 
     def _fetch(self, client: RegistryClient, repo: str, desc: Descriptor, emit: ProgressFn,
-               report: bool = True) -> None:
+               report: bool = True, abort: threading.Event | None = None) -> None:
         import time
 
         import urllib3
@@ -244,6 +249,8 @@ class RegistryService:
         state = {"done": 0, "last": 0.0}
 
         def on_read(n: int) -> None:
+            if abort is not None and abort.is_set():
+                raise _Aborted()
             with lock:
                 state["done"] += n
                 now = time.monotonic()

@@ -49,12 +49,12 @@ def test_tutorial_registry_walkthrough(dy, registry, registry_env, busybox_oci):
     assert f"3: digest: {info['manifest']}" in p.stdout
     run("image", "rm", "alpine:3")
     run("image", "rm", f"{host}/myfirstimage:3")
-    p = run("images", "--format", "json")
-    assert json.loads(p.stdout or "[]") == []
+    p = run("images", "--format", "json")  # one JSON object per line, like docker
+    assert p.stdout.strip() == ""
     p = run("image", "pull", f"{host}/myfirstimage:3")
     assert f"Status: Downloaded newer image for {host}/myfirstimage:3" in p.stdout
     p = run("images", "--format", "json")
-    imgs = json.loads(p.stdout)
+    imgs = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
     assert len(imgs) == 1
     p = run("logout", host)
     assert f"Removing login credentials for {host}" in p.stdout
