@@ -337,7 +337,8 @@ def image_load(state, input_, quiet):
                 click.echo(f"Loaded image: {name}")
 
 
-@click.command("import", help="Import the contents from a tarball to create a filesystem image.")
+@click.command("import", help="Import the contents from a tarball (file, URL or - for STDIN) to create a "
+                                "filesystem image.")
 @click.argument("source")
 @click.argument("repository", required=False)
 @click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction to the image.")
@@ -345,13 +346,13 @@ def image_load(state, input_, quiet):
 @click.option("--platform", help="Set the platform (os/arch[/variant]) of the image.")
 @click.pass_obj
 def image_import(state, source, repository, changes, message, platform):
-    from dockyard.errors import NotFound, Unsupported
+    from dockyard.errors import NotFound
 
     svc = _engine(state).images
     if source == "-":
         img = svc.import_tar(sys.stdin.buffer, repository, list(changes), message, platform)
     elif "://" in source:
-        raise Unsupported("importing from a URL is not supported; download the tarball and import the file")
+        img = svc.import_url(source, repository, list(changes), message, platform)
     else:
         try:
             f = open(source, "rb")

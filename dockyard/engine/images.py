@@ -774,6 +774,24 @@ class ImageService:
         return self.create_from_tar(src, tags=[ref] if ref else [], container_config=cfg,
                                     comment=message or "Imported from -", platform=plat)
 
+    def import_url(self, url: str, ref: str | None = None, changes: list[str] | None = None,
+                   message: str = "", platform: str | None = None) -> ImageRecord:
+        """``docker import URL``: stream a rootfs tarball over HTTP(S) into a new image."""
+        import urllib.error
+        import urllib.request
+
+        if not url.startswith(("http://", "https://")):
+            raise InvalidArgument(f"unsupported URL {url!r}: only http:// and https:// can be imported")
+        try:
+            resp = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - scheme checked above
+        except urllib.error.HTTPError as e:
+            raise NotFound(f"importing {url}: HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise InvalidArgument(f"importing {url}: {reason}") from None
+        with resp:
+            return self.import_tar(resp, ref, changes, message or f"Imported from {url}", platform)
+
     def bootstrap(self, what: str) -> ImageRecord:
         """``dockyard image bootstrap busybox|debian[:SUITE]``: a base image built offline."""
         from dockyard.image import bootstrap as bs

@@ -94,6 +94,16 @@ def _safe_mkdirs(root: Path, rel: str) -> None:
         cur.mkdir(exist_ok=True)
 
 
+def _contained(root: Path, p: Path, what: str) -> Path:
+    """``p`` itself, if it really is a file inside ``root``: a layout directory handed to ``load``
+    must not make dockyard read files elsewhere through symlinks."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(p)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise ArchiveError(f"{what} ({p.name}) points outside the archive")
+    return p
+
+
 def _read_small(path: Path, what: str, limit: int) -> bytes:
     try:
         st = path.stat()
@@ -115,7 +125,7 @@ def _inside(root: Path, rel: str, what: str) -> Path:
     p = root / clean
     if not p.is_file():
         raise ArchiveError(f"archive is missing {what} ({rel})")
-    return p
+    return _contained(root, p, what)
 
 
 def sha256_file(path: Path) -> str:
@@ -168,7 +178,8 @@ def _layer_media_type(path: Path) -> str:
 
 
 def _read_docker_archive(root: Path) -> list[ArchiveImage]:
-    doc = json.loads(_read_small(root / "manifest.json", "manifest.json", MAX_INDEX_FILE))
+    doc = json.loads(_read_small(_contained(root, root / "manifest.json", "manifest.json"), "manifest.json",
+                                 MAX_INDEX_FILE))
     out = []
     for i, entry in enumerate(doc):
         if not isinstance(entry, dict) or "Config" not in entry or not isinstance(entry.get("Layers"), list):
@@ -211,7 +222,7 @@ def _read_oci_layout(root: Path) -> list[ArchiveImage]:
             raise ArchiveError("oci-layout in the archive is not valid JSON") from None
         if ver != mf.OCI_LAYOUT_VERSION:
             raise ArchiveError(f"unsupported OCI layout version {ver!r}")
-    index_bytes = _read_small(root / "index.json", "index.json", MAX_INDEX_FILE)
+    index_bytes = _read_small(_contained(root, root / "index.json", "index.json"), "index.json", MAX_INDEX_FILE)
     out = []
     for desc in mf.parse_index(index_bytes):
         name = _name_from_annotations(desc.annotations)
@@ -236,7 +247,7 @@ def _existing_blob(root: Path, digest: str) -> Path:
     p = _blob_path(root, digest)
     if not p.is_file():
         raise ArchiveError(f"archive is missing blob {digest}")
-    return p
+    return _contained(root, p, f"blob {digest}")
 
 
 def _verified_small(root: Path, desc: mf.Descriptor, what: str) -> bytes:
@@ -265,7 +276,8 @@ def _name_from_annotations(ann: dict[str, str]) -> str | None:
 
 
 def _read_dir_transport(root: Path) -> list[ArchiveImage]:
-    manifest_bytes = _read_small(root / "manifest.json", "manifest.json", mf.MAX_MANIFEST_SIZE)
+    manifest_bytes = _read_small(_contained(root, root / "manifest.json", "manifest.json"), "manifest.json",
+                                 mf.MAX_MANIFEST_SIZE)
     mt = mf.detect_media_type(manifest_bytes)
     man = mf.parse_manifest(manifest_bytes, mt)
 
@@ -273,7 +285,7 @@ def _read_dir_transport(root: Path) -> list[ArchiveImage]:
         p = root / d.split(":", 1)[1]
         if not p.is_file():
             raise ArchiveError(f"directory is missing blob {d}")
-        return p
+        return _contained(root, p, f"blob {d}")
 
     config_bytes = _read_small(blob(man.config.digest), "the image config", mf.MAX_CONFIG_SIZE)
     return [ArchiveImage([], manifest_bytes, mt, config_bytes, {lay.digest: blob(lay.digest) for lay in man.layers})]

@@ -305,3 +305,46 @@ def test_load_zstd_layers_and_platform_selection(dy):
         assert f.read() == b"hi"
     rc, _, err = _load(dy, oci_archive([GOOD_LAYER], platforms=["linux/s390x"]))
     assert rc == 125 and "no image for platform" in err
+
+
+def test_load_legacy_docker_archive_with_linked_layers(dy, tmp_path):
+    """docker save before v25: <id>/layer.tar per layer, duplicates as symlinks, <hex>.json configs."""
+    layer = GOOD_LAYER
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [_sha(layer), _sha(layer)]}}).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        def add(name, data=None, link=None):
+            ti = tarfile.TarInfo(name)
+            if link:
+                ti.type, ti.linkname = tarfile.SYMTYPE, link
+                tf.addfile(ti)
+            else:
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+        add("aaa/layer.tar", layer)
+        add("bbb/layer.tar", link="../aaa/layer.tar")
+        add(f"{_sha(config)[7:]}.json", config)
+        add("manifest.json", json.dumps([{"Config": f"{_sha(config)[7:]}.json", "RepoTags": ["legacy:1"],
+                                          "Layers": ["aaa/layer.tar", "bbb/layer.tar"]}]).encode())
+    rc, out, err = _load(dy, buf.getvalue())
+    assert rc == 0, err
+    assert out.decode().strip() == "Loaded image: legacy:1"
+    assert inspect(dy, "legacy:1")["RootFS"]["Layers"] == [_sha(layer)] * 2
+
+
+def test_load_directory_cannot_read_outside_itself(dy, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not for images")
+    layout = tmp_path / "layout"
+    with tarfile.open(fileobj=io.BytesIO(oci_archive([GOOD_LAYER]))) as tf:
+        tf.extractall(layout, filter="data")
+    index = json.loads((layout / "index.json").read_bytes())
+    man_digest = index["manifests"][0]["digest"]
+    man = json.loads((layout / "blobs/sha256" / man_digest[7:]).read_bytes())
+    blob = layout / "blobs/sha256" / man["layers"][0]["digest"][7:]
+    blob.unlink()
+    blob.symlink_to(secret)
+    p = dy("load", "-i", str(layout))
+    assert p.returncode == 125 and "points outside the archive" in p.stderr
+    assert store_state(dy.root) == EMPTY

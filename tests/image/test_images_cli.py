@@ -261,3 +261,30 @@ def test_bad_references_and_unknown_bootstrap(dy):
         bootstrap(dy)
         p = dy("tag", "busybox", "bad@@name")
         assert p.returncode == 125 and "invalid reference format" in p.stderr
+
+
+def test_import_from_url(dy, busybox_rootfs, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "rootfs.tar.gz").write_bytes(_rootfs_tar(busybox_rootfs, compress=True))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/rootfs.tar.gz"
+        p = dy("import", "-c", "CMD sh", url, "fromurl:1", check=True)
+        info = inspect(dy, "fromurl:1")
+        assert info["Id"] == p.stdout.strip()
+        assert info["Comment"] == f"Imported from {url}"
+        assert info["Config"]["Cmd"] == ["/bin/sh", "-c", "sh"]
+        p = dy("import", url.replace("rootfs", "missing"))
+        assert p.returncode == 125 and "HTTP 404" in p.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    p = dy("import", "ftp://example.invalid/x.tar")
+    assert p.returncode == 125 and "only http:// and https://" in p.stderr
