@@ -3,7 +3,7 @@
 Each run starts a fresh server on empty storage (dockyard's ``registry serve``, then Debian's
 ``docker-registry``, i.e. distribution 2.8, alternating), pushes the blobs the way containers/image
 does (POST, one streaming PATCH, PUT ?digest) plus one manifest per client, pulls the manifests and
-blobs back, and reads the server's peak RSS (VmHWM) before stopping it.  Plain HTTP on 127.0.0.1,
+blobs back (blobs with curl), and reads the server's peak RSS (VmHWM) before stopping it.  Plain HTTP on 127.0.0.1,
 no auth, access logs off on both sides.
 
     BENCH_SIZE_MB=1024 BENCH_BLOB_MB=32 python -m bench.registry_server -n 5   # the full report
@@ -202,11 +202,10 @@ def round_trip(server: Server, work: Workload) -> Sample:
                   headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         r.raise_for_status()
         for layer in r.json()["layers"]:
-            got = 0
-            with s.get(f"{server.url}/v2/{repo}/blobs/{layer['digest']}", stream=True) as b:
-                b.raise_for_status()
-                for chunk in b.iter_content(1 << 20):
-                    got += len(chunk)
+            # curl, not requests: eight Python readers in one process saturate before either server does.
+            p = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}",
+                                f"{server.url}/v2/{repo}/blobs/{layer['digest']}"], capture_output=True, text=True)
+            got = int(p.stdout or 0) if p.returncode == 0 else -1
             if got != layer["size"]:
                 raise RuntimeError(f"short read of {layer['digest']}: {got} of {layer['size']}")
 
