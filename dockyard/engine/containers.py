@@ -1128,7 +1128,8 @@ class ContainerService:
         proc_env = _merge_env(proc_env, [e for e in (_expand_env_arg(x) for x in env or []) if e is not None])
         if tty and not any(e.startswith("TERM=") for e in proc_env):
             proc_env.append("TERM=xterm")
-        caps = resolve_caps(hc.get("CapAdd") or [], hc.get("CapDrop") or [], bool(hc.get("Privileged") or privileged))
+        caps = specgen.grantable(resolve_caps(hc.get("CapAdd") or [], hc.get("CapDrop") or [],
+                                              bool(hc.get("Privileged") or privileged)))
         nnp = any(o.replace(":", "=").split("=")[0] == "no-new-privileges" for o in hc.get("SecurityOpt") or [])
         process = {
             "terminal": tty,

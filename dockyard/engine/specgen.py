@@ -117,6 +117,19 @@ def resolve_user(rootfs: Path, spec: str) -> dict[str, Any]:
     return out
 
 
+def grantable(caps: list[str]) -> list[str]:
+    """``caps`` minus those outside our own bounding set: no runtime can grant what the engine lacks
+    (a confined host, e.g. without CAP_SYS_RESOURCE), and --privileged means "all we have", as in Podman."""
+    from dockyard.runtime.capabilities import parse
+
+    try:
+        with open("/proc/self/status") as f:
+            bnd = next(int(ln.split()[1], 16) for ln in f if ln.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return caps
+    return [c for c in caps if bnd >> parse(c) & 1]
+
+
 def process_env(config: dict[str, Any], hostname: str) -> list[str]:
     env = list(config.get("Env") or [])
     keys = {e.partition("=")[0] for e in env}
@@ -145,7 +158,7 @@ def generate(config: dict[str, Any], host_config: dict[str, Any], ctx: SpecConte
 
     from dockyard.runtime.capabilities import resolve_caps
 
-    caps = resolve_caps(host_config.get("CapAdd") or [], host_config.get("CapDrop") or [], privileged)
+    caps = grantable(resolve_caps(host_config.get("CapAdd") or [], host_config.get("CapDrop") or [], privileged))
     user = resolve_user(ctx.rootfs, config.get("User") or "")
     no_new_privs = False
     seccomp: dict[str, Any] | None = None
