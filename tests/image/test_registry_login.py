@@ -101,3 +101,23 @@ def test_bearer_token_flow(dy, registry, registry_env, busybox_oci):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["config"]["digest"] == info["config"]
     assert (USER[0], ["repository:ns/busybox:pull"]) in reg.token_server.requests
+
+
+def test_authfile_flag_and_logout_all(dy, registry, registry_env, tmp_path):
+    reg = registry(auth=USER)
+    other = tmp_path / "other-auth.json"
+    p = dy("login", "--tls-verify=false", "--authfile", str(other), "-u", USER[0], "--password-stdin", reg.host,
+           input=USER[1], env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert reg.host in json.loads(other.read_text())["auths"]
+    import os
+    assert not os.path.exists(registry_env["REGISTRY_AUTH_FILE"])
+    p = dy("logout", "--authfile", str(other), "--all", env=registry_env)
+    assert p.returncode == 0 and not other.exists()
+
+
+def test_login_usage_errors(dy, registry_env):
+    p = dy("login", "--password-stdin", "localhost:1", input="x", env=registry_env)
+    assert p.returncode == 125 and "--username" in p.stderr
+    p = dy("login", "-u", "a", "-p", "b", "--password-stdin", "localhost:1", input="x", env=registry_env)
+    assert p.returncode == 125 and "mutually exclusive" in p.stderr
