@@ -107,6 +107,13 @@ def test_config_errors_are_one_line(tmp_path):
         assert p.returncode == 125 and msg in p.stderr and p.stderr.count("\n") == 1, (env, p.stderr)
 
 
+def test_unusable_storage_root(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    p = run_cli("registry", "serve", env={"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "file" / "x"),
+                                          "REGISTRY_HTTP_ADDR": f"127.0.0.1:{free_port()}"}, timeout=30)
+    assert p.returncode == 125 and "cannot use registry storage" in p.stderr and p.stderr.count("\n") == 1
+
+
 def test_yaml_config_file_with_env_override(procs, tmp_path):
     port = free_port()
     certs = make_certs(tmp_path / "certs", [port])

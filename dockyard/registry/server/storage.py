@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dockyard.errors import StoreError
 from dockyard.registry.server.errors import RegistryError
 from dockyard.store.blobs import BlobStore, atomic_write, fsync_dir
 
@@ -139,10 +140,14 @@ class Storage:
         self.blobs = BlobStore(self.root / "blobs", tmp=self.root / "_tmp")
         self.uploads_dir = self.root / "_uploads"
         self.repos_dir = self.root / "repositories"
-        for d in (self.root, self.blobs.root, self.blobs.tmp, self.uploads_dir, self.repos_dir):
-            d.mkdir(parents=True, exist_ok=True)
         self.lock_path = self.root / "gc.lock"
-        self.lock_path.touch(exist_ok=True)
+        try:
+            for d in (self.root, self.blobs.root, self.blobs.tmp, self.uploads_dir, self.repos_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            self.lock_path.touch(exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot use registry storage {self.root}: {e.strerror} (set "
+                             f"storage.filesystem.rootdirectory, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY)") from None
         # Hash state of live sessions lives in memory; after a restart a session is re-hashed from disk.
         self._uploads: dict[str, Upload] = {}
 
