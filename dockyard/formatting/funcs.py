@@ -12,7 +12,9 @@ from typing import Any
 
 from dockyard.formatting.printing import (
     MISSING,
+    Byte,
     GoStruct,
+    StringList,
     format_float,
     go_type_name,
     is_stringer,
@@ -63,6 +65,9 @@ def eq(arg1: Any, *args: Any) -> bool:
                 return True
             continue
         if isinstance(arg1, (list, tuple, dict)) or isinstance(a, (list, tuple, dict)):
+            if go_type_name(arg1) != go_type_name(a):
+                raise _Exec(sprintf("non-comparable types %s: %v, %s: %v", arg1, go_type_name(arg1),
+                                    go_type_name(a), a))
             raise _Exec(sprintf("non-comparable type %s: %v", a, go_type_name(a)))
         if arg1 is a or arg1 == a:
             return True
@@ -104,7 +109,8 @@ def ge(arg1: Any, arg2: Any) -> bool:
 
 def go_len(v: Any) -> int:
     if v is MISSING:
-        raise _Exec("len of nil pointer")
+        # What Go's reflection says when asked the type of no value.
+        raise _Exec("reflect: call of reflect.Value.Type on zero Value")
     if v is None:
         raise _Exec("len of nil pointer")
     if isinstance(v, str):
@@ -135,13 +141,15 @@ def index(item: Any, *indexes: Any) -> Any:
             x = _index_arg(i, len(b))
             if x >= len(b):
                 raise _Exec("reflect: string index out of range")
-            item = b[x]
+            item = Byte(b[x])
         elif isinstance(item, (list, tuple)):
             x = _index_arg(i, len(item))
             if x >= len(item):
                 raise _Exec("reflect: slice index out of range")
             item = item[x]
         elif isinstance(item, dict) and not isinstance(item, GoStruct):
+            if _is_nil(i):
+                raise _Exec("value is nil; should be of type string")
             if not isinstance(i, str):
                 raise _Exec(f"value has type {go_type_name(i)}; should be string")
             item = item.get(i)
@@ -306,8 +314,8 @@ def _json_str(s: str) -> str:
 
 def split(s: str, sep: str) -> list[str]:
     if sep == "":
-        return list(s)
-    return s.split(sep)
+        return StringList(s)
+    return StringList(s.split(sep))
 
 
 def join(elems: list[str] | None, sep: str) -> str:
@@ -370,7 +378,7 @@ def truncate(s: str, length: int) -> str:
     if len(b) < length:
         return s
     if length < 0:
-        raise _Exec(f"slice bounds out of range [:{length}]")
+        raise _Exec(f"runtime error: slice bounds out of range [:{length}]")
     return b[:length].decode(errors="ignore")
 
 

@@ -45,6 +45,18 @@ class _Missing:
 MISSING = _Missing()
 
 
+class Byte(int):
+    """A Go ``uint8``: what indexing a string gives."""
+
+    go_type = "uint8"
+
+
+class StringList(list):
+    """A Go ``[]string`` (what ``split`` returns), as opposed to a JSON list's ``[]interface {}``."""
+
+    go_type = "[]string"
+
+
 def is_stringer(v: Any) -> bool:
     """An object with its own ``__str__`` is a Go Stringer: fmt prints what String() returns."""
     t = type(v)
@@ -68,6 +80,8 @@ def go_type_name(v: Any) -> str:
         return "interface {}"
     if isinstance(v, bool):
         return "bool"
+    if isinstance(v, Byte):
+        return "uint8"
     if isinstance(v, int):
         return "int"
     if isinstance(v, float):
@@ -78,9 +92,9 @@ def go_type_name(v: Any) -> str:
         return v.go_type
     if isinstance(v, dict):
         return "map[string]interface {}"
+    if isinstance(v, StringList):
+        return "[]string"
     if isinstance(v, (list, tuple)):
-        if v and all(isinstance(x, str) for x in v) and getattr(v, "go_type", None):
-            return str(v.go_type)
         return "[]interface {}"
     if callable(v) and not hasattr(v, "__dict__"):
         return "func"
@@ -221,16 +235,15 @@ class _Spec:
         self.prec: int | None = None
 
 
-def _pad(s: str, spec: _Spec, numeric: bool = False) -> str:
+def _pad(s: str, spec: _Spec, zero: bool | None = None) -> str:
+    """Pad to the width (counted in runes, as Go does), on the left unless '-'; the '0' flag pads
+    with zeros, except where the caller already placed them after a sign (``zero=False``)."""
     if spec.width is None or len(s) >= spec.width:
         return s
     n = spec.width - len(s)
     if spec.minus:
         return s + " " * n
-    if spec.zero and numeric:
-        sign = s[0] if s[:1] in ("-", "+", " ") else ""
-        return sign + "0" * n + s[len(sign):]
-    if spec.zero and not numeric:
+    if spec.zero if zero is None else zero:
         return "0" * n + s
     return " " * n + s
 
@@ -242,7 +255,7 @@ def _fmt_int(n: int, verb: str, spec: _Spec) -> str:
         ch = chr(n) if 0 <= n <= 0x10FFFF else "\ufffd"
         return _pad("'" + quote(ch)[1:-1].replace('\\"', '"').replace("'", "\\'") + "'", spec)
     if verb == "U":
-        s = f"U+{n:04X}"
+        s = f"U+{n & 0xFFFFFFFFFFFFFFFF:04X}"  # Go prints the rune as an unsigned 64-bit value
         if spec.sharp and 0 <= n <= 0x10FFFF and chr(n).isprintable():
             s += f" '{chr(n)}'"
         return _pad(s, spec)
@@ -264,13 +277,17 @@ def _fmt_int(n: int, verb: str, spec: _Spec) -> str:
     s = sign + prefix + body
     if spec.zero and not spec.minus and spec.prec is None and spec.width and len(s) < spec.width:
         return sign + prefix + "0" * (spec.width - len(s)) + body
-    return _pad(s, spec)
+    return _pad(s, spec, zero=False)
 
 
 def _fmt_float(f: float, verb: str, spec: _Spec) -> str:
     if verb == "v":
         verb = "g"
-    if verb in "gG" and spec.prec is None:
+    if verb in "xX":
+        s = _hex_float(f, spec.prec)
+        if verb == "X":
+            s = s.upper()
+    elif verb in "gG" and spec.prec is None:
         s = format_float(f, verb)
         if spec.sharp and "." not in s and "e" not in s.lower() and "Inf" not in s and "NaN" not in s:
             s += "."
@@ -288,7 +305,36 @@ def _fmt_float(f: float, verb: str, spec: _Spec) -> str:
     if spec.zero and not spec.minus and spec.width and len(s) < spec.width and s.lstrip("+- ")[:1].isdigit():
         sign = s[0] if s[0] in "+- " else ""
         return sign + "0" * (spec.width - len(s)) + s[len(sign):]
-    return _pad(s, spec)
+    return _pad(s, spec, zero=False)
+
+
+def _hex_float(f: float, prec: int | None) -> str:
+    """strconv's 'x' format: 0x1.f4p+09, mantissa trimmed (or rounded to ``prec`` hex digits)."""
+    if math.isnan(f) or math.isinf(f):
+        return format_float(f)
+    sign = "-" if math.copysign(1.0, f) < 0 else ""
+    if f == 0:
+        mant, exp = "0", 0
+    else:
+        m, e = math.frexp(abs(f))  # abs(f) = m * 2**e, 0.5 <= m < 1
+        bits = int(m * (1 << 53))  # 53 significant bits, leading 1 first
+        exp = e - 1
+        frac = bits - (1 << 52)
+        digits = f"{frac:013x}"
+        if prec is not None and prec < 13:
+            shift = 4 * (13 - prec)
+            q, r = divmod(frac, 1 << shift)
+            half = 1 << (shift - 1)
+            if r > half or (r == half and q & 1):
+                q += 1
+            if q >> (4 * prec):  # rounding carried into the leading digit
+                q = 0
+                exp += 1
+            digits = f"{q:0{prec}x}" if prec else ""
+        else:
+            digits = digits.rstrip("0") if prec is None else digits + "0" * (prec - 13)
+        mant = "1" + ("." + digits if digits else "")
+    return f"{sign}0x{mant}p{'-' if exp < 0 else '+'}{abs(exp):02d}"
 
 
 def _fmt_str(s: str, verb: str, spec: _Spec) -> str:
@@ -341,7 +387,7 @@ def _fmt_arg(a: Any, verb: str, spec: _Spec) -> str:
             return _fmt_int(a, verb, spec)
         raise _BadVerb
     if isinstance(a, float):
-        if verb in "veEfFgG":
+        if verb in "veEfFgGxX":
             return _fmt_float(a, verb, spec)
         raise _BadVerb
     if isinstance(a, str):
@@ -349,17 +395,17 @@ def _fmt_arg(a: Any, verb: str, spec: _Spec) -> str:
             return _fmt_str(a, verb, spec)
         raise _BadVerb
     if isinstance(a, (list, tuple)):
-        return _pad("[" + " ".join(_fmt_elem(x, verb, spec) for x in a) + "]", spec)
+        # Width and flags apply to each element, not to the brackets.
+        return "[" + " ".join(_fmt_elem(x, verb, spec) for x in a) + "]"
     if isinstance(a, dict) and not isinstance(a, GoStruct):
         items = sorted(a.items(), key=lambda kv: _sort_key(kv[0]))
-        return _pad("map[" + " ".join(f"{_fmt_elem(k, verb, spec)}:{_fmt_elem(x, verb, spec)}"
-                                      for k, x in items) + "]", spec)
+        return "map[" + " ".join(f"{_fmt_elem(k, verb, spec)}:{_fmt_elem(x, verb, spec)}" for k, x in items) + "]"
     fields = public_fields(a)
     if spec.plusv:
         inner = " ".join(f"{k}:{_fmt_elem(x, verb, spec)}" for k, x in fields)
     else:
         inner = " ".join(_fmt_elem(x, verb, spec) for _, x in fields)
-    return _pad("{" + inner + "}", spec)
+    return "{" + inner + "}"
 
 
 def _fmt_elem(x: Any, verb: str, spec: _Spec) -> str:
@@ -369,7 +415,7 @@ def _fmt_elem(x: Any, verb: str, spec: _Spec) -> str:
     for k in _Spec.__slots__:
         setattr(inner, k, getattr(spec, k))
     if x is None or x is MISSING:
-        return _pad("<nil>", inner)
+        return "<nil>"  # written as is: no verb, width or flags apply
     try:
         return _fmt_arg(x, verb, inner)
     except _BadVerb:
@@ -384,10 +430,10 @@ def _bad_verb(verb: str, a: Any, spec: _Spec | None = None) -> str:
     return f"%!{verb}({go_type_name(a)}={shown})"
 
 
-def go_syntax(a: Any) -> str:
+def go_syntax(a: Any, depth: int = 0) -> str:
     """``%#v``: Go-syntax representation, for the types JSON data can hold."""
     if a is None or a is MISSING:
-        return "<nil>"
+        return "interface {}(nil)" if depth else "<nil>"
     if isinstance(a, bool):
         return "true" if a else "false"
     if isinstance(a, int):
@@ -397,12 +443,13 @@ def go_syntax(a: Any) -> str:
     if isinstance(a, str):
         return quote(a)
     if isinstance(a, GoStruct):
-        return a.go_type + "{" + ", ".join(f"{k}:{go_syntax(v)}" for k, v in a.items()) + "}"
+        return a.go_type + "{" + ", ".join(f"{k}:{go_syntax(v, depth + 1)}" for k, v in a.items()) + "}"
     if isinstance(a, dict):
         items = sorted(a.items(), key=lambda kv: _sort_key(kv[0]))
-        return "map[string]interface {}{" + ", ".join(f"{quote(str(k))}:{go_syntax(v)}" for k, v in items) + "}"
+        inner = ", ".join(f"{quote(str(k))}:{go_syntax(v, depth + 1)}" for k, v in items)
+        return "map[string]interface {}{" + inner + "}"
     if isinstance(a, (list, tuple)):
-        return "[]interface {}{" + ", ".join(go_syntax(x) for x in a) + "}"
+        return go_type_name(a) + "{" + ", ".join(go_syntax(x, depth + 1) for x in a) + "}"
     return sprint_value(a, plus=True)
 
 

@@ -1115,8 +1115,6 @@ class State:
         nl = text.rfind("\n")
         col = pos if nl < 0 else pos - nl - 1
         context = str(self.node)
-        if len(context) > 20:
-            context = context[:20] + "..."
         raise TemplateError(f'template: {name}:{line}:{col}: executing "{name}" at <{context}>: {msg}')
 
     # variables
@@ -1454,7 +1452,7 @@ class State:
             "int": _is_int,
             "float": lambda v: isinstance(v, float),
             "bool": lambda v: isinstance(v, bool),
-            "[]string": lambda v: v is None or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+            "[]string": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
         }[typ](value)
         if not ok:
             got = "interface {}" if value is None else go_type_name(value)
@@ -1466,7 +1464,9 @@ class State:
         if isinstance(n, DotNode):
             return self.validate_type(dot, typ)
         if isinstance(n, NilNode):
-            if typ in ("any", "[]string", "value"):
+            if typ == "value":
+                return MISSING  # reflect.Zero(reflect.Value): no value at all
+            if typ in ("any", "[]string"):
                 return None
             self.errorf(f"cannot assign nil to {typ}")
         if isinstance(n, FieldNode):

@@ -22,9 +22,11 @@ from tests.formatting.cases import (
     PS_DEFAULT,
     PS_HEADERS,
 )
+from tests.formatting.fuzzgen import templates
 
 HARNESS = Path(__file__).parent / "goharness" / "main.go"
 ALL = [(t, d, "") for t, d in CASES] + [(t, d, "error") for t, d in MISSINGKEY_ERROR_CASES]
+RANDOM = templates(3000, seed=20261130)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,7 @@ def go_results(tmp_path_factory):
     # Docker turns a bare "table" into the command's default table format before rendering.
     cases += [{"tmpl": PS_DEFAULT if f == "table" else f, "data": LIST_DATA[d], "list": True,
                "headers": PS_HEADERS} for f, d in LIST_CASES]
+    cases += [{"tmpl": t, "data": DATA["misc"]} for t in RANDOM]
     p = subprocess.run([str(work / "harness")], input=json.dumps(cases), capture_output=True, text=True,
                        check=True, timeout=120)
     return json.loads(p.stdout)
@@ -74,3 +77,15 @@ def test_list_same_as_docker_formatter(go_results, i):
     except InvalidArgument as e:
         out, err = "", str(e).removeprefix("template parsing error: ")
     assert (out, err) == ("" if go["err"] else go["out"], go["err"])
+
+
+@pytest.mark.peer("go")
+def test_random_templates_same_as_go(go_results):
+    base = len(ALL) + len(LIST_CASES)
+    bad = []
+    for i, text in enumerate(RANDOM):
+        go = go_results[base + i]
+        got = render_py(text, DATA["misc"], "")
+        if got != ("" if go["err"] else go["out"], go["err"]):
+            bad.append(f"{text!r}\n  go: {go}\n  py: {got}")
+    assert not bad, f"{len(bad)} of {len(RANDOM)} differ; first:\n" + "\n".join(bad[:5])
