@@ -83,3 +83,20 @@ def test_podman_login_push_pull_with_ca(secured, image, store, tmp_path):
     tool("podman", store, "rmi", "-f", local)
     p = tool("podman", store, "pull", "--authfile", authfile, "--cert-dir", cert_dir, ref, check=False)
     assert p.returncode != 0 and "unauthorized" in p.stderr.lower()
+
+
+@pytest.mark.peer("buildah")
+def test_buildah_push_pull_with_ca_and_creds(secured, image, store):
+    host = f"localhost:{secured.port}"
+    cert_dir = str(secured.certs.certs_d / host)
+    tool("buildah", store, "pull", image.ref)
+    local = json.loads(tool("buildah", store, "images", "--json").stdout)[0]["id"]
+    ref = f"{host}/by-buildah/tls:v1"
+    p = tool("buildah", store, "push", "--cert-dir", cert_dir, "--creds", "testuser:wrong", local,
+             f"docker://{ref}", check=False)
+    assert p.returncode != 0
+    tool("buildah", store, "push", "--cert-dir", cert_dir, "--creds", "testuser:testpassword", local,
+         f"docker://{ref}")
+    tool("buildah", store, "rmi", "-f", local)
+    tool("buildah", store, "pull", "--cert-dir", cert_dir, "--creds", "testuser:testpassword", ref)
+    assert json.loads(tool("buildah", store, "images", "--json").stdout)[0]["id"] == local
