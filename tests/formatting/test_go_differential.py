@@ -34,7 +34,8 @@ def go_results(tmp_path_factory):
     work = tmp_path_factory.mktemp("goharness")
     shutil.copy(HARNESS, work / "main.go")
     (work / "go.mod").write_text("module goharness\n\ngo 1.19\n")
-    env = dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off", GOTOOLCHAIN="local")
+    # A private build cache: nothing outside the temp dir is written, and no network is used.
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off", GOTOOLCHAIN="local", GOCACHE=str(work / "cache"))
     subprocess.run(["go", "build", "-o", str(work / "harness"), "."], cwd=work, env=env, check=True,
                    capture_output=True, timeout=600)
     cases = [{"tmpl": t, "data": DATA[d], "missingkey": mk} for t, d, mk in ALL]
