@@ -117,30 +117,39 @@ class ProgressPrinter:
 @click.argument("name")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Pick this platform from a multi-platform image.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output.")
-@click.option("-a", "--all-tags", is_flag=True, hidden=True)
+@click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
 @click.option("--disable-content-trust", is_flag=True, default=True, hidden=True)
 @registry_options
 @click.pass_obj
 def pull(state, name, platform, quiet, all_tags, disable_content_trust, tls_verify, creds, authfile, cert_dir):
-    from dockyard.errors import Unsupported
-
-    if all_tags:
-        raise Unsupported("--all-tags is not supported")
-    apply_registry_env(authfile, cert_dir)
-    printer = ProgressPrinter(quiet)
-    try:
-        res = state.engine.registry.pull(name, platform=platform, tls_verify=tls_verify,
-                                         creds=parse_creds(creds), progress=printer)
-    finally:
-        printer.close()
     from dockyard.image.reference import parse
 
-    ref = parse(res.reference)
+    apply_registry_env(authfile, cert_dir)
+    credentials = parse_creds(creds)
+    svc = state.engine.registry
+    names = [str(r) for r in svc.list_tags(name, tls_verify=tls_verify, creds=credentials)] if all_tags else [name]
+    results = []
+    for n in names:
+        printer = ProgressPrinter(quiet)
+        try:
+            results.append(svc.pull(n, platform=platform, tls_verify=tls_verify, creds=credentials,
+                                    progress=printer))
+        finally:
+            printer.close()
+        if not quiet:
+            click.echo(f"Digest: {results[-1].digest}")
+    if not results:
+        return
+    ref = parse(results[-1].reference)
+    if all_tags:
+        # Docker's summary for -a names the repository, not a tag.
+        shown, full = ref.familiar_name(), ref.name
+    else:
+        shown, full = ref.familiar(), results[-1].reference
     if not quiet:
-        click.echo(f"Digest: {res.digest}")
-        what = "Image is up to date for" if res.up_to_date else "Downloaded newer image for"
-        click.echo(f"Status: {what} {ref.familiar()}")
-    click.echo(res.reference)
+        fresh = not all(r.up_to_date for r in results)
+        click.echo(f"Status: {'Downloaded newer image for' if fresh else 'Image is up to date for'} {shown}")
+    click.echo(full)
 
 
 @click.command(help="Upload an image to a registry.")

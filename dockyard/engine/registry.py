@@ -161,6 +161,27 @@ class RegistryService:
                 errors.append(f"{ref}: {e}")
         raise NotFound(f"pulling {name}: no candidate succeeded: " + "; ".join(errors))
 
+    def list_tags(self, name: str, *, tls_verify: bool | None = None,
+                  creds: tuple[str, str] | None = None) -> list[Reference]:
+        """The references of every tag of ``name``'s repository (for ``pull --all-tags``)."""
+        from dockyard.image.reference import parse_any
+
+        ref = parse_any(name)
+        if ref.tag or ref.digest:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        last: DockyardError | None = None
+        for cand in self.candidates(name):
+            src = self.conf.rewrite(cand)
+            client = self.client(src.domain, tls_verify, src.path, creds)
+            try:
+                return [cand.with_tag(t) for t in client.list_tags(src.path)]
+            except DockyardError as e:
+                last = e
+            finally:
+                client.close()
+        assert last is not None
+        raise last
+
     def _pull_one(self, ref: Reference, want: dict[str, str] | None, tls_verify: bool | None,
                   creds: tuple[str, str] | None, progress: ProgressFn | None) -> PullResult:
         from dockyard.image import manifest as mf

@@ -366,6 +366,24 @@ class RegistryClient:
         if got and got != digest:
             raise RegistryError(f"registry stored blob as {got}, expected {digest}")
 
+    def list_tags(self, repo: str, page_size: int = 1000, limit: int = 100_000) -> list[str]:
+        """All tags of a repository, following the spec's ``Link: <...>; rel="next"`` pagination."""
+        tags: list[str] = []
+        path = f"/v2/{repo}/tags/list?n={page_size}"
+        while path and len(tags) < limit:
+            r = self.request("GET", path, scopes=(f"repository:{repo}:pull",))
+            try:
+                doc = json.loads(r.data)
+            except ValueError:
+                raise RegistryError(f"{self.domain}/{repo}: invalid tag list") from None
+            page = (doc.get("tags") or []) if isinstance(doc, dict) else None
+            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                raise RegistryError(f"{self.domain}/{repo}: invalid tag list")
+            tags += page
+            m = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', r.headers.get("Link", ""))
+            path = m.group(1) if m and page else ""
+        return tags
+
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         import hashlib
 

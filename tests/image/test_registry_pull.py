@@ -150,3 +150,28 @@ def test_short_names_resolve_through_registries_conf(dy, registry, registry_env,
     assert p.returncode == 125 and "blocked" in p.stderr
     p = dy("pull", "ns/nothere:v1", env=registry_env)
     assert p.returncode == 125 and "not found" in p.stderr.lower()
+
+
+def test_pull_all_tags(dy, registry, registry_env, busybox_oci):
+    import subprocess
+
+    from dockyard.registry.client import RegistryClient
+
+    layout, info = busybox_oci
+    reg = registry()
+    for tag in ("a", "b", "c"):
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:v1",
+                        f"docker://127.0.0.1:{reg.port}/ns/multi:{tag}"], check=True, timeout=120)
+    c = RegistryClient(f"127.0.0.1:{reg.port}", tls_verify=False)
+    assert sorted(c.list_tags("ns/multi", page_size=1)) == ["a", "b", "c"]  # paginated via Link
+    c.close()
+    repo = f"127.0.0.1:{reg.port}/ns/multi"
+    p = dy("pull", "--tls-verify=false", "-a", repo, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("Digest: ") == 3
+    assert p.stdout.splitlines()[-1] == repo
+    assert f"Status: Downloaded newer image for {repo}" in p.stdout
+    img = image(dy.root, f"{repo}:b")
+    assert {f"{repo}:a", f"{repo}:b", f"{repo}:c"} <= set(img.repo_tags)
+    p = dy("pull", "--tls-verify=false", "-a", f"{repo}:a", env=registry_env)
+    assert p.returncode == 125 and "tag can't be used with --all-tags" in p.stderr
