@@ -11,6 +11,7 @@ Values follow the model in ``printing``: Python data stands for what ``json.Unma
 
 from __future__ import annotations
 
+import math
 from types import BuiltinFunctionType, FunctionType, MethodDescriptorType
 from typing import Any
 
@@ -593,7 +594,7 @@ class TemplateNode(Node):
         self.pipe = pipe
 
     def __str__(self) -> str:
-        return "{{template " + go_quote_name(self.name) + (" " + str(self.pipe) if self.pipe else "") + "}}"
+        return "{{template " + quote(self.name) + (" " + str(self.pipe) if self.pipe else "") + "}}"
 
 
 class BreakNode(Node):
@@ -634,12 +635,6 @@ class _Else(Node):
 
     def __str__(self) -> str:
         return "{{else}}"
-
-
-def go_quote_name(s: str) -> str:
-    from dockyard.formatting.printing import quote
-
-    return quote(s)
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -922,10 +917,8 @@ class Parser:
             if tok.typ == SPACE:
                 continue
             if tok.typ in (RDELIM, RPAREN):
-                self.backup()
-            elif tok.typ == PIPE:
-                pass
-            else:
+                self.backup()  # the pipeline ends here; its caller takes the delimiter
+            elif tok.typ != PIPE:
                 self.unexpected(tok, "operand")
             break
         if not cmd.args:
@@ -1007,7 +1000,7 @@ class Parser:
             raise AssertionError("unreachable") from None
         node.is_float = True
         node.float_val = f
-        if f == int(f) if f == f and f not in (float("inf"), float("-inf")) else False:
+        if math.isfinite(f) and f == int(f):
             node.is_int = True
             node.int_val = int(f)
         return node
