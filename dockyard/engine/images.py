@@ -810,7 +810,7 @@ class ImageService:
                 return self.create_from_tar(f, tags=[base.name], container_config={"Env": env, "Cmd": base.cmd},
                                             created=base.created, created_by=base.created_by)
         if kind == "debian":
-            from dockyard.image.layers import pack_directory, remove_tree
+            from dockyard.image.layers import mounts_under, pack_directory, remove_tree, unmount_rootfs
 
             suite = suite or bs.host_debian_suite()
             rootfs = Path(tempfile.mkdtemp(dir=tmp_root, prefix="debootstrap-"))
@@ -825,7 +825,13 @@ class ImageService:
                         created_by=f"dockyard image bootstrap debian:{suite} (debootstrap --variant=minbase "
                                    f"{suite} {mirror})")
             finally:
-                remove_tree(rootfs)
+                # debootstrap mounts /proc and /sys inside; never let a removal walk into the host's.
+                for mp in mounts_under(rootfs):
+                    unmount_rootfs(Path(mp))
+                if mounts_under(rootfs):
+                    log.error("not removing %s: something is still mounted inside it", rootfs)
+                else:
+                    remove_tree(rootfs)
         raise InvalidArgument(f"unknown bootstrap image {what!r}: busybox or debian[:SUITE]")
 
     def iter_sizes(self) -> Iterator[tuple[str, int]]:

@@ -416,6 +416,8 @@ def pack_directory(rootfs: Path, out: BinaryIO, *, skip_contents_of: tuple[str, 
 
     def add(tf: tarfile.TarFile, path: str, arc: str) -> None:
         ti = tf.gettarinfo(path, arcname=arc)
+        if ti is None:
+            return  # sockets cannot be archived and mean nothing in an image
         if ti.ischr() or ti.isblk():
             return  # devices come from the runtime, never from an image
         ti.uname = ti.gname = ""
@@ -521,6 +523,18 @@ def mount_rootfs(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
         marker.touch()
     _mount(str(upper), str(target), None, MS_BIND | MS_REC, None)
     return "vfs"
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``, deepest first."""
+    real = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].encode().decode("unicode_escape")
+            if mp == real or mp.startswith(real + "/"):
+                found.append(mp)
+    return sorted(found, key=len, reverse=True)
 
 
 def unmount_rootfs(target: Path) -> None:
