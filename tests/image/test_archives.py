@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 
@@ -348,3 +349,39 @@ def test_load_directory_cannot_read_outside_itself(dy, tmp_path):
     p = dy("load", "-i", str(layout))
     assert p.returncode == 125 and "points outside the archive" in p.stderr
     assert store_state(dy.root) == EMPTY
+
+
+@pytest.mark.peer("podman")
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_podman_interop_both_ways(dy, tmp_path, fmt):
+    import tempfile
+
+    image_id = bootstrap(dy)
+    # podman wants a short runroot (< 50 characters).
+    prun = tempfile.mkdtemp(prefix="dy-prun-")
+    try:
+        _podman_roundtrip(dy, tmp_path, fmt, image_id,
+                          ["podman", "--root", str(tmp_path / "proot"), "--runroot", prun, "--storage-driver", "vfs"])
+    finally:
+        shutil.rmtree(prun, ignore_errors=True)
+
+
+def _podman_roundtrip(dy, tmp_path, fmt, image_id, podman):
+    ours = tmp_path / "ours.tar"
+    dy("save", "--format", fmt, "-o", str(ours), "busybox", check=True)
+    p = subprocess.run([*podman, "load", "-i", str(ours)], capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "Loaded image: localhost/busybox:latest" in p.stdout
+    p = subprocess.run([*podman, "image", "inspect", "--format", "{{.Id}}", "localhost/busybox:latest"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == image_id[7:]
+    theirs = tmp_path / "theirs.tar"
+    p = subprocess.run([*podman, "save", "--format", fmt, "-o", str(theirs), "localhost/busybox:latest"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    dy("rmi", "busybox", check=True)
+    p = dy("load", "-i", str(theirs), check=True)
+    assert p.stdout.strip() == "Loaded image: localhost/busybox:latest"
+    info = inspect(dy, "busybox")
+    assert info["Config"]["Cmd"] == ["sh"]
+    assert os.path.isfile(os.path.join(info["GraphDriver"]["Data"]["UpperDir"], "bin/busybox"))
