@@ -875,20 +875,18 @@ def _label_pred(value: str) -> Any:
 
 
 def _until(value: str) -> float:
-    m = re.match(r"^(\d+)([smhd]?)$", value)
-    if m:
-        n = int(m.group(1))
-        if not m.group(2):
-            return float(n)  # a Unix timestamp
-        return time.time() - n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    m2 = re.match(r"^(\d+)(h|m|s)(\d+m)?(\d+s)?$", value)
-    if not m2:
-        t = parse_created(value if "T" in value else value + "T00:00:00Z")
-        if not t:
-            raise InvalidArgument(f"invalid until filter {value!r}: a duration (24h) or timestamp")
-        return t
-    return time.time() - sum(int(x[:-1]) * {"h": 3600, "m": 60, "s": 1}[x[-1]] for x in
-                             re.findall(r"\d+[hms]", value))
+    """Docker's ``until``: a Unix timestamp, an RFC 3339 time or date, or a Go duration before now."""
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        return float(value)
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", value)
+    if m and any(m.groups()):
+        h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+        return time.time() - (h * 3600 + mi * 60 + se)
+    t = parse_created(value if "T" in value else value + "T00:00:00Z")
+    if not t:
+        raise InvalidArgument(f"invalid until filter {value!r}: expected a duration (24h), "
+                              "a Unix timestamp or an RFC 3339 time")
+    return t
 
 
 def _glob(pattern: str, s: str) -> bool:

@@ -288,3 +288,13 @@ def test_import_from_url(dy, busybox_rootfs, tmp_path):
         server.server_close()
     p = dy("import", "ftp://example.invalid/x.tar")
     assert p.returncode == 125 and "only http:// and https://" in p.stderr
+
+
+def test_prune_until(dy, busybox_rootfs):
+    base = bootstrap(dy)  # created when the host's busybox was built: long ago
+    fresh = dy_binary(dy, "import", "-", "fresh:1", input=_rootfs_tar(busybox_rootfs))[1].decode().strip()
+    p = dy("image", "prune", "-a", "-f", "--filter", "until=1h", check=True)
+    assert f"deleted: {base}" in p.stdout and fresh not in p.stdout
+    assert store_state(dy.root)["images"] == [fresh]
+    p = dy("image", "prune", "-f", "--filter", "until=tomorrow")
+    assert p.returncode == 125 and "invalid until filter" in p.stderr
