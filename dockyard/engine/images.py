@@ -17,7 +17,6 @@ import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -833,10 +832,6 @@ class ImageService:
                 else:
                     remove_tree(rootfs)
         raise InvalidArgument(f"unknown bootstrap image {what!r}: busybox or debian[:SUITE]")
-
-    def iter_sizes(self) -> Iterator[tuple[str, int]]:
-        for r in self.db.query("SELECT id, size FROM images"):
-            yield r["id"], r["size"]
 
 
 # -- helpers -----------------------------------------------------------------------------------------
