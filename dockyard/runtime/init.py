@@ -12,6 +12,8 @@ import sys
 
 from dockyard.runtime import linux as L
 
+PR_SET_NO_NEW_PRIVS = 38
+
 
 class Channel:
     def __init__(self, rfd: int, wfd: int) -> None:
@@ -187,9 +189,15 @@ def exec_process(proc: dict, path: str, seccomp: dict | None) -> None:
     if proc.get("noNewPrivileges"):
         # Last step before execve: seccomp (if any) and no_new_privs.  Without no_new_privs seccomp
         # was loaded while the process still had CAP_SYS_ADMIN (setup_user_and_caps).
-        from dockyard.runtime import seccomp as sc
+        if seccomp:
+            from dockyard.runtime import seccomp as sc
 
-        sc.load(seccomp, True)
+            sc.load(seccomp, True)
+        else:
+            # What seccomp.load(None, True) does, without importing libseccomp's bindings on the hot path.
+            from dockyard.runtime._libc import prctl
+
+            prctl(PR_SET_NO_NEW_PRIVS, 1)
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.get("env") or [])
     os.execve(path, proc["args"], env)
 
@@ -223,18 +231,19 @@ def oom_score_adj(value: int | None) -> None:
 def preload(spec: dict) -> None:
     """Import now what runs after pivot_root: the host's Python library is out of reach from then on."""
     import json  # noqa: F401
-    import socket  # noqa: F401
 
     from dockyard import host
-    from dockyard.runtime import capabilities, console, rlimits, rootfs  # noqa: F401
+    from dockyard.runtime import capabilities, rlimits, rootfs  # noqa: F401
+
+    if (spec.get("process") or {}).get("terminal"):
+        from dockyard.runtime import console  # noqa: F401
 
     capabilities.last_cap()
     host.cgroup_info()
-    if (spec.get("linux") or {}).get("seccomp") or (spec.get("process") or {}).get("noNewPrivileges"):
+    if (spec.get("linux") or {}).get("seccomp"):
         from dockyard.runtime import seccomp
 
-        if (spec.get("linux") or {}).get("seccomp"):
-            seccomp._lib()
+        seccomp._lib()
     if spec.get("hooks"):
         import subprocess  # noqa: F401
 
@@ -276,9 +285,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
             os.close(ctx["console_fd"])
             _bind_console(slave)
         if "hostname" in spec:
-            import socket
-
-            socket.sethostname(spec["hostname"])
+            L.sethostname(spec["hostname"])
         if spec.get("domainname"):
             L.setdomainname(spec["domainname"])
         if linux.get("sysctl"):

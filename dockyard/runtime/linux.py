@@ -53,6 +53,7 @@ MNT_DETACH = 2
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
 
 def _b(s: str | None) -> bytes | None:
@@ -84,3 +85,8 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def setdomainname(name: str) -> None:
     raw = name.encode()
     check(libc.setdomainname(raw, len(raw)), "setdomainname")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    check(libc.sethostname(raw, len(raw)), "sethostname")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_+\-.]+$")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-.")
 
 
 def default_root() -> str:
@@ -28,7 +27,7 @@ def default_root() -> str:
 
 
 def check_id(cid: str) -> None:
-    if not cid or not _ID_RE.match(cid) or cid in (".", ".."):
+    if not cid or not _ID_CHARS.issuperset(cid) or cid in (".", ".."):
         raise InvalidArgument(f"invalid container id {cid!r}: use letters, digits and _+-.")
 
 

@@ -1,0 +1,73 @@
+"""`run` of a busybox bundle executing `true`: dockyard's OCI runtime against runc and crun.
+
+Each runtime gets its own --root and reuses one container id (`run` deletes the container when the
+process exits).  The bundle is `runc spec`'s config with terminal off, so all three do the same work:
+pid/net/ipc/uts/mount namespaces, the default mounts, masked paths, cgroups, capabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from bench.harness import REPO, Case
+
+
+def _bundle(workdir: str) -> str:
+    sys.path.insert(0, REPO)
+    from pathlib import Path
+
+    from dockyard.runtime.spec import default_spec
+    from tests.helpers import make_busybox_rootfs
+
+    bundle = os.path.join(workdir, "bundle")
+    make_busybox_rootfs(Path(bundle) / "rootfs")
+    cfg = default_spec()
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["true"]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return bundle
+
+
+def prepare(workdir: str) -> list[Case]:
+    bundle = _bundle(workdir)
+    cases = [Case("dockyard runtime run true",
+                  [sys.executable, "-m", "dockyard", "runtime", "--root", os.path.join(workdir, "dy"), "run", "-b",
+                   bundle, "bench-dy"])]
+    script = shutil.which("dockyard-runtime", path=os.path.dirname(sys.executable))
+    if script:
+        cases.append(Case("dockyard-runtime run true (script)",
+                          [script, "--root", os.path.join(workdir, "dys"), "run", "-b", bundle, "bench-dys"]))
+    cases += [Case("runc run true", ["runc", "--root", os.path.join(workdir, "runc"), "run", "-b", bundle,
+                                     "bench-runc"], needs="runc")]
+    if shutil.which("crun") and _crun_works(workdir, bundle):
+        cases.append(Case("crun run true", ["crun", "--root", os.path.join(workdir, "crun"), "run", "-b", bundle,
+                                            "bench-crun"]))
+    else:
+        print("  skip crun: not installed or cannot run this bundle here")
+    return cases
+
+
+def _crun_works(workdir: str, bundle: str) -> bool:
+    p = subprocess.run(["crun", "--root", os.path.join(workdir, "crun"), "run", "-b", bundle, "bench-crun-probe"],
+                       capture_output=True)
+    subprocess.run(["crun", "--root", os.path.join(workdir, "crun"), "delete", "-f", "bench-crun-probe"],
+                   capture_output=True)
+    return p.returncode == 0
+
+
+def cleanup(workdir: str) -> None:
+    for which, root in (("dy", "dy"), ("dys", "dys")):
+        subprocess.run([sys.executable, "-m", "dockyard", "runtime", "--root", os.path.join(workdir, root),
+                        "delete", "--force", f"bench-{which}"], capture_output=True,
+                       env=dict(os.environ, PYTHONPATH=REPO))
+    if shutil.which("runc"):
+        subprocess.run(["runc", "--root", os.path.join(workdir, "runc"), "delete", "--force", "bench-runc"],
+                       capture_output=True)
+    if shutil.which("crun"):
+        subprocess.run(["crun", "--root", os.path.join(workdir, "crun"), "delete", "-f", "bench-crun"],
+                       capture_output=True)
