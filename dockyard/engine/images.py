@@ -600,7 +600,25 @@ class ImageService:
                     c.execute("DELETE FROM images WHERE id = ?", (img.id,))
                 report.append({"Deleted": img.id})
                 freed += self._collect(img)
+            freed += self._sweep_blobs()
         return report, freed
+
+    def _sweep_blobs(self, older_than: float = 3600.0) -> int:
+        """Delete blobs no image names (left by pulls or loads that died before their commit).
+
+        Age-gated: a pull downloads blobs before it takes the lock to commit them.
+        """
+        cutoff = time.time() - older_than
+        freed = 0
+        for digest in list(self.blobs.digests()):
+            try:
+                st = self.blobs.path(digest).stat()
+            except (OSError, InvalidArgument):
+                continue
+            if st.st_mtime < cutoff and not self._blob_referenced(digest):
+                self.blobs.delete(digest)
+                freed += st.st_size
+        return freed
 
     # -- archives ------------------------------------------------------------------------------------
     def _save_items(self, refs: list[str]) -> list[SaveImage]:

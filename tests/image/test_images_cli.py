@@ -298,3 +298,16 @@ def test_prune_until(dy, busybox_rootfs):
     assert store_state(dy.root)["images"] == [fresh]
     p = dy("image", "prune", "-f", "--filter", "until=tomorrow")
     assert p.returncode == 125 and "invalid until filter" in p.stderr
+
+
+def test_prune_sweeps_old_unreferenced_blobs(dy):
+    from dockyard.store.blobs import BlobStore
+
+    base = bootstrap(dy)
+    store = BlobStore(dy.root / "blobs", dy.root / "tmp")
+    old = store.put_bytes(b"left by a pull that died" * 1000)
+    fresh = store.put_bytes(b"a pull still in progress")
+    os.utime(store.path(old), (1_000_000, 1_000_000))
+    p = dy("image", "prune", "-f", check=True)
+    assert p.stdout.strip() == "Total reclaimed space: 24kB"
+    assert not store.has(old) and store.has(fresh) and store.has(base)
