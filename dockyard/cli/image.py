@@ -104,6 +104,22 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
         click.echo(render(fmt.replace("\\t", "\t").replace("\\n", "\n"), r).rstrip("\n"))
 
 
+def _os_errors(f: Any) -> Any:
+    """Report file-system failures (no space, unwritable -o path...) as one error line, not a traceback."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dockyard.errors import DockyardError
+
+        try:
+            return f(*args, **kwargs)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise DockyardError(f"{where}{(e.strerror or str(e)).lower()}") from None
+    return wrapper
+
+
 def _engine(state: Any) -> Any:
     return state.engine
 
@@ -302,6 +318,7 @@ def image_prune(state, all_, force, filters):
               help="Archive format.")
 @click.option("-m", "--multi-image-archive", is_flag=True, help="Accepted for Podman compatibility (always on).")
 @click.pass_obj
+@_os_errors
 def image_save(state, images, output, fmt, multi_image_archive):
     from dockyard.errors import InvalidArgument
 
@@ -319,6 +336,7 @@ def image_save(state, images, output, fmt, multi_image_archive):
 @click.option("-i", "--input", "input_", help="Read from a tar archive file (or layout directory) instead of STDIN.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
 @click.pass_obj
+@_os_errors
 def image_load(state, input_, quiet):
     from dockyard.errors import InvalidArgument
 
@@ -345,6 +363,7 @@ def image_load(state, input_, quiet):
 @click.option("-m", "--message", default="", help="Set the commit message for the imported image.")
 @click.option("--platform", help="Set the platform (os/arch[/variant]) of the image.")
 @click.pass_obj
+@_os_errors
 def image_import(state, source, repository, changes, message, platform):
     from dockyard.errors import NotFound
 
@@ -367,6 +386,7 @@ def image_import(state, source, repository, changes, message, platform):
                                  "debian[:SUITE] (debootstrap minbase from the host's Debian mirror).")
 @click.argument("what")
 @click.pass_obj
+@_os_errors
 def image_bootstrap(state, what):
     img = _engine(state).images.bootstrap(what)
     click.echo(img.id)

@@ -674,6 +674,8 @@ class ImageService:
             writer(items, opener, stream)
             return
         out = Path(output)
+        if not out.absolute().parent.is_dir():
+            raise InvalidArgument(f'invalid output path: directory "{out.absolute().parent}" does not exist')
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:

@@ -155,6 +155,15 @@ def test_save_refusals(dy, tmp_path):
     p = dy("save", "--format", "tarball", "-o", str(tmp_path / "x"), "busybox")
     assert p.returncode == 125
     assert not (tmp_path / "x").exists()
+    p = dy("save", "-o", str(tmp_path / "nodir" / "x.tar"), "busybox")
+    assert p.returncode == 125 and "invalid output path" in p.stderr and "does not exist" in p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["root"]  # only the store: no stray temp file
+    p = dy("load", "-i", str(tmp_path / "missing.tar"))
+    assert p.returncode == 125 and "no such file or directory" in p.stderr
+    (tmp_path / "ro").mkdir(mode=0o555)
+    if os.geteuid() != 0:
+        p = dy("save", "-o", str(tmp_path / "ro" / "x.tar"), "busybox")
+        assert p.returncode == 125 and "permission denied" in p.stderr
 
 
 @pytest.mark.peer("skopeo")
