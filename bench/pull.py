@@ -1,7 +1,8 @@
 """Pull of a ~500 MB, 10-layer image from the reference registry on loopback.
 
-dockyard pull (into a fresh root each run: download, verify, unpack) against `skopeo copy` into a
-directory (download and verify only, no unpacking), `podman pull` (download and unpack, fresh
+dockyard pull (into a fresh root each run: download, verify, unpack) and its download half alone
+(`RegistryService.fetch`, in-process) against `skopeo copy` into a directory (download and verify
+only, no unpacking), `podman pull` (download and unpack, fresh
 storage each run) where podman is installed, and `docker pull` where a Docker engine answers.
 """
 
@@ -127,9 +128,27 @@ def prepare(workdir: str) -> list[Case]:
     def fresh(p: Path):
         return lambda: shutil.rmtree(p, ignore_errors=True)
 
+    dl_root = wd / "dy-fetch-root"
+
+    def fetch_only() -> None:
+        # The download half of a pull (manifest, config, layers streamed and verified into the
+        # blob store), in-process: the same work `skopeo copy ... dir:` does.
+        import os as _os
+
+        from dockyard.engine import Engine
+        from dockyard.image.reference import parse
+
+        _os.environ.update(env)
+        e = Engine(dl_root)
+        try:
+            e.registry.fetch(parse(ref), tls_verify=False)
+        finally:
+            e.close()
+
     cases = [
-        Case("dockyard pull", dockyard("--root", str(root), "pull", "-q", "--tls-verify=false", ref),
+        Case("dockyard pull",  dockyard("--root", str(root), "pull", "-q", "--tls-verify=false", ref),
              before=fresh(root), after=fresh(root), env=env),
+        Case("dockyard fetch (no unpack)", func=fetch_only, before=fresh(dl_root), after=fresh(dl_root)),
         Case("skopeo copy docker:// dir:", ["skopeo", "copy", "--quiet", "--src-tls-verify=false",
                                             f"docker://{ref}", f"dir:{out}"],
              needs="skopeo", before=fresh(out), after=fresh(out), env=env),

@@ -57,6 +57,16 @@ class PullResult:
 
 
 @dataclass
+class FetchedImage:
+    manifest: bytes  # the platform manifest
+    media_type: str
+    config: bytes
+    index: bytes | None  # the index it was picked from, if any
+    digest: str  # digest of what the reference named (index or manifest)
+    downloaded: list[Descriptor]  # layers that were not in the store before
+
+
+@dataclass
 class PushResult:
     reference: str
     digest: str
@@ -182,15 +192,16 @@ class RegistryService:
         assert last is not None
         raise last
 
-    def _pull_one(self, ref: Reference, want: dict[str, str] | None, tls_verify: bool | None,
-                  creds: tuple[str, str] | None, progress: ProgressFn | None) -> PullResult:
+    def fetch(self, ref: Reference, want: dict[str, str] | None = None, tls_verify: bool | None = None,
+              creds: tuple[str, str] | None = None, progress: ProgressFn | None = None) -> FetchedImage:
+        """Download and verify an image's manifest, config and layers into the blob store, without
+        recording an image (what ``pull`` does before committing, and what a copy needs)."""
         from dockyard.image import manifest as mf
 
         emit = progress or (lambda p: None)
         src = self.conf.rewrite(ref)
         client = self.client(src.domain, tls_verify, src.path, creds)
         try:
-            emit(Progress("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
             data, served_type, top_digest = client.get_manifest(src.path, src.reference)
             media_type = mf.detect_media_type(data, served_type if served_type in
                                               mf.MANIFEST_TYPES + mf.INDEX_TYPES else None)
@@ -203,20 +214,27 @@ class RegistryService:
                 if media_type not in mf.MANIFEST_TYPES:
                     raise InvalidArgument(f"index entry {entry.digest} is not an image manifest")
             manifest = mf.parse_manifest(data, media_type)
-            up_to_date = self._is_current(ref, manifest_digest=_sha256(data))
             self._fetch(client, src.path, manifest.config, emit, report=False)
             config_bytes = self.engine.blobs.read(manifest.config.digest)
             mf.parse_config(config_bytes)
             fetched = self._fetch_layers(client, src.path, manifest.layers, emit)
         finally:
             client.close()
+        return FetchedImage(data, media_type, config_bytes, index_bytes, top_digest, fetched)
+
+    def _pull_one(self, ref: Reference, want: dict[str, str] | None, tls_verify: bool | None,
+                  creds: tuple[str, str] | None, progress: ProgressFn | None) -> PullResult:
+        emit = progress or (lambda p: None)
+        emit(Progress("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
+        img = self.fetch(ref, want, tls_verify, creds, emit)
+        up_to_date = self._is_current(ref, manifest_digest=_sha256(img.manifest))
         record = self.engine.images.add_from_manifest(
-            data, media_type, config_bytes, tags=[str(ref)] if ref.tag else [], index_bytes=index_bytes,
+            img.manifest, img.media_type, img.config, tags=[str(ref)] if ref.tag else [], index_bytes=img.index,
             repo=ref.name)
         # Docker says "Pull complete" once a layer is unpacked, which add_from_manifest just did.
-        for lay in fetched:
+        for lay in img.downloaded:
             emit(Progress(short_id(lay.digest), "Pull complete", lay.size, lay.size))
-        return PullResult(str(ref), top_digest, record.id, up_to_date)
+        return PullResult(str(ref), img.digest, record.id, up_to_date)
 
     def _is_current(self, ref: Reference, manifest_digest: str) -> bool:
         """Whether ``ref`` already names the image this manifest describes ("Image is up to date")."""
