@@ -175,3 +175,27 @@ def test_pull_all_tags(dy, registry, registry_env, busybox_oci):
     assert {f"{repo}:a", f"{repo}:b", f"{repo}:c"} <= set(img.repo_tags)
     p = dy("pull", "--tls-verify=false", "-a", f"{repo}:a", env=registry_env)
     assert p.returncode == 125 and "tag can't be used with --all-tags" in p.stderr
+
+
+@pytest.mark.peer("script")
+def test_tty_progress_display(dy, registry, registry_env, busybox_oci, tmp_path):
+    """On a terminal the per-layer lines are a rich live display; the final state is Docker's."""
+    import os
+    import shlex
+    import subprocess
+
+    from tests.helpers import REPO, dockyard_cmd
+
+    layout, info = busybox_oci
+    reg = registry()
+    skopeo_push(layout, "v1", reg, "ns/busybox")
+    cmd = dockyard_cmd(dy.root) + ["pull", "--tls-verify=false", f"127.0.0.1:{reg.port}/ns/busybox:v1"]
+    env = dict(os.environ, **registry_env, PYTHONPATH=str(REPO), COLUMNS="120", TERM="xterm")
+    p = subprocess.run(["script", "-qec", shlex.join(cmd), "/dev/null"], capture_output=True, text=True,
+                       env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout.replace("\r", "")
+    assert "\x1b[" in out  # cursor control: the live display really ran
+    for d in info["layers"]:
+        assert f"{d.split(':')[1][:12]}: Pull complete" in out
+    assert f"Status: Downloaded newer image for 127.0.0.1:{reg.port}/ns/busybox:v1" in out
