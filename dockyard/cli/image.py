@@ -392,6 +392,22 @@ def image_bootstrap(state, what):
     click.echo(img.id)
 
 
+@click.command("exists", help="Check if an image exists in local storage (exit 0 if it does, 1 if not).")
+@click.argument("image")
+@click.pass_obj
+def image_exists(state, image):
+    sys.exit(0 if _engine(state).images.exists(image) else 1)
+
+
+@click.command("untag", help="Remove one or more names from a locally-stored image (all names if none given).")
+@click.argument("image")
+@click.argument("names", nargs=-1)
+@click.pass_obj
+def image_untag(state, image, names):
+    svc = _engine(state).images
+    svc.untag(image, list(names) or svc.get(image).repo_tags)
+
+
 IMAGE_LAZY = {
     "pull": "dockyard.cli.pull:pull",
     "push": "dockyard.cli.pull:push",
@@ -404,7 +420,7 @@ def image():
 
 
 for _cmd in (image_ls, image_inspect, image_history, image_tag, image_rm, image_prune, image_save,
-             image_load, image_import, image_bootstrap):
+             image_load, image_import, image_bootstrap, image_exists, image_untag):
     image.add_command(_cmd)
 image.add_command(image_ls, "list")
 image.add_command(image_rm, "remove")

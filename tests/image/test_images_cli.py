@@ -311,3 +311,18 @@ def test_prune_sweeps_old_unreferenced_blobs(dy):
     p = dy("image", "prune", "-f", check=True)
     assert p.stdout.strip() == "Total reclaimed space: 24kB"
     assert not store.has(old) and store.has(fresh) and store.has(base)
+
+
+def test_exists_and_untag(dy):
+    image_id = bootstrap(dy)
+    assert dy("image", "exists", "busybox").returncode == 0
+    assert dy("image", "exists", "nosuch").returncode == 1
+    dy("tag", "busybox", "a:1", check=True)
+    dy("tag", "busybox", "b:1", check=True)
+    dy("image", "untag", "busybox", "a:1", check=True)
+    assert sorted(inspect(dy, image_id)["RepoTags"]) == ["b:1", "localhost/busybox:latest"]
+    p = dy("image", "untag", image_id, "c:1")
+    assert p.returncode == 125 and "tag not known" in p.stderr
+    dy("image", "untag", image_id, check=True)
+    assert inspect(dy, image_id)["RepoTags"] == []
+    assert dy("images", "-q", "--filter", "dangling=true", check=True).stdout.split() == [image_id[7:19]]
