@@ -821,7 +821,7 @@ class ImageService:
         tmp_root.mkdir(parents=True, exist_ok=True)
         env = [f"PATH={DEFAULT_PATH}"]
         if kind == "busybox":
-            if suite:
+            if suite not in ("", "latest"):
                 raise InvalidArgument("busybox takes no version: it is the host's busybox-static")
             with tempfile.TemporaryFile(dir=tmp_root, prefix="bootstrap-") as f:
                 base = bs.busybox_layer(f)
@@ -832,9 +832,12 @@ class ImageService:
             from dockyard.image.layers import mounts_under, pack_directory, remove_tree, unmount_rootfs
 
             suite = suite or bs.host_debian_suite()
+            self._tag_name(f"localhost/debian:{suite}")  # a bad tag fails now, not after debootstrap
             rootfs = Path(tempfile.mkdtemp(dir=tmp_root, prefix="debootstrap-"))
             try:
-                mirror = bs.debootstrap(suite, rootfs)
+                # Docker Hub's "-slim" tags are minbase already: debian:stable-slim bootstraps "stable"
+                # and is tagged as asked, so `run debian:stable-slim` works offline.
+                mirror = bs.debootstrap(suite.removesuffix("-slim"), rootfs)
                 with tempfile.TemporaryFile(dir=tmp_root, prefix="bootstrap-") as f:
                     pack_directory(rootfs, f)
                     f.seek(0)
@@ -842,7 +845,7 @@ class ImageService:
                         f, tags=[f"localhost/debian:{suite}"],
                         container_config={"Env": env, "Cmd": ["bash"]},
                         created_by=f"dockyard image bootstrap debian:{suite} (debootstrap --variant=minbase "
-                                   f"{suite} {mirror})")
+                                   f"{suite.removesuffix('-slim')} {mirror})")
             finally:
                 # debootstrap mounts /proc and /sys inside; never let a removal walk into the host's.
                 for mp in mounts_under(rootfs):
