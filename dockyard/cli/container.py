@@ -483,7 +483,8 @@ def exec_(state, detach, env, env_file, interactive, tty, user, workdir, privile
                 text = logf.read_text()
             except OSError:
                 text = ""
-            errors = [ln for ln in text.splitlines() if '"level":"error"' in ln or '"level":"fatal"' in ln]
+            errors = [ln for ln in text.replace('": "', '":"').splitlines()
+                      if '"level":"error"' in ln or '"level":"fatal"' in ln]
             if errors:
                 # The runtime printed the error itself on the stderr it shares with the process;
                 # only Docker's exit code (126/127/125) is left to give.

@@ -229,7 +229,7 @@ def read_runtime_error(log_path, fallback):
     try:
         with open(log_path, "rb") as f:
             for line in f:
-                line = line.strip()
+                line = line.strip().replace(b'": "', b'":"')
                 if b'"level":"error"' in line or b'"level":"fatal"' in line:
                     i = line.find(b'"msg":"')
                     if i >= 0:
@@ -402,11 +402,12 @@ class Monitor:
             os.chdir(bundle)
             try:
                 csock.bind("console.sock")
+                csock.listen(1)
+                arg = sock_path if len(sock_path) < 100 else "console.sock"
+                # started in the bundle, like runc runs itself, for any runtime that does not chdir
+                pid = spawn(args + ["--console-socket", arg, self.cid])
             finally:
                 os.chdir(self.rundir)
-            csock.listen(1)
-            arg = sock_path if len(sock_path) < 100 else "console.sock"
-            pid = spawn(args + ["--console-socket", arg, self.cid])
             csock.settimeout(0.1)
             master = -1
             while master < 0:

@@ -84,9 +84,9 @@ def test_rm_force_kills_running(ctr):
 
 
 def test_kill_with_signal(ctr):
-    ctr("run", "-d", "--name", "ks", IMAGE, "sh", "-c", "trap 'exit 42' USR1; while :; do sleep 0.1; done",
+    ctr("run", "-d", "--name", "ks", IMAGE, "sh", "-c", "trap 'exit 42' USR1; echo ready; while :; do sleep 0.1; done",
         check=True)
-    time.sleep(0.5)  # let the shell install its trap
+    wait_for(lambda: ctr("logs", "ks").stdout == "ready\n", timeout=20, what="trap installed")
     assert ctr("kill", "-s", "USR1", "ks").returncode == 0
     assert ctr("wait", "ks").stdout.strip() == "42"
     p = ctr("kill", "ks")

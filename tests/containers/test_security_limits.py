@@ -125,10 +125,12 @@ def test_init_reaps_and_forwards(ctr):
 
 def test_stop_signal_and_timeout_flags(ctr):
     ctr("run", "-d", "--name", "ss", "--stop-signal", "USR1", "--stop-timeout", "30", IMAGE, "sh", "-c",
-        "trap 'exit 11' USR1; while :; do sleep 0.1; done", check=True)
+        "trap 'exit 11' USR1; echo ready; while :; do sleep 0.1; done", check=True)
     import time
 
-    time.sleep(0.5)
+    from tests.helpers import wait_for
+
+    wait_for(lambda: ctr("logs", "ss").stdout == "ready\n", timeout=20, what="trap installed")
     insp = json.loads(ctr("inspect", "ss").stdout)[0]
     assert insp["Config"]["StopSignal"] == "USR1" and insp["Config"]["StopTimeout"] == 30
     t0 = time.monotonic()
