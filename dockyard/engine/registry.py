@@ -131,7 +131,7 @@ class RegistryService:
         return self._conf
 
     def client(self, domain: str, tls_verify: bool | None = None, repo: str | None = None,
-               creds: tuple[str, str] | None = None) -> RegistryClient:
+               creds: tuple[str, str] | None = None, insecure: bool | None = None) -> RegistryClient:
         from dockyard.registry import auth
         from dockyard.registry.client import RegistryClient
 
@@ -139,7 +139,9 @@ class RegistryService:
             found = auth.lookup(domain, repo)
             creds = (found.username, found.password) if found else None
         verify = tls_verify if tls_verify is not None else True
-        return RegistryClient(domain, tls_verify=verify, insecure=self.conf.is_insecure(domain),
+        if insecure is None:
+            insecure = self.conf.is_insecure(domain)
+        return RegistryClient(domain, tls_verify=verify, insecure=insecure,
                               credentials=creds, pool_size=PARALLEL_DOWNLOADS + 2)
 
     def candidates(self, name: str) -> list[Reference]:
@@ -196,11 +198,25 @@ class RegistryService:
               creds: tuple[str, str] | None = None, progress: ProgressFn | None = None) -> FetchedImage:
         """Download and verify an image's manifest, config and layers into the blob store, without
         recording an image (what ``pull`` does before committing, and what a copy needs)."""
-        from dockyard.image import manifest as mf
+        from dockyard.registry.client import RegistryError
 
         emit = progress or (lambda p: None)
-        src = self.conf.rewrite(ref)
-        client = self.client(src.domain, tls_verify, src.path, creds)
+        sources = self.conf.sources(ref)
+        for i, (src, insecure) in enumerate(sources):
+            try:
+                return self._fetch_from(src, insecure, want, tls_verify, creds, emit)
+            except (NotFound, RegistryError) as e:
+                # A mirror that lacks the image or is down: on to the next source, then the registry.
+                if i == len(sources) - 1:
+                    raise
+                log.info("mirror %s: %s", src.domain, e)
+        raise AssertionError("unreachable: sources() always ends with the registry itself")
+
+    def _fetch_from(self, src: Reference, insecure: bool, want: dict[str, str] | None, tls_verify: bool | None,
+                    creds: tuple[str, str] | None, emit: ProgressFn) -> FetchedImage:
+        from dockyard.image import manifest as mf
+
+        client = self.client(src.domain, tls_verify, src.path, creds, insecure=insecure)
         try:
             data, served_type, top_digest = client.get_manifest(src.path, src.reference)
             media_type = mf.detect_media_type(data, served_type if served_type in

@@ -7,8 +7,8 @@ name order, later files overriding earlier ones key by key.
 
 Supported keys: ``unqualified-search-registries``, ``short-name-mode``, ``[aliases]``, and
 ``[[registry]]`` tables with ``prefix``, ``location``, ``insecure``, ``blocked``; the version 1 form
-(``[registries.search]``, ``[registries.insecure]``, ``[registries.block]``) too.  Mirrors are parsed
-by Podman but not used by dockyard.
+(``[registries.search]``, ``[registries.insecure]``, ``[registries.block]``) too.  ``[[registry.mirror]]``
+entries (``location``, ``insecure``, ``pull-from-mirror``) are tried before the registry on pull.
 """
 
 from __future__ import annotations
@@ -28,11 +28,19 @@ class RegistryBlocked(DockyardError):
 
 
 @dataclass
+class Mirror:
+    location: str
+    insecure: bool = False
+    pull_from_mirror: str = "all"  # "all" | "digest-only" | "tag-only"
+
+
+@dataclass
 class RegistryEntry:
     prefix: str
     location: str
     insecure: bool = False
     blocked: bool = False
+    mirrors: list[Mirror] = field(default_factory=list)
 
 
 @dataclass
@@ -69,14 +77,33 @@ class RegistriesConf:
         if e and e.blocked:
             raise RegistryBlocked(f"registry {e.prefix} is blocked in registries.conf")
 
-    def rewrite(self, ref: Reference) -> Reference:
-        """Apply a [[registry]] ``location`` that differs from its prefix (registry redirection)."""
+    def rewrite(self, ref: Reference, location: str | None = None) -> Reference:
+        """Apply a [[registry]] ``location`` (or a mirror's) that differs from its prefix."""
         e = self.match(ref.name)
-        if not e or not e.location or e.location == e.prefix or e.prefix.startswith("*."):
+        if not e or e.prefix.startswith("*."):
+            return ref
+        location = location or e.location
+        if not location or location == e.prefix:
             return ref
         rest = ref.name[len(e.prefix):] if ref.name.startswith(e.prefix) else ""
-        domain, _, path = (e.location + rest).partition("/")
+        domain, _, path = (location + rest).partition("/")
         return Reference(domain, path, ref.tag, ref.digest)
+
+    def sources(self, ref: Reference) -> list[tuple[Reference, bool]]:
+        """Where to pull ``ref`` from, in order, with each source's ``insecure`` flag: the mirrors
+        of its [[registry]] entry (as their ``pull-from-mirror`` allows), then the registry itself."""
+        e = self.match(ref.name)
+        out: list[tuple[Reference, bool]] = []
+        if e and not e.prefix.startswith("*."):
+            for m in e.mirrors:
+                if m.pull_from_mirror == "digest-only" and not ref.digest:
+                    continue
+                if m.pull_from_mirror == "tag-only" and ref.digest:
+                    continue
+                out.append((self.rewrite(ref, m.location), m.insecure))
+        primary = self.rewrite(ref)
+        out.append((primary, self.is_insecure(primary.domain) or bool(e and e.insecure)))
+        return out
 
     def candidates(self, ref: Reference) -> list[Reference]:
         """Fully qualified references to try for ``ref``, in order.
@@ -151,8 +178,16 @@ def _merge(conf: RegistriesConf, data: dict[str, Any], path: Path) -> None:
         prefix = str(r.get("prefix", "") or location).rstrip("/")
         if not prefix:
             raise bad("[[registry]] needs a prefix or a location")
+        mirrors = []
+        for m in r.get("mirror", []) or []:
+            if not isinstance(m, dict) or not m.get("location"):
+                raise bad(f"[[registry.mirror]] of {prefix!r} needs a location")
+            mode = m.get("pull-from-mirror", "all")
+            if mode not in ("all", "digest-only", "tag-only"):
+                raise bad(f"invalid pull-from-mirror {mode!r}")
+            mirrors.append(Mirror(str(m["location"]).rstrip("/"), bool(m.get("insecure", False)), mode))
         conf.registries[prefix] = RegistryEntry(prefix, location or prefix, bool(r.get("insecure", False)),
-                                                bool(r.get("blocked", False)))
+                                                bool(r.get("blocked", False)), mirrors)
     v1 = data.get("registries")
     if isinstance(v1, dict):
         search = v1.get("search", {}).get("registries")

@@ -199,3 +199,40 @@ def test_tty_progress_display(dy, registry, registry_env, busybox_oci, tmp_path)
     for d in info["layers"]:
         assert f"{d.split(':')[1][:12]}: Pull complete" in out
     assert f"Status: Downloaded newer image for 127.0.0.1:{reg.port}/ns/busybox:v1" in out
+
+
+def test_registry_mirrors(dy, registry, registry_env, busybox_oci):
+    layout, info = busybox_oci
+    primary, mirror = registry(), registry()
+    skopeo_push(layout, "v1", mirror, "ns/bb")  # only the mirror has v1
+    skopeo_push(layout, "v1", primary, "ns/bb")
+    import subprocess
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:v1",
+                    f"docker://127.0.0.1:{primary.port}/ns/bb:only-primary"], check=True, timeout=120)
+    conf = registry_env["CONTAINERS_REGISTRIES_CONF"]
+
+    def write(mode):
+        open(conf, "w").write(f'[[registry]]\nprefix = "mirrored.example"\nlocation = "127.0.0.1:{primary.port}"\n'
+                              f'insecure = true\n\n[[registry.mirror]]\nlocation = "127.0.0.1:{mirror.port}"\n'
+                              f'insecure = true\npull-from-mirror = "{mode}"\n')
+
+    write("all")
+    p = dy("pull", "-q", "mirrored.example/ns/bb:v1", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "mirrored.example/ns/bb:v1\n"
+    # A tag the mirror lacks falls back to the registry itself.
+    p = dy("pull", "-q", "mirrored.example/ns/bb:only-primary", env=registry_env)
+    assert p.returncode == 0, p.stderr
+
+    # Stop the primary: with "all" the mirror alone serves tags; with "digest-only" it does not.
+    primary.stop()
+    fresh = dy.root.parent / "root2"
+    fresh.mkdir()
+    from tests.helpers import run_cli
+    p = run_cli("pull", "-q", "mirrored.example/ns/bb:v1", root=fresh, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    write("digest-only")
+    p = run_cli("pull", "-q", "mirrored.example/ns/bb:v1", root=fresh, env=registry_env, timeout=180)
+    assert p.returncode == 125
+    p = run_cli("pull", "-q", f"mirrored.example/ns/bb@{info['manifest']}", root=fresh, env=registry_env)
+    assert p.returncode == 0, p.stderr
