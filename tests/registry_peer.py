@@ -285,9 +285,21 @@ def _config(port: int, storage: Path, tls: tuple[Path, Path] | None, htpasswd: P
 
 
 def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | None = None,
-                   hostname: str = "localhost", timeout: float = 30.0, token: bool = False) -> RegistryPeer:
+                   hostname: str = "localhost", timeout: float = 30.0, token: bool = False,
+                   server: str = "docker-registry") -> RegistryPeer:
     """Start a registry; ``auth`` = (user, password) enables htpasswd (Basic), or with ``token=True``
-    a Bearer token server (``peer.token_server``) that checks those credentials."""
+    a Bearer token server (``peer.token_server``) that checks those credentials.
+
+    ``server="dockyard"`` runs ``dockyard registry serve`` with the same config file instead of the
+    reference registry (it reads the same format), for dockyard-to-dockyard tests."""
+    import sys
+
+    if server == "dockyard":
+        argv_head = [sys.executable, "-m", "dockyard", "registry", "serve"]
+    elif server == "docker-registry":
+        argv_head = [REGISTRY_BIN, "serve"]
+    else:
+        raise ValueError(f"unknown registry server {server!r}")
     workdir.mkdir(parents=True, exist_ok=True)
     certs = make_self_signed(workdir / "certs", names=("localhost",)) if tls else None
     tok = TokenServer(workdir, {auth[0]: auth[1]} if auth else {}) if token else None
@@ -302,7 +314,11 @@ def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | Non
             # The registry reads REGISTRY_* variables as config overrides; REGISTRY_AUTH_FILE
             # (Podman's auth file) would turn into `auth.file`, so none are passed on.
             env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-            proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=logf, stderr=logf, env=env,
+            if server == "dockyard":
+                from tests.helpers import REPO
+
+                env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+            proc = subprocess.Popen([*argv_head, str(cfg)], stdout=logf, stderr=logf, env=env,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         peer = RegistryPeer(port, workdir, proc, tls, hostname, auth, certs[0] if certs else None, log)
         if _wait_ready(peer, timeout):
@@ -312,7 +328,7 @@ def start_registry(workdir: Path, tls: bool = False, auth: tuple[str, str] | Non
         peer.stop()
     if tok:
         tok.stop()
-    raise RuntimeError(f"docker-registry did not start: {last_err}")
+    raise RuntimeError(f"{server} did not start: {last_err}")
 
 
 def _wait_ready(peer: RegistryPeer, timeout: float) -> bool:
@@ -336,13 +352,13 @@ def _wait_ready(peer: RegistryPeer, timeout: float) -> bool:
 
 @pytest.fixture
 def registry(tmp_path) -> Iterator:
-    """Factory fixture: ``registry(tls=..., auth=(user, pw), token=...)`` -> RegistryPeer, stopped at teardown."""
+    """Factory fixture: ``registry(tls=..., auth=(user, pw), token=..., server=...)`` -> RegistryPeer, stopped at teardown."""
     started: list[RegistryPeer] = []
 
     def start(tls: bool = False, auth: tuple[str, str] | None = None, hostname: str = "localhost",
-              token: bool = False) -> RegistryPeer:
+              token: bool = False, server: str = "docker-registry") -> RegistryPeer:
         peer = start_registry(tmp_path / f"registry{len(started)}", tls=tls, auth=auth, hostname=hostname,
-                              token=token)
+                              token=token, server=server)
         started.append(peer)
         return peer
 
