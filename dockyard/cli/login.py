@@ -29,6 +29,12 @@ def login(state, server, username, password, password_stdin, authfile, cert_dir,
         password = sys.stdin.read().rstrip("\r\n")
     elif password:
         click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True)
+    elif not username:
+        user = state.engine.registry.existing_login(server, tls_verify=tls_verify)
+        if user:
+            click.echo(f"Authenticating with existing credentials for {server}")
+            click.echo("Login Succeeded")
+            return
     if not username:
         username = click.prompt("Username", err=True)
     if not password:

@@ -433,6 +433,27 @@ class RegistryService:
             client.close()
         return str(auth.store(key, username, password))
 
+    def existing_login(self, registry: str, tls_verify: bool | None = None) -> str | None:
+        """The user name of stored credentials for ``registry`` if the registry still accepts them
+        (``login`` without -u/-p re-uses them, as Docker and Podman do); None otherwise."""
+        from dockyard.image.reference import parse_domain
+        from dockyard.registry import auth
+        from dockyard.registry.client import Unauthorized
+
+        domain = parse_domain(registry.split("/", 1)[0] if "://" not in registry else registry)
+        repo = registry.split("/", 1)[1] if "/" in registry and "://" not in registry else None
+        found = auth.lookup(domain, repo)
+        if not found:
+            return None
+        client = self.client(domain, tls_verify, creds=(found.username, found.password))
+        try:
+            client.ping()
+            return found.username
+        except Unauthorized:
+            return None
+        finally:
+            client.close()
+
     def logout(self, registry: str | None = None, all_registries: bool = False) -> str:
         from dockyard.image.reference import parse_domain
         from dockyard.registry import auth

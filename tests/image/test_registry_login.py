@@ -121,3 +121,21 @@ def test_login_usage_errors(dy, registry_env):
     assert p.returncode == 125 and "--username" in p.stderr
     p = dy("login", "-u", "a", "-p", "b", "--password-stdin", "localhost:1", input="x", env=registry_env)
     assert p.returncode == 125 and "mutually exclusive" in p.stderr
+
+
+def test_login_reuses_valid_stored_credentials(dy, registry, registry_env):
+    reg = registry(auth=USER)
+    assert dy("login", "--tls-verify=false", "-u", USER[0], "-p", USER[1], reg.host,
+              env=registry_env).returncode == 0
+    p = dy("login", "--tls-verify=false", reg.host, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"Authenticating with existing credentials for {reg.host}\nLogin Succeeded\n"
+    # Stale credentials are not reused: it asks (here: reads the answers from stdin).
+    import base64
+    path = registry_env["REGISTRY_AUTH_FILE"]
+    data = json.loads(open(path).read())
+    data["auths"][reg.host]["auth"] = base64.b64encode(b"testuser:stale").decode()
+    open(path, "w").write(json.dumps(data))
+    p = dy("login", "--tls-verify=false", reg.host, input=f"{USER[0]}\n{USER[1]}\n", env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert "existing credentials" not in p.stdout and "Login Succeeded" in p.stdout
