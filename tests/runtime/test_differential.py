@@ -211,15 +211,18 @@ def case_memory_oom_kill(cfg: dict) -> None:
                               "dd if=/dev/zero of=/dev/null bs=128M count=1 2>/dev/null; echo dd=$?"]
 
 
-def case_namespace_by_path(cfg: dict) -> None:
-    pass  # replaced at run time with the path of a namespace the test creates
+def case_cpu_resources(cfg: dict) -> None:
+    cfg["linux"]["resources"]["cpu"] = {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"}
+    cfg["process"]["args"] = ["sh", "-c", "cd /sys/fs/cgroup; cat cpu/cpu.shares cpu/cpu.cfs_quota_us "
+                              "cpu/cpu.cfs_period_us cpuset/cpuset.cpus cpuset/cpuset.mems"]
 
 
 CASES = [case_default, case_no_network_ns, case_no_ipc_ns, case_no_uts_ns, case_no_pid_ns, case_cgroup_ns,
          case_hostname_domainname_sysctl, case_mount_types, case_read_write_root, case_user_groups_umask_cwd_env,
          case_caps_docker_default, case_caps_empty, case_caps_all_nonroot_ambient, case_rlimits,
          case_no_new_privileges_off, case_seccomp_eperm, case_seccomp_eperm_without_nnp,
-         case_masked_readonly_paths, case_devices, case_oom_score_adj, case_pids_limit, case_memory_oom_kill]
+         case_masked_readonly_paths, case_devices, case_oom_score_adj, case_pids_limit, case_memory_oom_kill,
+         case_cpu_resources]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__[5:] for c in CASES])

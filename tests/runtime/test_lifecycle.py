@@ -168,3 +168,19 @@ def test_delete_force_of_missing_is_quiet_and_plain_delete_errors(rt):
     assert rt("delete", "--force", "nope").returncode == 0
     p = rt("delete", "nope")
     assert p.returncode == 1 and "does not exist" in p.stderr
+
+
+def test_log_file_in_json_for_conmon(tmp_path, busybox_rootfs):
+    """conmon passes --log FILE --log-format json and reads the error from there."""
+    from tests.runtime.oci import env
+
+    log = tmp_path / "runtime.log"
+    b = make_bundle(tmp_path, busybox_rootfs, ["no-such-program"])
+    p = subprocess.run(runtime_cmd("dockyard", tmp_path / "state")[:-2] + ["--root", str(tmp_path / "state"),
+                       "--log", str(log), "--log-format", "json", "create", "-b", str(b.path), "logtest"],
+                       capture_output=True, text=True, env=env(), stdin=subprocess.DEVNULL, timeout=60)
+    assert p.returncode == 1
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["level"] for e in entries] == ["error"]
+    assert 'exec: "no-such-program": executable file not found in $PATH' == entries[0]["msg"]
+    assert entries[0]["time"].endswith("Z")

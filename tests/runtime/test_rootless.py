@@ -103,3 +103,36 @@ def test_rootless_lifecycle(user):
              what="stopped")
     assert user.dockyard("delete", "helloworld-container").returncode == 0
     assert user.dockyard("list", "-q").stdout == ""
+
+
+def _subid(path: str, name: str) -> int:
+    with open(path) as f:
+        for line in f:
+            user, start, _count = line.strip().split(":")
+            if user == name:
+                return int(start)
+    pytest.skip(f"useradd gave {name} no range in {path}")
+
+
+@pytest.mark.skipif(not shutil.which("newuidmap"), reason="needs newuidmap/newgidmap (uidmap package)")
+def test_rootless_multi_id_maps_use_newuidmap(user):
+    """More than one's own id mapped (from /etc/subuid) goes through the setuid newuidmap/newgidmap helpers."""
+    _bundle(user, ["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f && chown 1000:1000 /tmp/f && "
+                   "ls -ln /tmp/f | awk '{print $3, $4}'"])
+    cfg = json.loads((user.home / "config.json").read_text())
+    uid = int(subprocess.run(["id", "-u", user.name], capture_output=True, text=True).stdout)
+    gid = int(subprocess.run(["id", "-g", user.name], capture_output=True, text=True).stdout)
+    sub_u, sub_g = _subid("/etc/subuid", user.name), _subid("/etc/subgid", user.name)
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1},
+                                   {"containerID": 1, "hostID": sub_u, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1},
+                                   {"containerID": 1, "hostID": sub_g, "size": 65536}]
+    cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]})
+    for kind in ("bounding", "effective", "permitted"):
+        cfg["process"]["capabilities"][kind].append("CAP_CHOWN")
+    (user.home / "config.json").write_text(json.dumps(cfg))
+    p = user.dockyard("run", unique_name("rl", 30))
+    assert p.returncode == 0, p.stderr
+    lines = [ln.split() for ln in p.stdout.splitlines()]
+    assert lines == [["0", str(uid), "1"], ["1", str(sub_u), "65536"], ["0", str(gid), "1"],
+                     ["1", str(sub_g), "65536"], ["1000", "1000"]]
