@@ -60,6 +60,15 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header (delta-seconds only; a date or junk means "use backoff"),
+    capped so a hostile registry cannot park us for hours."""
+    try:
+        return min(max(float(value or 0), 0.0), 30.0)
+    except ValueError:
+        return 0.0
+
+
 def _error_message(status: int, body: bytes) -> str:
     """The registry's own words (`errors[].message`) when it sent any, like docker does."""
     try:
@@ -212,7 +221,7 @@ class RegistryClient:
             if r.status in TRANSIENT_STATUSES and retry and attempt < RETRIES:
                 r.drain_conn()
                 attempt += 1
-                time.sleep(float(r.headers.get("Retry-After", 0) or 0) or BACKOFF * 2 ** (attempt - 1))
+                time.sleep(_retry_after(r.headers.get("Retry-After")) or BACKOFF * 2 ** (attempt - 1))
                 continue
             if r.status in ok:
                 return r
