@@ -629,6 +629,8 @@ def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_f
 
     try:
         init.preload(c.config)
+        if console_fd is not None:
+            from dockyard.runtime import console
         ch.expect("go")
         namespaces = linux.get("namespaces") or []
         if init.enter_namespaces(ch, namespaces, join_pid=c.pid):
@@ -637,13 +639,11 @@ def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_f
             ch.send(f"pid {os.getpid()}")
         os.setsid()
         if console_fd is not None:
-            from dockyard.runtime import console
-
             console.setup_pty(console_fd)
             os.close(console_fd)
         for w in rlimits.apply(proc.get("rlimits")):
             ch.send(f"warn {w}")
-        init.oom_score_adj(proc.get("oomScoreAdj"))
+        init.oom_score_adj(proc.get("oomScoreAdj"), ch)
         os.chdir(proc.get("cwd") or "/")
         seccomp = linux.get("seccomp")
         init.setup_user_and_caps(proc, seccomp, ch)

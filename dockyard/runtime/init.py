@@ -221,11 +221,19 @@ def with_home(proc: dict) -> None:
     env.append(f"HOME={home}")
 
 
-def oom_score_adj(value: int | None) -> None:
+def oom_score_adj(value: int | None, ch: Channel | None = None) -> None:
     if value is None:
         return
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write(str(value))
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except PermissionError:
+        # Lowering the score needs CAP_SYS_RESOURCE; like rlimits, keep what we have and say so.
+        with open("/proc/self/oom_score_adj") as f:
+            current = f.read().strip()
+        if ch is None:
+            raise
+        ch.send(f"warn cannot lower oom_score_adj to {value} without CAP_SYS_RESOURCE; keeping {current}")
 
 
 def preload(spec: dict) -> None:
@@ -291,7 +299,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
         if linux.get("sysctl"):
             rootfs.write_sysctl(linux["sysctl"])
         rootfs.finalize(spec)
-        oom_score_adj(proc.get("oomScoreAdj"))
+        oom_score_adj(proc.get("oomScoreAdj"), ch)
         for w in rlimits.apply(proc.get("rlimits")):
             ch.send(f"warn {w}")
         seccomp = linux.get("seccomp")

@@ -123,3 +123,27 @@ def test_run_attaches_the_current_terminal(rt, tmp_path, busybox_rootfs):
             p.wait()
         os.close(master)
     assert "got:hello" in out and "/dev/pts/0" in out
+
+
+def test_exec_tty_attaches_the_current_terminal(rt, tmp_path, busybox_rootfs):
+    import subprocess
+
+    from tests.runtime.oci import env, runtime_cmd
+
+    b = make_bundle(tmp_path, busybox_rootfs, ["sleep", "1000"])
+    cid = rt.new_id()
+    assert rt.create(b, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    master, slave = os.openpty()
+    p = subprocess.Popen(runtime_cmd("dockyard", rt.root) + ["exec", "-t", cid, "sh", "-c", "tty; exit 6"],
+                         stdin=slave, stdout=slave, stderr=slave, env=env(), start_new_session=True)
+    os.close(slave)
+    try:
+        out = _read_all(master).decode()
+        assert p.wait(timeout=30) == 6
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    assert "/dev/pts/" in out

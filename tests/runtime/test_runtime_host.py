@@ -63,3 +63,15 @@ def test_missing_cgroup_controller_is_one_clear_line(rt, tmp_path, busybox_rootf
     assert len(lines) == 1 and "hugetlb" in lines[0] and "not available" in lines[0]
     assert glob.glob(f"/sys/fs/cgroup/*/dockyard/{cid}") == []
     assert not (rt.root / cid).exists()
+
+
+@pytest.mark.skipif(host.can_raise_rlimits(), reason="this host may lower oom_score_adj")
+def test_negative_oom_score_adj_is_kept_with_a_warning(rt, tmp_path, busybox_rootfs):
+    with open("/proc/self/oom_score_adj") as f:
+        current = f.read().strip()
+    b = make_bundle(tmp_path, busybox_rootfs, ["cat", "/proc/self/oom_score_adj"])
+    b.config["process"]["oomScoreAdj"] = -500
+    b.write()
+    p = rt.run(b)
+    assert (p.returncode, p.stdout.strip()) == (0, current), p.stderr
+    assert "cannot lower oom_score_adj to -500" in p.stderr
