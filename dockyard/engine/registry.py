@@ -347,8 +347,6 @@ class RegistryService:
         emit = progress or (lambda p: None)
         record = self.engine.images.get(name)
         target = parse(dest or name)
-        if not target.tag and not target.digest:
-            target = target.with_tag("latest")
         self.conf.check_blocked(target)
         data = record.manifest_bytes
         media_type = mf.detect_media_type(data, record.manifest_media_type or None)
@@ -356,9 +354,12 @@ class RegistryService:
         src = self.conf.rewrite(target)
         client = self.client(src.domain, tls_verify, src.path, creds)
         emit(Progress("", f"The push refers to repository [{target.name}]"))
-        # Other names of this image on the same registry are where a blob can be mounted from.
-        mount_sources = [r.path for r in (self._try_parse(t) for t in record.repo_tags)
-                         if r is not None and r.domain == src.domain and r.path != src.path]
+        # Other names of this image on the same registry (its tags, and the repositories it was
+        # pulled from) are where a blob can be mounted from instead of uploaded.
+        names = [*record.repo_tags, *(d.split("@", 1)[0] for d in record.repo_digests)]
+        mount_sources = list(dict.fromkeys(
+            r.path for r in (self._try_parse(t) for t in names)
+            if r is not None and r.domain == src.domain and r.path != src.path))
         try:
             descs = [*manifest.layers, manifest.config]
             with ThreadPoolExecutor(max_workers=PARALLEL_UPLOADS) as pool:
