@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "info": "dockyard.cli.system:info",
     "system": "dockyard.cli.system:system",
     "network": "dockyard.cli.network:network",
+    "volume": "dockyard.cli.volume:volume",
     "runtime": "dockyard.cli.runtime:runtime",
     "pull": "dockyard.cli.pull:pull",
     "push": "dockyard.cli.pull:push",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from dockyard.engine.networks import NetworkService
     from dockyard.engine.registry import RegistryService
     from dockyard.engine.system import SystemService
+    from dockyard.engine.volumes import VolumeService
     from dockyard.store.blobs import BlobStore
     from dockyard.store.db import Database
 
@@ -71,6 +72,12 @@ class Engine:
         from dockyard.engine.containers import ContainerService
 
         return ContainerService(self)
+
+    @cached_property
+    def volumes(self) -> VolumeService:
+        from dockyard.engine.volumes import VolumeService
+
+        return VolumeService(self)
 
     def close(self) -> None:
         if "db" in self.__dict__:
