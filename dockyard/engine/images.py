@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.errors import Conflict, InvalidArgument, NotFound, StoreError
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
     from dockyard.image.archive import ArchiveImage, SaveImage
+    from dockyard.image.layers import LayerInfo
+    from dockyard.image.manifest import Descriptor, Manifest
     from dockyard.image.reference import Reference
 
 log = logging.getLogger(__name__)
@@ -173,7 +175,7 @@ class ImageService:
                 index_bytes: bytes | None = None, repo_digests: list[str] | None = None,
                 new: _NewContent | None = None) -> ImageRecord:
         from dockyard.image import manifest as mf
-        from dockyard.image.layers import LayerError, unpack_layer
+        from dockyard.image.layers import remove_tree
 
         man = mf.parse_manifest(manifest_bytes, media_type)
         config = mf.parse_config(config_bytes)
@@ -187,67 +189,104 @@ class ImageService:
                                   f"{len(diff_ids)} diff_ids")
         qualified = [self._tag_name(t) for t in tags]
         new = new or _NewContent()
+        staged: dict[str, tuple[Path, LayerInfo]] = {}
         try:
-            with self.db.lock():
-                self._clean_orphans()
-                manifest_digest = self._put_blob(manifest_bytes, new)
-                self._put_blob(config_bytes, new)
-                index_digest = self._put_blob(index_bytes, new) if index_bytes else None
-                known = {r["diff_id"]: r for r in self.db.query("SELECT * FROM layers")}
-                layer_rows: list[tuple[str, int, int]] = []
+            # Unpacking (the slow part) runs without the store lock, into private temp dirs; only
+            # moving them into place and writing the rows happens under it.  If a concurrent rmi
+            # removed a layer this image shares meanwhile, stage that one too and try again.
+            for _attempt in range(3):
                 for i, (desc, diff_id) in enumerate(zip(man.layers, diff_ids, strict=True)):
-                    d = self.layer_dir(diff_id)
-                    row = known.get(diff_id)
-                    if row is not None and d.is_dir():
+                    if diff_id not in staged and not self._layer_present(diff_id):
+                        staged[diff_id] = self._stage(desc, diff_id, i)
+                with self.db.lock():
+                    if any(d not in staged and not self._layer_present(d) for d in diff_ids):
                         continue
-                    size = self.blobs.size(desc.digest)
-                    if size != desc.size:
-                        raise LayerError(f"layer {desc.digest}: blob is {size} bytes, manifest says {desc.size}")
-                    existed = d.exists()
-                    with self.blobs.open(desc.digest) as f:
-                        info = unpack_layer(f, d, expected_diff_id=diff_id, what=f"layer {i + 1} ({desc.digest[:19]})")
-                    if not existed:
-                        new.dirs.append(d)
-                    layer_rows.append((diff_id, info.size, info.tar_size))
-                now = time.time()
-                with self.db.write() as c:
-                    for diff_id, size, tar_size in layer_rows:
-                        c.execute("INSERT OR REPLACE INTO layers VALUES (?, ?, ?, ?)", (diff_id, size, tar_size, now))
-                    exists = c.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone()
-                    if not exists:
-                        sizes = {r["diff_id"]: r["size"] for r in c.execute("SELECT diff_id, size FROM layers")}
-                        total = sum(sizes[d] for d in dict.fromkeys(diff_ids))
-                        c.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                  (image_id, manifest_digest, man.media_type, index_digest,
-                                   config.get("created"), total, now, now if qualified else None))
-                        for pos, (desc, diff_id, chain) in enumerate(
-                                zip(man.layers, diff_ids, mf.chain_ids(diff_ids), strict=True)):
-                            c.execute("INSERT INTO image_layers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                      (image_id, pos, diff_id, chain, desc.digest, desc.media_type, desc.size))
-                    for name in qualified:
-                        self._set_tag(c, name, image_id, now)
-                    for rd in repo_digests or []:
-                        c.execute("INSERT OR IGNORE INTO image_digests VALUES (?, ?, ?)",
-                                  (image_id, *rd.split("@", 1)))
-                if exists:
-                    # Known image (same config) reached in another form, e.g. uncompressed layers
-                    # from a docker-archive: keep the stored form, drop the unreferenced copies.
-                    self._discard(new)
+                    self._clean_orphans()
+                    self._record(image_id, man, config, manifest_bytes, config_bytes, index_bytes,
+                                 qualified, repo_digests or [], staged, new)
+                    break
+            else:
+                raise StoreError("layers of this image kept being removed while it was committed; try again")
         except BaseException:
+            for tmp, _ in staged.values():
+                remove_tree(tmp)
             self._discard(new)
             raise
         return self.get(image_id)
 
+    def _layer_present(self, diff_id: str) -> bool:
+        return self.db.query_one("SELECT 1 FROM layers WHERE diff_id = ?", (diff_id,)) is not None \
+            and self.layer_dir(diff_id).is_dir()
+
+    def _stage(self, desc: Descriptor, diff_id: str, i: int) -> tuple[Path, LayerInfo]:
+        from dockyard.image.layers import LayerError, stage_layer
+
+        size = self.blobs.size(desc.digest)
+        if size != desc.size:
+            raise LayerError(f"layer {desc.digest}: blob is {size} bytes, manifest says {desc.size}")
+        with self.blobs.open(desc.digest) as f:
+            return stage_layer(f, self.layers_dir, diff_id.split(":", 1)[1], expected_diff_id=diff_id,
+                               what=f"layer {i + 1} ({desc.digest[:19]})")
+
+    def _record(self, image_id: str, man: Manifest, config: dict[str, Any], manifest_bytes: bytes,
+                config_bytes: bytes, index_bytes: bytes | None, qualified: list[str], repo_digests: list[str],
+                staged: dict[str, tuple[Path, LayerInfo]], new: _NewContent) -> None:
+        """Under the store lock: content into place, then the rows naming it."""
+        from dockyard.image import manifest as mf
+        from dockyard.image.layers import remove_tree
+
+        diff_ids: list[str] = config["rootfs"]["diff_ids"]
+        manifest_digest = self._put_blob(manifest_bytes, new)
+        self._put_blob(config_bytes, new)
+        index_digest = self._put_blob(index_bytes, new) if index_bytes else None
+        layer_rows: list[tuple[str, int, int]] = []
+        for diff_id, (tmp, info) in list(staged.items()):
+            dest = self.layer_dir(diff_id)
+            if self._layer_present(diff_id):
+                continue  # another writer installed it meanwhile; ours is removed with the rest
+            if dest.exists():
+                remove_tree(dest)  # unrecorded: debris, never a live layer (we hold the lock)
+            os.rename(tmp, dest)
+            del staged[diff_id]
+            new.dirs.append(dest)
+            layer_rows.append((diff_id, info.size, info.tar_size))
+        for tmp, _ in staged.values():
+            remove_tree(tmp)
+        staged.clear()
+        now = time.time()
+        with self.db.write() as c:
+            for diff_id, size, tar_size in layer_rows:
+                c.execute("INSERT OR REPLACE INTO layers VALUES (?, ?, ?, ?)", (diff_id, size, tar_size, now))
+            exists = c.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone()
+            if not exists:
+                sizes = {r["diff_id"]: r["size"] for r in c.execute("SELECT diff_id, size FROM layers")}
+                total = sum(sizes[d] for d in dict.fromkeys(diff_ids))
+                c.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          (image_id, manifest_digest, man.media_type, index_digest,
+                           config.get("created"), total, now, now if qualified else None))
+                for pos, (desc, diff_id, chain) in enumerate(
+                        zip(man.layers, diff_ids, mf.chain_ids(diff_ids), strict=True)):
+                    c.execute("INSERT INTO image_layers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (image_id, pos, diff_id, chain, desc.digest, desc.media_type, desc.size))
+            for name in qualified:
+                self._set_tag(c, name, image_id, now)
+            for rd in repo_digests:
+                c.execute("INSERT OR IGNORE INTO image_digests VALUES (?, ?, ?)", (image_id, *rd.split("@", 1)))
+        if exists:
+            # Known image (same config) reached in another form, e.g. uncompressed layers from a
+            # docker-archive: keep the stored form, drop the unreferenced copies.
+            self._discard(new)
+
     def _clean_orphans(self) -> None:
         """Remove what killed writers left: unpack temp dirs and layer dirs no row names.
 
-        Layers are only unpacked and recorded under the store lock, which the caller holds, so
-        anything unrecorded now belongs to a dead process.  Temp blobs are age-gated instead:
-        pulls download them without the lock.
+        Layers are moved into place and recorded together under the store lock, which the caller
+        holds, so a layer directory no row names belongs to a dead process.  Temp dirs carry their
+        writer's pid (live unpacks run without the lock); temp blobs are age-gated.
         """
         from dockyard.image.layers import clean_stale_temp, remove_tree
 
-        clean_stale_temp(self.layers_dir, older_than=0)
+        clean_stale_temp(self.layers_dir)
         self.blobs.clean_tmp()
         if not self.layers_dir.is_dir():
             return
@@ -560,7 +599,7 @@ class ImageService:
 
     def _collect(self, img: ImageRecord) -> int:
         """Delete the layers and blobs only ``img`` (now gone from the tables) used; bytes freed."""
-        from dockyard.image.layers import remove_tree
+        from dockyard.image.layers import remove_tree, temp_name
 
         freed = 0
         for lay in img.layers:
@@ -570,7 +609,7 @@ class ImageService:
                 c.execute("DELETE FROM layers WHERE diff_id = ?", (lay.diff_id,))
             if lay.dir.exists():
                 # Renamed first so a crash mid-delete leaves a temp dir (cleaned later), not half a layer.
-                doomed = lay.dir.with_name(f".tmp-{lay.dir.name[:12]}-deleted-{os.getpid()}")
+                doomed = lay.dir.with_name(temp_name(lay.dir.name) + "deleted")
                 os.rename(lay.dir, doomed)
                 remove_tree(doomed)
             freed += lay.content_size

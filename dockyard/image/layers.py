@@ -365,16 +365,21 @@ def overlay_whiteouts_default() -> bool:
     return os.geteuid() == 0
 
 
-def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = None,
-                 what: str = "layer", overlay_whiteouts: bool | None = None) -> LayerInfo:
-    """Unpack a (gzip/zstd/plain) layer tar into ``dest``, which appears only when complete.
+def temp_name(label: str) -> str:
+    """``.tmp-<label>-<pid>-``: the owner's pid lets cleanup tell a dead writer's debris from a live one."""
+    return f".tmp-{label[:12]}-{os.getpid()}-"
 
-    Raises ``LayerError`` for hostile or damaged input, with nothing left behind.  If ``dest``
-    already exists (another writer won the race) the existing directory is kept.
+
+def stage_layer(src: IO[bytes], parent: Path, label: str, *, expected_diff_id: str | None = None,
+                what: str = "layer", overlay_whiteouts: bool | None = None) -> tuple[Path, LayerInfo]:
+    """Unpack a (gzip/zstd/plain) layer tar into a fresh temp directory under ``parent``.
+
+    The caller renames the directory into place (or removes it).  Raises ``LayerError`` for
+    hostile or damaged input, with nothing left behind.
     """
     # Private: layers hold set-id binaries that must not be reachable by other host users.
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name[:12]}-", dir=dest.parent))
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_name(label), dir=parent))
     try:
         reader = _HashReader(decompressed(src), what)
         if overlay_whiteouts is None:
@@ -384,30 +389,55 @@ def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = N
         if expected_diff_id and reader.digest != expected_diff_id:
             raise LayerError(f"{what}: content does not match the image config "
                              f"(diff_id {reader.digest}, expected {expected_diff_id})")
-        try:
-            os.rename(tmp, dest)
-        except OSError as e:
-            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            remove_tree(tmp)
-        return LayerInfo(reader.digest, size, reader.n)
+        return tmp, LayerInfo(reader.digest, size, reader.n)
     except BaseException:
         remove_tree(tmp)
         raise
 
 
+def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = None,
+                 what: str = "layer", overlay_whiteouts: bool | None = None) -> LayerInfo:
+    """Unpack a layer into ``dest``, which appears only when complete and verified.
+
+    If ``dest`` already exists (another writer won the race) the existing directory is kept.
+    """
+    tmp, info = stage_layer(src, dest.parent, dest.name, expected_diff_id=expected_diff_id, what=what,
+                            overlay_whiteouts=overlay_whiteouts)
+    try:
+        os.rename(tmp, dest)
+    except OSError as e:
+        remove_tree(tmp)
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+    return info
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_stale_temp(layers_dir: Path, older_than: float = 3600.0) -> None:
-    """Remove unpack temp dirs left by killed writers (only old ones: live writers keep theirs)."""
+    """Remove temp dirs of writers that died: their pid is gone, or they are older than ``older_than``
+    (pids get reused).  Age is the ctime, which a tar's timestamps cannot fake."""
     import time
 
     if not layers_dir.is_dir():
         return
     cutoff = time.time() - older_than
     for e in os.scandir(layers_dir):
-        if e.name.startswith(".tmp-"):
-            with contextlib.suppress(OSError):
-                if e.stat(follow_symlinks=False).st_mtime < cutoff:
-                    remove_tree(e.path)
+        if not e.name.startswith(".tmp-"):
+            continue
+        parts = e.name.split("-")
+        pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else 0
+        with contextlib.suppress(OSError):
+            if (pid and not _pid_alive(pid)) or e.stat(follow_symlinks=False).st_ctime < cutoff:
+                remove_tree(e.path)
 
 
 # -- packing ------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_kill_during_unpack_leaves_nothing_half_done(dy, tmp_path):
     assert state["images"] == []
     # Only an unpack temp dir may remain, never a layer directory under its final name.
     assert all(n.startswith(".tmp-") for n in state["layers"])
-    # The next writer clears the debris and the same load now succeeds.
+    # The next writer clears the dead writer's debris (its pid is gone) and the same load succeeds.
     p = dy("load", "-i", str(archive), check=True)
     assert p.stdout.strip() == "Loaded image: example.com/big:1"
     assert [n for n in os.listdir(layers) if n.startswith(".")] == []
