@@ -38,6 +38,10 @@ def prepare(workdir: str) -> list[Case]:
     cases = [Case("dockyard runtime run true",
                   [sys.executable, "-m", "dockyard", "runtime", "--root", os.path.join(workdir, "dy"), "run", "-b",
                    bundle, "bench-dy"])]
+    from dockyard.runtime.cli import command
+
+    cases.append(Case("dockyard runtime (python -S) run true",
+                      command() + ["--root", os.path.join(workdir, "dyS"), "run", "-b", bundle, "bench-dyS"]))
     script = shutil.which("dockyard-runtime", path=os.path.dirname(sys.executable))
     if script:
         cases.append(Case("dockyard-runtime run true (script)",
@@ -61,7 +65,7 @@ def _crun_works(workdir: str, bundle: str) -> bool:
 
 
 def cleanup(workdir: str) -> None:
-    for which, root in (("dy", "dy"), ("dys", "dys")):
+    for which, root in (("dy", "dy"), ("dys", "dys"), ("dyS", "dyS")):
         subprocess.run([sys.executable, "-m", "dockyard", "runtime", "--root", os.path.join(workdir, root),
                         "delete", "--force", f"bench-{which}"], capture_output=True,
                        env=dict(os.environ, PYTHONPATH=REPO))

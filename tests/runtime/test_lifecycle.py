@@ -184,3 +184,13 @@ def test_log_file_in_json_for_conmon(tmp_path, busybox_rootfs):
     assert [e["level"] for e in entries] == ["error"]
     assert 'exec: "no-such-program": executable file not found in $PATH' == entries[0]["msg"]
     assert entries[0]["time"].endswith("Z")
+
+
+def test_fast_command_runs_the_runtime(tmp_path, busybox_rootfs):
+    """cli.command(): the argv the engine uses (python -S, no site-packages) runs containers too."""
+    from dockyard.runtime.cli import command
+
+    b = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "echo fast"])
+    p = subprocess.run(command() + ["--root", str(tmp_path / "s"), "run", "-b", str(b.path), "fastcmd"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (p.returncode, p.stdout) == (0, "fast\n"), p.stderr
