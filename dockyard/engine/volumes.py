@@ -237,7 +237,11 @@ class VolumeService:
             if posixpath.normpath(vol) not in targets and vol.startswith("/") and posixpath.normpath(vol) != "/":
                 wanted.append(MountSpec(type=VOLUME, target=vol, origin="image"))
                 targets.add(posixpath.normpath(vol))
+        for spec in wanted:
+            if spec.volume_opts:
+                local.check_options(spec.volume_opts)
         created_dirs: list[Path] = []
+        new_volumes: list[str] = []
         resolved: list[MountSpec] = []
         try:
             with self.db.write() as c:
@@ -258,6 +262,7 @@ class VolumeService:
                                 s.source = secrets.token_hex(32)
                         exists = c.execute("SELECT 1 FROM volumes WHERE name=?", (s.source,)).fetchone()
                         if not exists:
+                            new_volumes.append(s.source)
                             self._create(c, s.source, s.driver or "local", dict(s.volume_labels),
                                          dict(s.volume_opts), anonymous)
                     elif s.type == BIND and s.create_source and not os.path.lexists(s.source):
@@ -277,6 +282,8 @@ class VolumeService:
             for d in created_dirs:
                 with contextlib.suppress(OSError):
                     os.removedirs(d)
+            for n in new_volumes:
+                local.remove_dirs(self.root, n)
             raise
         return resolved
 
