@@ -203,8 +203,11 @@ def parse_config(data: bytes) -> dict[str, Any]:
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers" \
             or not isinstance(rootfs.get("diff_ids"), list):
         raise InvalidArgument("image config has no rootfs.diff_ids: not a container image config")
+    import re
+
     for d in rootfs["diff_ids"]:
-        if not isinstance(d, str) or not d.startswith("sha256:") or len(d) != 71:
+        # Checked strictly: a diff_id names a directory in the layer store.
+        if not isinstance(d, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", d):
             raise InvalidArgument(f"image config has an invalid diff_id {d!r}")
     return doc
 

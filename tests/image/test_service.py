@@ -132,3 +132,11 @@ def test_image_layers_stack_for_a_container(engine, tmp_path):
         assert (target / "app").read_bytes() == b"app"
     finally:
         unmount_rootfs(target)
+
+
+def test_diff_ids_cannot_name_paths(engine, tmp_path):
+    evil = "sha256:" + ("../" * 22)[:64]
+    manifest, config, digests = _docker_image(engine, [BASE], ["x"], diff_ids=[evil])
+    with pytest.raises(InvalidArgument, match="invalid diff_id"):
+        engine.images.add_from_manifest(manifest, mf.DOCKER_MANIFEST, config, digests)
+    assert not engine.images.layers_dir.exists() or list(engine.images.layers_dir.iterdir()) == []
