@@ -181,6 +181,13 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
     console_parent = None
     child = 0
     try:
+        # Written before anything is started, so a `create` killed half-way leaves enough for
+        # `delete --force` to find and remove its cgroup.
+        c.data = {"id": cid, "pid": 0, "creator": [os.getpid(), st.proc_start_time(os.getpid())],
+                  "bundle": bundle, "rootfs": rootfs, "created": st.utc_now(), "owner": _owner(), "config": spec,
+                  "cgroups_path": linux.get("cgroupsPath"), "has_cgroup": True, "rootless": _rootless(),
+                  "namespaces": sorted(ns_types)}
+        c.save()
         os.mkfifo(c.fifo, 0o622)
         os.chmod(c.fifo, 0o622)  # not the umask's: the init may have switched to another user when it opens it
         from dockyard.runtime import cgroups
@@ -229,10 +236,8 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
             init_pid = _drive_init(ch, c, cg, child, spec, bundle)
         finally:
             ch.close()
-        c.data = {"id": cid, "pid": init_pid, "pid_start": st.proc_start_time(init_pid), "bundle": bundle,
-                  "rootfs": rootfs, "created": st.utc_now(), "owner": _owner(), "config": spec,
-                  "cgroups_path": linux.get("cgroupsPath"), "has_cgroup": True,
-                  "rootless": _rootless(), "namespaces": sorted(ns_types)}
+        c.data.update(pid=init_pid, pid_start=st.proc_start_time(init_pid), created=st.utc_now())
+        del c.data["creator"]
         c.save()
         _write_pid_file(opts.pid_file, init_pid)
     except BaseException:
@@ -383,7 +388,7 @@ def container_pids(c: st.Container) -> list[int]:
 def kill(root: str, cid: str, sig: str | None, all_procs: bool = False) -> None:
     c = st.Container.load(root, cid)
     signum = parse_signal(sig)
-    if c.status() == "stopped":
+    if c.status() in ("stopped", "creating"):
         raise RuntimeError_("container not running")
     targets = container_pids(c) if all_procs else [c.pid]
     for pid in targets:
@@ -412,7 +417,8 @@ def destroy(c: st.Container) -> None:
                 cg.thaw()
         except OSError:
             pass
-    _wait_gone(c.pid, c.data.get("pid_start"))
+    if c.pid:
+        _wait_gone(c.pid, c.data.get("pid_start"))
     if cg is not None:
         deadline = time.monotonic() + 10
         while True:
@@ -448,7 +454,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             return
         raise
     status = c.status()
-    if status in ("running", "paused") and not force:
+    if status in ("running", "paused", "creating") and not force:
         raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
     destroy(c)
 

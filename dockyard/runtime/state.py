@@ -100,6 +100,9 @@ class Container:
 
     def status(self) -> str:
         if not self.alive():
+            creator = self.data.get("creator")
+            if creator and proc_start_time(creator[0]) == creator[1]:
+                return "creating"
             return "stopped"
         if os.path.exists(self.fifo):
             return "created"

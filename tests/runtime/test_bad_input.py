@@ -150,3 +150,33 @@ def test_unknown_signal(rt, tmp_path, busybox_rootfs):
     p = rt("kill", cid, "SIGNOPE")
     assert p.returncode == 1 and p.stderr.strip() == "Error: unknown signal 'SIGNOPE'"
     assert rt.state(cid)["status"] == "created"
+
+
+def test_killed_create_is_swept_by_delete_force(rt, tmp_path, busybox_rootfs):
+    """A `create` killed half-way (here: while a prestart hook runs) leaves state that delete --force
+    removes completely: cgroup, processes, state directory."""
+    import subprocess
+    import time
+
+    from tests.helpers import wait_for
+    from tests.runtime.oci import env, runtime_cmd
+
+    b = make_bundle(tmp_path, busybox_rootfs, ["true"])
+    marker = tmp_path / "hook-started"
+    b.config["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}; sleep 60"]}]}
+    b.write()
+    cid = rt.new_id()
+    p = subprocess.Popen(runtime_cmd("dockyard", rt.root) + ["create", "-b", str(b.path), cid],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env(),
+                         start_new_session=True)
+    try:
+        wait_for(marker.exists, timeout=30, what="prestart hook")
+        assert rt.state(cid)["status"] == "creating"
+        assert rt("delete", cid).returncode == 1
+    finally:
+        os.killpg(p.pid, 9)
+        p.wait()
+    time.sleep(0.1)
+    assert rt.state(cid)["status"] == "stopped"
+    assert rt("delete", "--force", cid).returncode == 0
+    wait_for(lambda: _leftovers(rt, cid, b) == [], timeout=10, what="no leftovers")
