@@ -55,3 +55,38 @@ def run_in_runc(tmp_path: Path, rootfs: Path, mounts: list[dict], script: str) -
                               capture_output=True, text=True, timeout=60)
     finally:
         subprocess.run(["runc", "--root", str(state), "delete", "-f", cid], capture_output=True, check=False)
+
+
+@pytest.fixture
+def cli(dy):
+    """The CLI on a private root and runroot with busybox bootstrapped; afterwards every container is
+    removed and nothing may stay mounted below the root."""
+    dy("image", "bootstrap", "busybox", check=True)
+
+    def call(*args: str, **kw):
+        env = dict(kw.pop("env", None) or {})
+        env.setdefault("DOCKYARD_RUNTIME", os.environ.get("DOCKYARD_TEST_RUNTIME", "runc"))
+        return dy("--runroot", str(dy.root / "run"), *args, env=env, **kw)
+
+    call.root = dy.root  # type: ignore[attr-defined]
+    try:
+        yield call
+    finally:
+        ids = call("ps", "-aq", "--no-trunc").stdout.split()
+        if ids:
+            call("rm", "-f", "-v", *ids)
+        left = mounts_below(dy.root)
+        for mp in sorted(left, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mp], check=False)
+        assert not left, f"mounts left behind: {left}"
+
+
+def files_du(path: Path) -> int:
+    """du's byte count of everything below ``path`` but directories (hard links once), which is
+    what Docker's directory.Size measures."""
+    find = subprocess.run(["find", str(path), "-mindepth", "1", "!", "-type", "d", "-print0"],
+                          capture_output=True, check=True)
+    if not find.stdout:
+        return 0
+    du = subprocess.run(["du", "-cb", "--files0-from=-"], input=find.stdout, capture_output=True, check=True)
+    return int(du.stdout.decode().splitlines()[-1].split()[0])
