@@ -33,16 +33,6 @@ def _filters(values: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
-def human_size(n: float) -> str:
-    """Docker's units.HumanSize: decimal units, 3 significant digits (``1.23kB``)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.4g}{units[i]}"
-
-
 @click.group(cls=LazyGroup, help="Manage volumes.")
 def volume():
     pass
@@ -141,4 +131,6 @@ def prune(state, all_, force, filters):
         for n in removed:
             click.echo(n)
         click.echo()
-    click.echo(f"Total reclaimed space: {human_size(space)}")
+    from dockyard.formatting.containers import human_size
+
+    click.echo(f"Total reclaimed space: {human_size(space, 4)}")
