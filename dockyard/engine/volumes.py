@@ -333,6 +333,8 @@ class VolumeService:
                     oci.append({"destination": s.target, "type": "bind", "source": str(data),
                                 "options": ["rbind", "rprivate"] + (["ro"] if s.read_only else [])})
                 elif s.type == BIND:
+                    if s.create_source and not os.path.lexists(s.source):
+                        os.makedirs(s.source, mode=0o755, exist_ok=True)  # as at create (Docker)
                     if not os.path.lexists(s.source):
                         raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not '
                                               f"exist: {s.source}")

@@ -216,3 +216,40 @@ def test_reserve_failure_creates_nothing(engine, tmp_path):
     assert not vols.exists("good-vol")
     assert not (engine.roots.root / "volumes" / "good-vol").exists()
     assert json.loads(json.dumps(vols.list_volumes())) == []
+
+
+def test_volumes_from_and_chown(engine, busybox_rootfs, tmp_path):
+    vols = engine.volumes
+    host = tmp_path / "h"
+    host.mkdir()
+    web = cid()
+    vols.reserve(web, mountspec.parse([f"{host}:/srv/html:ro", "logs:/var/log/app", "/anon"], [], ["/tmp"]), {})
+    web_name = engine.db.query_one("SELECT name FROM containers WHERE id=?", (web,))["name"]
+    copied = vols.volumes_from([web_name])
+    assert [(s.type, s.target, s.read_only) for s in copied] == [
+        ("bind", "/srv/html", True), ("volume", "/var/log/app", False), ("volume", "/anon", False)]
+    anon = copied[2].source
+    assert [s.read_only for s in vols.volumes_from([web_name + ":ro"])] == [True, True, True]
+    assert [s.read_only for s in vols.volumes_from([web_name + ":rw"])] == [False, False, False]
+    side = cid()
+    vols.reserve(side, copied, {})
+    assert vols.in_use("logs") == sorted([web, side])
+    # the sidecar shares the anonymous volume but did not create it: its rm -v leaves it alone
+    vols.release(side, remove_anonymous=True)
+    assert vols.exists(anon)
+    vols.release(web, remove_anonymous=True)
+    assert not vols.exists(anon) and vols.exists("logs")
+    with pytest.raises(DockyardError, match="No such container"):
+        vols.volumes_from(["nope"])
+    with pytest.raises(InvalidArgument):
+        vols.volumes_from([web_name + ":xx"])
+
+    # U: the source belongs to the container's user afterwards
+    owned = tmp_path / "owned"
+    (owned / "d").mkdir(parents=True)
+    (owned / "d" / "f").write_text("x")
+    vols.prepare(cid(), mountspec.parse([f"{owned}:/o:U", "chowned:/c:U"], [], []), {"User": "nobody"},
+                 busybox_rootfs)
+    for p in (owned, owned / "d", owned / "d" / "f", engine.roots.root / "volumes" / "chowned" / "_data"):
+        st = os.lstat(p)
+        assert (st.st_uid, st.st_gid) == (65534, 65534), p
