@@ -216,12 +216,12 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
         bundle = opts.get("bundle") or "."
         path = os.path.join(bundle, "config.json")
         if os.path.exists(path):
-            raise ct.RuntimeError_(f"File {path} exists. Remove it first")
+            raise ct.RuntimeFailure(f"File {path} exists. Remove it first")
         try:
             with open(path, "x") as f:
                 f.write(dumps_spec(default_spec(bool(opts.get("rootless")))))
         except OSError as e:
-            raise ct.RuntimeError_(f"cannot write {path}: {e.strerror}") from None
+            raise ct.RuntimeFailure(f"cannot write {path}: {e.strerror}") from None
         return 0
     if cmd == "create":
         cid = _need_id(cmd, pos)
@@ -286,7 +286,7 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
 
         out = subprocess.run(["ps"] + (pos[1:] or ["-ef"]), capture_output=True, text=True)
         if out.returncode != 0:
-            raise ct.RuntimeError_(f"ps: {out.stderr.strip()}")
+            raise ct.RuntimeFailure(f"ps: {out.stderr.strip()}")
         lines = out.stdout.splitlines()
         if not lines:
             return 0
@@ -294,7 +294,7 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
         try:
             col = header.index("PID")
         except ValueError:
-            raise ct.RuntimeError_("couldn't find PID field in ps output") from None
+            raise ct.RuntimeFailure("couldn't find PID field in ps output") from None
         print(lines[0])
         wanted = set(pids)
         for line in lines[1:]:

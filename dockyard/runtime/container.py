@@ -34,7 +34,7 @@ DEFAULT_ALLOWED_DEVICES = [
 ]
 
 
-class RuntimeError_(DockyardError):
+class RuntimeFailure(DockyardError):
     """A runtime operation failed (runc exits 1 for these)."""
 
     exit_code = 1
@@ -70,29 +70,30 @@ def _write_id_maps(pid: int, linux: dict) -> None:
         return
     own = (len(uid_maps) == 1 and uid_maps[0]["hostID"] == os.geteuid() and uid_maps[0]["size"] == 1,
            len(gid_maps) == 1 and gid_maps[0]["hostID"] == os.getegid() and gid_maps[0]["size"] == 1)
-    import subprocess
-
     if own[0]:
         _write(f"/proc/{pid}/uid_map", fmt(uid_maps))
     else:
-        _idmap_helper("newuidmap", pid, uid_maps, subprocess)
+        _idmap_helper("newuidmap", pid, uid_maps)
     if own[1]:
         # An unprivileged gid map needs setgroups disabled first (user_namespaces(7)).
         _write(f"/proc/{pid}/setgroups", "deny")
         _write(f"/proc/{pid}/gid_map", fmt(gid_maps))
     else:
-        _idmap_helper("newgidmap", pid, gid_maps, subprocess)
+        _idmap_helper("newgidmap", pid, gid_maps)
 
 
-def _idmap_helper(prog: str, pid: int, maps: list[dict], subprocess) -> None:  # noqa: ANN001
+def _idmap_helper(prog: str, pid: int, maps: list[dict]) -> None:
+    """Map ranges from /etc/subuid or /etc/subgid through the setuid helper (what rootless Podman does)."""
+    import subprocess
+
     argv = [prog, str(pid)] + [str(m[k]) for m in maps for k in ("containerID", "hostID", "size")]
     try:
         p = subprocess.run(argv, capture_output=True, text=True)
     except FileNotFoundError:
-        raise RuntimeError_(f"{prog} is not installed (package uidmap); it is needed to map more than "
+        raise RuntimeFailure(f"{prog} is not installed (package uidmap); it is needed to map more than "
                             f"your own id into a rootless container") from None
     if p.returncode != 0:
-        raise RuntimeError_(f"{prog} failed: {p.stderr.strip() or p.returncode}")
+        raise RuntimeFailure(f"{prog} failed: {p.stderr.strip() or p.returncode}")
 
 
 def _write(path: str, text: str) -> None:
@@ -100,7 +101,7 @@ def _write(path: str, text: str) -> None:
         with open(path, "w") as f:
             f.write(text)
     except OSError as e:
-        raise RuntimeError_(f"writing {path}: {e.strerror}") from None
+        raise RuntimeFailure(f"writing {path}: {e.strerror}") from None
 
 
 def _rootless() -> bool:
@@ -108,13 +109,15 @@ def _rootless() -> bool:
 
 
 class Options:
-    def __init__(self, **kw: object) -> None:
-        self.bundle: str | None = None
-        self.pid_file: str | None = None
-        self.console_socket: str | None = None
-        self.no_pivot = False
-        self.detach = False
-        self.__dict__.update(kw)
+    """Per-call flags of create/run/exec (a plain class: dataclasses cost milliseconds to import)."""
+
+    def __init__(self, bundle: str | None = None, pid_file: str | None = None, console_socket: str | None = None,
+                 no_pivot: bool = False, detach: bool = False) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.detach = detach
 
 
 def _kill_and_reap(pid: int, timeout: float = 10.0) -> None:
@@ -137,7 +140,7 @@ def _wait_gone(pid: int, start: int | None, timeout: float = 10.0) -> None:
         if cur is None or (start is not None and cur != start):
             return
         if time.monotonic() > deadline:
-            raise RuntimeError_(f"process {pid} did not exit after SIGKILL")
+            raise RuntimeFailure(f"process {pid} did not exit after SIGKILL")
         time.sleep(0.01)
 
 
@@ -232,10 +235,12 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
             console_parent.close()
             console_parent = None
         ch = Channel(r1, w2)
+        procs = {"child": child, "init": 0}
         try:
-            init_pid = _drive_init(ch, c, cg, child, spec, bundle)
+            init_pid = _drive_init(ch, c, cg, procs, spec, bundle)
         finally:
             ch.close()
+            child, init_pid = procs["child"], procs["init"]
         c.data.update(pid=init_pid, pid_start=st.proc_start_time(init_pid), created=st.utc_now())
         del c.data["creator"]
         c.save()
@@ -243,7 +248,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
     except BaseException:
         if init_pid:
             _kill_and_reap(init_pid)
-        if child:
+        if child and child != init_pid:
             _kill_and_reap(child)
         if cg is not None:
             try:
@@ -274,26 +279,31 @@ def _owner() -> str:
         return str(os.geteuid())
 
 
-def _drive_init(ch: Channel, c: st.Container, cg, child: int, spec: dict, bundle: str) -> int:  # noqa: ANN001
+def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: dict,  # noqa: ANN001
+                bundle: str) -> int:
+    """Answer the forked child until its init is ready.  ``procs`` tracks what is still ours to kill
+    should this fail: the first child (until reaped) and the init."""
+    child = procs["child"]
     try:
         cg.add(child)
     except OSError as e:
-        raise RuntimeError_(f"cannot move the container init into its cgroup: {e.strerror}") from None
+        raise RuntimeFailure(f"cannot move the container init into its cgroup: {e.strerror}") from None
     ch.send("go")
     init_pid = 0
     linux = spec.get("linux") or {}
     while True:
         msg = ch.recv()
         if msg is None:
-            raise RuntimeError_("container init exited before it was ready")
+            raise RuntimeFailure("container init exited before it was ready")
         kind, _, rest = msg.partition(" ")
         if kind == "userns":
             _write_id_maps(child, linux)
             ch.send("go")
         elif kind == "pid":
-            init_pid = int(rest)
+            init_pid = procs["init"] = int(rest)
             if init_pid != child:
                 os.waitpid(child, 0)
+                procs["child"] = 0
         elif kind == "hooks":
             import json
 
@@ -310,7 +320,7 @@ def _drive_init(ch: Channel, c: st.Container, cg, child: int, spec: dict, bundle
         elif kind == "warn":
             warn(rest)
         elif kind == "error":
-            raise RuntimeError_(rest)
+            raise RuntimeFailure(rest)
         elif kind == "ready":
             return init_pid
 
@@ -320,18 +330,21 @@ def start(root: str, cid: str) -> st.Container:
     status = c.status()
     if status != "created":
         if status == "stopped":
-            raise RuntimeError_("cannot start a container that has stopped")
-        raise RuntimeError_(f"cannot start an already {status} container")
+            raise RuntimeFailure("cannot start a container that has stopped")
+        raise RuntimeFailure(f"cannot start an already {status} container")
     import select
 
     fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         while True:
             r, _, _ = select.select([fd], [], [], 0.2)
-            if r and os.read(fd, 1):
-                break
+            if r:
+                if os.read(fd, 1):
+                    break
+                # EOF: the init connected and wrote its byte to another `start` that won the race.
+                raise RuntimeFailure("cannot start an already running container")
             if not c.alive():
-                raise RuntimeError_("container init exited before start")
+                raise RuntimeFailure("container init exited before start")
     finally:
         os.close(fd)
     os.unlink(c.fifo)
@@ -389,7 +402,7 @@ def kill(root: str, cid: str, sig: str | None, all_procs: bool = False) -> None:
     c = st.Container.load(root, cid)
     signum = parse_signal(sig)
     if c.status() in ("stopped", "creating"):
-        raise RuntimeError_("container not running")
+        raise RuntimeFailure("container not running")
     targets = container_pids(c) if all_procs else [c.pid]
     for pid in targets:
         try:
@@ -455,24 +468,24 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         raise
     status = c.status()
     if status in ("running", "paused", "creating") and not force:
-        raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+        raise RuntimeFailure(f"cannot delete container {cid} that is not stopped: {status}")
     destroy(c)
 
 
 def pause(root: str, cid: str) -> None:
     c = st.Container.load(root, cid)
     if c.status() != "running":
-        raise RuntimeError_("container not running")
+        raise RuntimeFailure("container not running")
     cg = c.cgroup()
     if cg is None:
-        raise RuntimeError_("container has no cgroup to freeze")
+        raise RuntimeFailure("container has no cgroup to freeze")
     cg.freeze()
 
 
 def resume(root: str, cid: str) -> None:
     c = st.Container.load(root, cid)
     if c.status() != "paused":
-        raise RuntimeError_("container not paused")
+        raise RuntimeFailure("container not paused")
     c.cgroup().thaw()
 
 
@@ -539,9 +552,9 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     c = st.Container.load(root, cid)
     status = c.status()
     if status == "stopped":
-        raise RuntimeError_("cannot exec in a stopped container")
+        raise RuntimeFailure("cannot exec in a stopped container")
     if status == "paused":
-        raise RuntimeError_("cannot exec in a paused container")
+        raise RuntimeFailure("cannot exec in a paused container")
     terminal = bool(proc.get("terminal"))
     if terminal and opts.detach and not opts.console_socket:
         raise InvalidArgument("cannot allocate tty if the runtime will detach without setting console socket")
@@ -602,19 +615,21 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
                 pid = int(rest)
                 if pid != child:
                     os.waitpid(child, 0)
+                    child = 0
             elif kind == "warn":
                 warn(rest)
             elif kind == "error":
                 if pid:
                     _kill_and_reap(pid)
-                if child != pid:
+                if child and child != pid:
                     _kill_and_reap(child)
-                raise RuntimeError_(rest)
+                raise RuntimeFailure(rest)
     finally:
         ch.close()
     if not pid:
-        _kill_and_reap(child)
-        raise RuntimeError_("exec process exited before it started")
+        if child:
+            _kill_and_reap(child)
+        raise RuntimeFailure("exec process exited before it started")
     _write_pid_file(opts.pid_file, pid)
     master = None
     if console_parent is not None:
