@@ -82,9 +82,14 @@ def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None =
                 raise OSError(e.errno, f"cannot open {ns['type']} namespace {path}: {e.strerror}") from None
         else:
             new |= flag
+    joins_pid = "pid" in fds
     try:
         if "user" in fds:
-            L.setns(fds.pop("user"), L.CLONE_NEWUSER)
+            fd = fds.pop("user")
+            try:
+                L.setns(fd, L.CLONE_NEWUSER)
+            finally:
+                os.close(fd)
         elif new & L.CLONE_NEWUSER:
             L.unshare(L.CLONE_NEWUSER)
             ch.send("userns")
@@ -98,8 +103,11 @@ def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None =
                 pass  # root is not mapped; keep whatever identity the map gave us
         # The mount namespace is entered last: the other paths are host paths.
         for typ in sorted(fds, key=lambda t: t == "mount"):
-            L.setns(fds[typ], 0)
-            os.close(fds[typ])
+            fd = fds.pop(typ)
+            try:
+                L.setns(fd, 0)
+            finally:
+                os.close(fd)
     finally:
         for fd in fds.values():
             try:
@@ -111,7 +119,7 @@ def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None =
         L.unshare(new & ~L.CLONE_NEWPID)
     if pid_new:
         L.unshare(L.CLONE_NEWPID)
-    return pid_new or "pid" in fds or (join_pid is not None and any(ns["type"] == "pid" for ns in namespaces))
+    return pid_new or joins_pid
 
 
 def fork_into_pidns(ch: Channel) -> None:

@@ -194,3 +194,19 @@ def test_fast_command_runs_the_runtime(tmp_path, busybox_rootfs):
     p = subprocess.run(command() + ["--root", str(tmp_path / "s"), "run", "-b", str(b.path), "fastcmd"],
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert (p.returncode, p.stdout) == (0, "fast\n"), p.stderr
+
+
+def test_second_container_joins_the_first_ones_pid_and_ipc_namespaces(rt, tmp_path, busybox_rootfs):
+    a = make_bundle(tmp_path, busybox_rootfs, ["sleep", "1000"])
+    cid = rt.new_id()
+    assert rt.create(a, cid).returncode == 0
+    assert rt("start", cid).returncode == 0
+    pid = rt.state(cid)["pid"]
+    b = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "ps -o pid,args | grep -v ps"])
+    b.config["linux"]["namespaces"] = [
+        {"type": t, "path": f"/proc/{pid}/ns/{e}"} if t in ("pid", "ipc") else {"type": t}
+        for t, e in (("pid", "pid"), ("ipc", "ipc"), ("mount", "mnt"), ("uts", "uts"), ("network", "net"))]
+    b.write()
+    p = rt.run(b)
+    assert p.returncode == 0, p.stderr
+    assert "1 sleep 1000" in " ".join(p.stdout.split())
