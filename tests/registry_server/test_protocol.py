@@ -158,7 +158,7 @@ def test_manifest_by_tag_and_digest_with_negotiation(registry):
     r = requests.get(f"{base}/v2/app/manifests/nope")
     assert r.status_code == 404 and error_code(r) == "MANIFEST_UNKNOWN"
     r = requests.get(f"{base}/v2/never-pushed/manifests/v1")
-    assert r.status_code == 404 and error_code(r) == "NAME_UNKNOWN"
+    assert r.status_code == 404 and error_code(r) == "MANIFEST_UNKNOWN"
     # The same content pushed by digest gives the same digest.
     r = requests.put(f"{base}/v2/app/manifests/{digest}", data=body, headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 201 and r.headers["Location"] == f"/v2/app/manifests/{digest}"

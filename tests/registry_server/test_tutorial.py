@@ -62,6 +62,13 @@ def test_tutorial_walkthrough_against_dockyard_registry(dy, procs, tmp_path, reg
         assert p.returncode == 0, f"{args}: {p.stderr}"
         return p
 
+    def images() -> list[dict]:
+        # Docker prints one JSON object per line for --format json; accept an array as well.
+        out = run("images", "--format", "json").stdout.strip()
+        if out.startswith("["):
+            return json.loads(out)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
     p = dy("login", host, env=registry_env, input="testuser\nwrongpassword\n")
     assert p.returncode != 0
     p = run("login", host, input="testuser\ntestpassword\n")
@@ -73,10 +80,10 @@ def test_tutorial_walkthrough_against_dockyard_registry(dy, procs, tmp_path, reg
     assert f"3: digest: {info['manifest']}" in p.stdout
     run("image", "rm", "alpine:3")
     run("image", "rm", f"{host}/myfirstimage:3")
-    assert json.loads(run("images", "--format", "json").stdout or "[]") == []
+    assert images() == []
     p = run("image", "pull", f"{host}/myfirstimage:3")
     assert f"Status: Downloaded newer image for {host}/myfirstimage:3" in p.stdout
-    assert len(json.loads(run("images", "--format", "json").stdout)) == 1
+    assert len(images()) == 1
     p = run("logout", host)
     assert f"Removing login credentials for {host}" in p.stdout
     p = dy("image", "pull", f"{host}/myfirstimage:3", env=registry_env)

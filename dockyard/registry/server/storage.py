@@ -296,11 +296,10 @@ class Storage:
             try:
                 digest = self._tag_path(name, ref).read_text().strip()
             except FileNotFoundError:
-                self._name_known(name)
+                # MANIFEST_UNKNOWN even when the repository is unknown too, as the reference answers.
                 raise RegistryError("MANIFEST_UNKNOWN", f"manifest unknown: {name}:{ref}",
                                     {"tag": ref}) from None
         if not self._revision(name, digest).exists():
-            self._name_known(name)
             raise RegistryError("MANIFEST_UNKNOWN", f"manifest unknown: {name}@{digest}", {"digest": digest})
         return digest
 
