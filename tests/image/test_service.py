@@ -140,3 +140,23 @@ def test_diff_ids_cannot_name_paths(engine, tmp_path):
     with pytest.raises(InvalidArgument, match="invalid diff_id"):
         engine.images.add_from_manifest(manifest, mf.DOCKER_MANIFEST, config, digests)
     assert not engine.images.layers_dir.exists() or list(engine.images.layers_dir.iterdir()) == []
+
+
+def test_history_maps_sizes_past_empty_layers(engine):
+    blobs = _push_blobs(engine, [BASE, TOP])
+    config = json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-05-06T07:08:09.123456789Z",
+                         "config": {}, "rootfs": {"type": "layers", "diff_ids": [_sha(BASE), _sha(TOP)]},
+                         "history": [{"created": "2024-05-06T07:08:00Z", "created_by": "ADD base"},
+                                     {"created": "2024-05-06T07:08:05Z", "created_by": "ENV A=1", "empty_layer": True},
+                                     {"created": "2024-05-06T07:08:09Z", "created_by": "COPY app",
+                                      "comment": "buildkit"}]}).encode()
+    manifest = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, _sha(config), len(config)),
+                                 [mf.Descriptor(mf.OCI_LAYER_GZIP, d, s) for d, s in blobs])
+    rec = engine.images.add_from_manifest(manifest, mf.OCI_MANIFEST, config, tags=["hist:1"])
+    hist = engine.images.history("hist:1")
+    assert [(h["CreatedBy"], h["Size"], h["Comment"]) for h in hist] == [
+        ("COPY app", 3, "buildkit"), ("ENV A=1", 0, ""), ("ADD base", 7, "")]
+    assert hist[0]["Id"] == rec.id and hist[0]["Tags"] == ["hist:1"]
+    assert [h["Id"] for h in hist[1:]] == ["<missing>", "<missing>"]
+    assert hist[0]["Created"] == 1714979289
+    assert engine.images.inspect("hist:1")["Created"] == "2024-05-06T07:08:09.123456789Z"
