@@ -280,8 +280,11 @@ class RegistryService:
             futures = [pool.submit(self._fetch, client, repo, lay, emit, True, abort) for lay in todo]
             # One bad layer fails the pull: stop the other downloads at once instead of finishing
             # them (put_stream removes their temp files).
-            wait(futures, return_when=FIRST_EXCEPTION)
-            abort.set()
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:
+                # Also on Ctrl-C: the workers stop at their next read and drop their temp files.
+                abort.set()
             errors = [e for e in (f.exception() for f in futures) if e is not None]
         real = [e for e in errors if not isinstance(e, _Aborted)]
         if real or errors:

@@ -8,6 +8,7 @@ import collections
 import http.client
 import http.server
 import threading
+import time
 
 import pytest
 
@@ -23,6 +24,7 @@ class FlakyProxy:
     def __init__(self, upstream_port: int) -> None:
         self.cut: dict[str, int] = {}
         self.unavailable: dict[str, int] = {}
+        self.slow: set[str] = set()  # paths sent in small pieces with pauses
         self.hits: collections.Counter[str] = collections.Counter()
         proxy = self
 
@@ -60,7 +62,12 @@ class FlakyProxy:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                if self.command != "HEAD":
+                if self.command == "GET" and path in proxy.slow:
+                    for i in range(0, len(data), 32 << 10):
+                        self.wfile.write(data[i:i + (32 << 10)])
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                elif self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
 
@@ -110,3 +117,41 @@ def test_blob_that_never_arrives_whole(dy, proxied, registry_env):
     assert not (dy.root / "blobs" / "sha256" / layer.split(":")[1]).exists()
     tmp = dy.root / "tmp"
     assert not tmp.exists() or not list(tmp.iterdir())
+
+
+def test_interrupted_pull_leaves_nothing(dy, proxied, registry_env):
+    """Ctrl-C in the middle of a download: exit 130, no partial blob, no temp file, no image."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.helpers import REPO, dockyard_cmd, wait_for
+
+    proxy, info = proxied
+    layer = info["layers"][0]
+    proxy.slow.add(f"/v2/ns/bb/blobs/{layer}")
+    env = dict(os.environ, **registry_env, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(dockyard_cmd(dy.root) + ["pull", "--tls-verify=false",
+                                                     f"127.0.0.1:{proxy.port}/ns/bb:v1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        seen = []
+
+        def downloading():
+            line = proc.stdout.readline()
+            seen.append(line)
+            return f"{layer.split(':')[1][:12]}: Downloading" in line or not line
+
+        wait_for(downloading, timeout=60, what="the layer download to start")
+        wait_for(lambda: (dy.root / "tmp").is_dir() and list((dy.root / "tmp").iterdir()), timeout=30,
+                 what="a temp file")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Error: aborted" in err or "Error: interrupted" in err
+    assert not (dy.root / "blobs" / "sha256" / layer.split(":")[1]).exists()
+    assert not list((dy.root / "tmp").iterdir())
