@@ -204,11 +204,11 @@ def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
 
 
 def _cleanup_failed(svc: Any, cid: str, auto_remove: bool) -> None:
-    # The monitor has run its exit command already; this only makes sure nothing is left mounted.
+    # A run that could not start leaves nothing behind (an explicit `create` keeps its container).
     import contextlib
 
     with contextlib.suppress(DockyardError):
-        svc.cleanup(cid)
+        svc.remove(cid, force=True)
 
 
 def _attach_foreground(handle: Any, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:

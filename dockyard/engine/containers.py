@@ -144,10 +144,14 @@ def signal_number(sig: str | int) -> int:
 
 
 def proc_start_ticks(pid: int) -> int:
+    """Start time of a live process (0 when it is gone or a zombie waiting to be reaped)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-        return int(data[data.rindex(b")") + 2:].split()[19])
+        fields = data[data.rindex(b")") + 2:].split()
+        if fields[0] in (b"Z", b"X"):
+            return 0
+        return int(fields[19])
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -347,7 +351,7 @@ class ContainerService:
 
         hc: dict[str, Any] = {
             "Binds": list(opts.volumes),
-            "NetworkMode": opts.network or "bridge",
+            "NetworkMode": "",
             "PortBindings": {},
             "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": restart_max},
             "AutoRemove": opts.auto_remove,
@@ -374,9 +378,7 @@ class ContainerService:
         resolve_caps(opts.cap_add, opts.cap_drop, opts.privileged)  # rejects unknown names now
         self.runtime(opts.runtime)  # rejects unknown runtimes now
         mounts = [self._parse_volume(v) for v in opts.volumes]
-        network_mode = hc["NetworkMode"]
-        if network_mode.startswith("container:"):
-            raise InvalidArgument("--network container:NAME is not supported yet")
+        network_mode = hc["NetworkMode"] = self._network_mode(opts.network)
         if opts.publish:
             if network_mode in ("none", "host"):
                 raise InvalidArgument(f"conflicting options: port publishing and the {network_mode} network mode")
@@ -442,6 +444,25 @@ class ContainerService:
                 (cid, name, image.id, opts.image, time.time(), json.dumps(config), json.dumps(hc),
                  json.dumps(settings)))
         return cid
+
+    def _network_mode(self, network: str | None) -> str:
+        """--network as stored: none, host, container:<full id>, or network names (checked to exist)."""
+        if not network:
+            # Rootless bridge networking is not wired yet: a rootless container gets loopback only.
+            return "bridge" if os.geteuid() == 0 else "none"
+        if network in ("none", "host"):
+            return network
+        if network.startswith("container:"):
+            other = self.row(network.split(":", 1)[1])
+            return f"container:{other['id']}"
+        names = [n for n in network.split(",") if n]
+        if not names:
+            raise InvalidArgument(f"invalid --network {network!r}")
+        for n in names:
+            if n in ("none", "host") or n.startswith("container:"):
+                raise InvalidArgument(f"--network {n} cannot be combined with other networks")
+            self.engine.networks.resolve(n)
+        return ",".join(names)
 
     def _check_platform(self, platform: str | None, image: Any) -> None:
         if not platform:
@@ -644,33 +665,39 @@ class ContainerService:
     def _prepare(self, cid: str, r: sqlite3.Row, config: dict[str, Any], hc: dict[str, Any],
                  settings: dict[str, Any], rootfs: Path) -> dict[str, Any]:
         from dockyard.engine import specgen
-        from dockyard.network import files
         from dockyard.store import atomic_write
 
         d = self.ctr_dir(cid)
         userdata = d / "userdata"
-        mode = hc.get("NetworkMode") or "bridge"
+        mode = hc.get("NetworkMode") or "none"
         hostname = config.get("Hostname") or cid[:12]
-        netns: str | None
-        addresses: list[str] = []
-        if mode == "host":
-            netns = None
-            hostname = os.uname().nodename
-            shutil.copyfile("/etc/hosts", userdata / "hosts")
+        if mode.startswith("container:"):
+            other = self.row(mode.split(":", 1)[1])
+            if self._live_status(other) not in ("running", "paused"):
+                raise Conflict(f"cannot join the network namespace of container {other['name']}: it is not running")
+        from dockyard.network.ports import parse_publish
+
+        publish = [m for spec in settings.get("publish") or [] for m in parse_publish(spec)]
+        net = self.engine.networks.setup(cid, str(r["name"]), mode, hostname=hostname if mode != "host" else None,
+                                         publish=publish, dns=hc.get("Dns") or [],
+                                         extra_hosts=hc.get("ExtraHosts") or [])
+        netns: str | None = net["netns"]
+        if mode.startswith("container:"):
+            # Sharing another container's network means sharing its view of names too.
+            src = self.ctr_dir(mode.split(":", 1)[1]) / "userdata"
+            for name in ("hosts", "resolv.conf", "hostname"):
+                if (src / name).exists():
+                    shutil.copyfile(src / name, userdata / name)
         else:
-            netns = ""  # a new namespace with loopback only; bridge networks attach to it (not wired yet)
-            atomic_write(userdata / "hosts", files.hosts(hostname=hostname, addresses=addresses,
-                                                          extra_hosts=hc.get("ExtraHosts") or []))
-        atomic_write(userdata / "hostname", files.hostname_file(hostname))
-        atomic_write(userdata / "resolv.conf", files.resolv_conf(dns=hc.get("Dns") or []))
-        network_settings = {"Networks": {mode: {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
-                                                "MacAddress": "", "NetworkID": mode}},
-                            "IPAddress": "", "Ports": {}, "SandboxKey": ""}
+            atomic_write(userdata / "hosts", net["hosts"])
+            atomic_write(userdata / "resolv.conf", net["resolv_conf"])
+            atomic_write(userdata / "hostname", net["hostname"])
         with self._db().write() as c:
-            c.execute("UPDATE containers SET network_settings=? WHERE id=?", (json.dumps(network_settings), cid))
+            c.execute("UPDATE containers SET network_settings=? WHERE id=?",
+                      (json.dumps(net["NetworkSettings"]), cid))
         cfg = dict(config)
         if mode == "host":
-            cfg["Hostname"] = hostname
+            cfg["Hostname"] = os.uname().nodename
         extra = []
         for m in settings.get("mounts") or []:
             opts = ["rbind", "rprivate"] + (["ro"] if not m.get("RW", True) else [])
@@ -848,7 +875,10 @@ class ContainerService:
         cid = self.resolve(ref)
 
         def done(row: Any) -> bool:
-            return self._live_status(row) not in ("running", "paused", "restarting")
+            # The monitor records the exit code: wait for it, unless the monitor itself is gone.
+            if str(row["status"]) not in ("running", "paused", "restarting"):
+                return True
+            return not pid_alive(int(row["monitor_pid"])) and not pid_alive(int(row["pid"]), int(row["pid_start"]))
 
         self._wait_status(cid, done, None)
         r = self._db().query_one("SELECT exit_code, status FROM containers WHERE id=?", (cid,))
@@ -877,6 +907,7 @@ class ContainerService:
         hc = json.loads(r["host_config"])
         with contextlib.suppress(DockyardError):
             self.runtime(hc.get("Runtime")).delete(cid, force=True)
+        self.engine.networks.teardown(cid)
         from dockyard.image.layers import unmount_rootfs
 
         with contextlib.suppress(OSError):
@@ -1085,7 +1116,7 @@ class ContainerService:
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(r["created"])),
             "Created": r["created"],
             "RunningFor": human_duration(now - r["created"]) + " ago",
-            "Ports": ", ".join(settings.get("publish") or []),
+            "Ports": _ports_column(ns.get("Ports") or {}),
             "State": status,
             "Status": st,
             "Size": "",
@@ -1534,6 +1565,17 @@ def _resolve_in_root(root: Path, path: str, follow_last: bool) -> Path:
             continue
         cur = cand
     return Path(str(root) + (cur if cur != "/" else ""))
+
+
+def _ports_column(ports: dict[str, Any]) -> str:
+    """`docker ps` PORTS: ``0.0.0.0:8080->80/tcp, 443/tcp``."""
+    out = []
+    for key, bindings in sorted(ports.items()):
+        if not bindings:
+            out.append(key)
+        for b in bindings or []:
+            out.append(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{key}")
+    return ", ".join(out)
 
 
 def _dir_size(path: Path) -> int:

@@ -1,0 +1,97 @@
+"""Containers on networks: the default bridge, published ports, custom networks with DNS, shared namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pytest
+
+from tests.containers.conftest import IMAGE
+from tests.helpers import unique_name, wait_for
+
+pytestmark = [pytest.mark.peer("runc"), pytest.mark.skipif(os.geteuid() != 0, reason="bridge networks need root")]
+
+
+def _free_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode()
+
+
+def test_default_bridge_publish_and_inspect(ctr):
+    port = _free_port()
+    cid = ctr("run", "-d", "--name", "web", "-p", f"{port}:80", IMAGE, "httpd", "-f", "-p", "80", "-h", "/etc",
+              check=True).stdout.strip()
+    ip = ctr("inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "web").stdout.strip()
+    assert ip.count(".") == 3
+    assert ctr("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web").stdout.strip() == ip
+    nets = ctr("inspect", "web", "-f", '{{range $k, $v := .NetworkSettings.Networks}}{{printf "%s\\n" $k}}{{end}}')
+    assert nets.stdout.strip() == "bridge"
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/hostname") == cid[:12] + "\n", timeout=15, what="httpd")
+    assert f"0.0.0.0:{port}->80/tcp" in ctr("ps").stdout
+    assert ctr("port", "web").stdout.strip() == f"80/tcp -> 0.0.0.0:{port}"
+    assert ctr("port", "web", "80").stdout.strip() == f"0.0.0.0:{port}"
+    # another container on the bridge reaches it by address
+    p = ctr("run", "--rm", IMAGE, "wget", "-qO-", f"http://{ip}/hostname")
+    assert p.stdout == cid[:12] + "\n", p.stderr
+    # the port is taken while the container lives
+    p = ctr("run", "-d", "-p", f"{port}:80", IMAGE, "true")
+    assert p.returncode == 125 and "already allocated" in p.stderr
+    ctr("rm", "-f", "web", check=True)
+    assert ctr("ps", "-aq").stdout == ""
+
+
+def test_custom_network_dns_and_isolation(ctr):
+    net = unique_name("tn")
+    ctr("network", "create", net, check=True)
+    try:
+        ctr("run", "-d", "--name", "websrv", "--network", net, IMAGE, "httpd", "-f", "-p", "80", "-h", "/etc",
+            check=True)
+        ip = ctr("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "websrv").stdout.strip()
+        # (busybox-static's wget cannot resolve names itself; its nslookup and ping can)
+        p = ctr("run", "--rm", "--network", net, IMAGE, "nslookup", "websrv")
+        assert p.returncode == 0 and ip in p.stdout, p.stdout + p.stderr
+        p = ctr("run", "--rm", "--cap-add=NET_RAW", "--network", net, IMAGE, "ping", "-c", "1", "-W", "5", "websrv")
+        assert p.returncode == 0, p.stderr
+        # from the default bridge the custom network is unreachable
+        p = ctr("run", "--rm", IMAGE, "ping", "-c", "1", "-W", "2", ip)
+        assert p.returncode != 0
+    finally:
+        ids = ctr("ps", "-aq").stdout.split()
+        if ids:
+            ctr("rm", "-f", *ids)
+        ctr("network", "rm", net)
+
+
+def test_network_container_mode_shares_the_namespace(ctr):
+    ctr("run", "-d", "--name", "side", IMAGE, "httpd", "-f", "-p", "80", "-h", "/etc", check=True)
+    cid = ctr("container", "ls", "--filter", "name=side", "--quiet").stdout.strip()
+    p = ctr("container", "run", "--rm", "--network", f"container:{cid}", IMAGE, "wget", "-qO-",
+            "http://127.0.0.1/hostname")
+    assert p.returncode == 0 and p.stdout.strip() == cid, p.stderr
+
+
+def test_unknown_network_is_refused(ctr):
+    p = ctr("run", "--rm", "--network", "no-such-net", IMAGE, "true")
+    assert p.returncode == 125 and "no-such-net" in p.stderr
+    assert ctr("ps", "-aq").stdout == ""
+
+
+def test_network_settings_shape(ctr):
+    ctr("run", "-d", "--name", "ns", IMAGE, "sleep", "600", check=True)
+    ns = json.loads(ctr("inspect", "ns").stdout)[0]["NetworkSettings"]
+    ep = ns["Networks"]["bridge"]
+    for k in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "NetworkID"):
+        assert k in ep
+    assert ns["IPAddress"] == ep["IPAddress"]
