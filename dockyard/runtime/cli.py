@@ -99,13 +99,15 @@ def _parse(args: list[str], table: dict[str, tuple[str, bool, bool]], stop_at_po
     opts: dict = {}
     pos: list[str] = []
     i = 0
+    val: str | bool
     while i < len(args):
         a = args[i]
         if a == "--":
             pos += args[i + 1:]
             break
         if a.startswith("-") and len(a) > 1 and not (stop_at_positional and pos):
-            name, eq, val = a.partition("=")
+            name, eq, text = a.partition("=")
+            val = text
             if name not in table:
                 if a in ("-h", "--help"):
                     raise UsageError("help")
@@ -118,7 +120,7 @@ def _parse(args: list[str], table: dict[str, tuple[str, bool, bool]], stop_at_po
                         raise UsageError(f"flag needs an argument: {name}")
                     val = args[i]
             else:
-                val = True if not eq else val.lower() in ("1", "true", "yes")
+                val = True if not eq else text.lower() in ("1", "true", "yes")
             if many:
                 opts.setdefault(dest, []).append(val)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from typing import Any
 
 from dockyard.errors import Conflict, DockyardError, NotFound
 
@@ -56,12 +57,12 @@ class RuntimeClient:
     def _cmd(self, *args: str) -> list[str]:
         return [*self.argv, "--root", self.root, *args]
 
-    def call(self, *args: str, timeout: float | None = 120, **kw: object) -> subprocess.CompletedProcess[str]:
+    def call(self, *args: str, timeout: float | None = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
         """Run one runtime command; raise RuntimeCallError with the runtime's message on failure."""
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
         kw.setdefault("stdin", subprocess.DEVNULL)
-        p = subprocess.run(self._cmd(*args), text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+        p = subprocess.run(self._cmd(*args), text=True, timeout=timeout, **kw)
         if p.returncode != 0:
             msg = _error_line(p.stderr or "")
             if "does not exist" in msg or "not found" in msg:
@@ -115,7 +116,7 @@ class RuntimeClient:
     def delete(self, cid: str, force: bool = False) -> None:
         self.call("delete", *(["--force"] if force else []), cid)
 
-    def list(self) -> list[dict]:
+    def list_containers(self) -> list[dict]:
         return json.loads(self.call("list", "--format", "json").stdout or "[]") or []
 
     def ps(self, cid: str) -> list[int]:
@@ -128,7 +129,7 @@ class RuntimeClient:
         self.call("resume", cid)
 
     def exec(self, cid: str, process: dict, detach: bool = False, pid_file: str | None = None,
-             console_socket: str | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+             console_socket: str | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
         """`exec --process FILE`: run ``process`` (an OCI process object) in the container."""
         import tempfile
 
@@ -148,4 +149,4 @@ class RuntimeClient:
             kw.setdefault("stdout", subprocess.PIPE)
             kw.setdefault("stderr", subprocess.PIPE)
             kw.setdefault("stdin", subprocess.DEVNULL)
-            return subprocess.run(self._cmd(*args, cid), text=True, **kw)  # type: ignore[call-overload]
+            return subprocess.run(self._cmd(*args, cid), text=True, **kw)

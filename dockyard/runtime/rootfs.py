@@ -104,14 +104,14 @@ def _cgroup_v1_binds(dest: str, flags: int, cgroupns: bool) -> None:
 
     info = host.cgroup_info()
     L.mount("tmpfs", dest, "tmpfs", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC, "mode=755")
-    by_mount = {}
+    by_mount: dict[str, list[str]] = {}
     for ctrl, mnt in info.v1_mounts.items():
         by_mount.setdefault(mnt, []).append(ctrl)
     own: dict[str, str] = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            for c in ctrls.split(","):
+            _, names, path = line.rstrip("\n").split(":", 2)
+            for c in names.split(","):
                 if c:
                     own[c] = path
     for mnt in by_mount:  # host mount order, as runc shows them

@@ -98,7 +98,8 @@ def _expect(obj: object, typ: type | tuple[type, ...], where: str) -> None:
 
 def _str_list(obj: object, where: str) -> None:
     _expect(obj, list, where)
-    for i, v in enumerate(obj):  # type: ignore[arg-type]
+    assert isinstance(obj, list)
+    for i, v in enumerate(obj):
         _expect(v, str, f"{where}[{i}]")
 
 
@@ -145,6 +146,7 @@ def validate(spec: object) -> dict:
     _expect(spec.get("ociVersion"), str, "ociVersion")
     root = spec.get("root")
     _expect(root, dict, "root")
+    assert isinstance(root, dict)
     _expect(root.get("path"), str, "root.path")
     if "readonly" in root:
         _expect(root["readonly"], bool, "root.readonly")

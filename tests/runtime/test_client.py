@@ -43,7 +43,7 @@ def test_lifecycle_through_the_client(client, tmp_path, busybox_rootfs):
     client.start(cid)
     assert client.state(cid)["status"] == "running"
     assert client.ps(cid) == [st["pid"]]
-    assert [c["id"] for c in client.list()] == [cid]
+    assert [c["id"] for c in client.list_containers()] == [cid]
     p = client.exec(cid, dict(b.config["process"], args=["sh", "-c", "echo in; exit 4"]))
     assert (p.returncode, p.stdout) == (4, "in\n")
     client.pause(cid)
