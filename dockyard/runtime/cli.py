@@ -177,6 +177,13 @@ def _exec_process(opts: dict, pos: list[str], spec: dict) -> dict:
     return proc
 
 
+def _preserve(opts: dict) -> int:
+    raw = opts.get("preserve_fds", "0")
+    if not str(raw).isdigit():
+        raise UsageError(f"--preserve-fds takes a number, got {raw!r}")
+    return int(raw)
+
+
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
@@ -229,13 +236,14 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
         cid = _need_id(cmd, pos)
         ct.create(root, cid, ct.Options(bundle=opts.get("bundle"), pid_file=opts.get("pid_file"),
                                         console_socket=opts.get("console_socket"),
-                                        no_pivot=bool(opts.get("no_pivot"))))
+                                        no_pivot=bool(opts.get("no_pivot")), preserve_fds=_preserve(opts)))
         return 0
     if cmd == "run":
         cid = _need_id(cmd, pos)
         return ct.run(root, cid, ct.Options(bundle=opts.get("bundle"), pid_file=opts.get("pid_file"),
                                             console_socket=opts.get("console_socket"),
-                                            no_pivot=bool(opts.get("no_pivot")), detach=bool(opts.get("detach"))))
+                                            no_pivot=bool(opts.get("no_pivot")), detach=bool(opts.get("detach")),
+                                            preserve_fds=_preserve(opts)))
     if cmd == "start":
         ct.start(root, _need_id(cmd, pos))
         return 0
@@ -310,7 +318,7 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
         proc = _exec_process(opts, pos, c.config)
         return ct.exec_(root, cid, proc, ct.Options(pid_file=opts.get("pid_file"),
                                                     console_socket=opts.get("console_socket"),
-                                                    detach=bool(opts.get("detach"))))
+                                                    detach=bool(opts.get("detach")), preserve_fds=_preserve(opts)))
     if cmd == "pause":
         ct.pause(root, _need_id(cmd, pos))
         return 0

@@ -112,8 +112,9 @@ class Options:
     """Per-call flags of create/run/exec (a plain class: dataclasses cost milliseconds to import)."""
 
     def __init__(self, bundle: str | None = None, pid_file: str | None = None, console_socket: str | None = None,
-                 no_pivot: bool = False, detach: bool = False) -> None:
+                 no_pivot: bool = False, detach: bool = False, preserve_fds: int = 0) -> None:
         self.bundle = bundle
+        self.preserve_fds = preserve_fds
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
@@ -211,7 +212,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
                 console_parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 console_fd = child_sock.detach()
         ctx = {"spec": spec, "rootfs": rootfs, "bundle": bundle, "fifo": c.fifo, "no_pivot": opts.no_pivot,
-               "console_fd": console_fd}
+               "console_fd": console_fd, "keep_fds": 3 + opts.preserve_fds}
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
         sys.stdout.flush()
@@ -586,7 +587,7 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
         try:
             os.close(r1)
             os.close(w2)
-            _exec_child(Channel(r2, w1), c, proc, linux, console_fd)
+            _exec_child(Channel(r2, w1), c, proc, linux, console_fd, 3 + opts.preserve_fds)
         finally:
             os._exit(1)
     os.close(w1)
@@ -645,7 +646,8 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     return _wait_exit(pid, master)
 
 
-def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_fd: int | None) -> None:
+def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_fd: int | None,
+                keep_fds: int) -> None:
     from dockyard.runtime import init, rlimits
 
     try:
@@ -670,7 +672,7 @@ def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_f
         init.setup_user_and_caps(proc, seccomp, ch)
         path = init.resolve_exec(proc["args"][0], proc.get("env") or [])
         init.with_home(proc)
-        init.close_inherited_fds()
+        init.close_inherited_fds(keep_fds)
     except BaseException as e:  # noqa: BLE001
         ch.report(e)
         os._exit(1)

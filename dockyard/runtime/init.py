@@ -184,13 +184,16 @@ def setup_user_and_caps(proc: dict, seccomp: dict | None, ch: Channel | None) ->
 
 
 def close_inherited_fds(keep: int = 3) -> None:
+    """Only stdio and the --preserve-fds ones (3 .. keep-1) reach the container's process."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd >= keep:
-            try:
+        try:
+            if fd >= keep:
                 os.set_inheritable(fd, False)
-            except OSError:
-                pass
+            elif fd >= 3:
+                os.set_inheritable(fd, True)
+        except OSError:
+            pass
 
 
 def exec_process(proc: dict, path: str, seccomp: dict | None) -> None:
@@ -330,7 +333,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
             from dockyard.runtime import hooks as hk
 
             hk.run("startContainer", spec["hooks"]["startContainer"], dict(state, status="created"))
-        close_inherited_fds()
+        close_inherited_fds(ctx["keep_fds"])
         exec_process(proc, path, seccomp)
     except BaseException as e:  # noqa: BLE001
         print(f"Error: {_describe(e)}", file=sys.stderr, flush=True)

@@ -210,3 +210,24 @@ def test_second_container_joins_the_first_ones_pid_and_ipc_namespaces(rt, tmp_pa
     p = rt.run(b)
     assert p.returncode == 0, p.stderr
     assert "1 sleep 1000" in " ".join(p.stdout.split())
+
+
+def test_preserve_fds(rt, tmp_path, busybox_rootfs):
+    """--preserve-fds N hands fds 3..3+N-1 to the container's process (socket activation, conmon)."""
+    from tests.runtime.oci import env
+
+    b = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "cat <&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"])
+    data = tmp_path / "fd3"
+    data.write_text("through fd 3\n")
+    cmd = runtime_cmd("dockyard", rt.root) + ["run", "--preserve-fds", "1", "-b", str(b.path), rt.new_id()]
+    # The shell opens the file as fd 3 of the runtime, as conmon does with its preserved fds.
+    p = subprocess.run(["sh", "-c", 'exec "$@" 3<"$0"', str(data), *cmd], capture_output=True, text=True,
+                       env=env(), timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["through fd 3", "0 1 2 3 4 "]  # 4: the directory ls is reading
+    b.config["process"]["args"] = ["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"]
+    b.write()
+    cmd = runtime_cmd("dockyard", rt.root) + ["run", "-b", str(b.path), rt.new_id()]
+    p = subprocess.run(["sh", "-c", 'exec "$@" 3<"$0"', str(data), *cmd], capture_output=True, text=True,
+                       env=env(), timeout=60, stdin=subprocess.DEVNULL)
+    assert (p.returncode, p.stdout) == (0, "0 1 2 3 "), p.stderr  # without the flag fd 3 stays outside
