@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +28,14 @@ def tool(name: str, store: str, *args: str, check: bool = True) -> subprocess.Co
     base = [name, "--root", f"{store}/root", "--runroot", f"{store}/run", "--storage-driver", "vfs"]
     if name == "podman":
         base += ["--events-backend", "none", "--cgroup-manager", "cgroupfs"]
-    p = subprocess.run(base + list(args), capture_output=True, text=True, timeout=180)
+    # Private registries.conf: what other tests or the host put in /etc/containers does not leak in.
+    conf = os.path.join(store, "registries.conf")
+    if not os.path.exists(conf):
+        with open(conf, "w") as f:
+            f.write("")
+    env = {**os.environ, "CONTAINERS_REGISTRIES_CONF": conf}
+    env.pop("REGISTRY_AUTH_FILE", None)
+    p = subprocess.run(base + list(args), capture_output=True, text=True, timeout=180, env=env)
     if check and p.returncode != 0:
         raise AssertionError(f"{name} {' '.join(args)} exited {p.returncode}: {p.stderr}")
     return p
