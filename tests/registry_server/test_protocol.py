@@ -268,3 +268,40 @@ def test_manifest_sent_in_small_chunks(registry):
     r = requests.put(f"{base}/v2/chunky/manifests/v2", data=pieces(big, 1 << 16),
                      headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 413
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_large_blob_streams_through_bounded_memory(registry):
+    """A 300 MiB blob in and out (chunked upload, then a plain GET) leaves the server's peak RSS far below it."""
+    import hashlib
+
+    base = registry.url
+    size, piece = 300 << 20, 4 << 20
+    seed = os.urandom(piece)
+    h = hashlib.sha256()
+
+    def body():
+        for i in range(size // piece):
+            chunk = i.to_bytes(8, "big") + seed[8:]
+            h.update(chunk)
+            yield chunk
+
+    loc = requests.post(f"{base}/v2/big/blobs/uploads/").headers["Location"]
+    r = requests.patch(base + loc, data=body())
+    assert r.status_code == 202 and r.headers["Range"] == f"0-{size - 1}"
+    digest = "sha256:" + h.hexdigest()
+    assert requests.put(f"{base}{r.headers['Location']}?digest={digest}").status_code == 201
+    got, n = hashlib.sha256(), 0
+    with requests.get(f"{base}/v2/big/blobs/{digest}", stream=True) as r:
+        for chunk in r.iter_content(1 << 20):
+            got.update(chunk)
+            n += len(chunk)
+    assert n == size and "sha256:" + got.hexdigest() == digest
+    assert _peak_rss_mb(registry.proc.pid) < 150  # about 45 MiB in practice
