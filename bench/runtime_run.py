@@ -48,20 +48,22 @@ def prepare(workdir: str) -> list[Case]:
                           [script, "--root", os.path.join(workdir, "dys"), "run", "-b", bundle, "bench-dys"]))
     cases += [Case("runc run true", ["runc", "--root", os.path.join(workdir, "runc"), "run", "-b", bundle,
                                      "bench-runc"], needs="runc")]
-    if shutil.which("crun") and _crun_works(workdir, bundle):
+    why = _crun_problem(workdir, bundle) if shutil.which("crun") else "not installed"
+    if why is None:
         cases.append(Case("crun run true", ["crun", "--root", os.path.join(workdir, "crun"), "run", "-b", bundle,
                                             "bench-crun"]))
     else:
-        print("  skip crun: not installed or cannot run this bundle here")
+        print(f"  skip crun: {why}")
     return cases
 
 
-def _crun_works(workdir: str, bundle: str) -> bool:
+def _crun_problem(workdir: str, bundle: str) -> str | None:
+    """Why crun cannot run the bundle here (e.g. it refuses hybrid cgroup hosts), or None."""
     p = subprocess.run(["crun", "--root", os.path.join(workdir, "crun"), "run", "-b", bundle, "bench-crun-probe"],
-                       capture_output=True)
+                       capture_output=True, text=True)
     subprocess.run(["crun", "--root", os.path.join(workdir, "crun"), "delete", "-f", "bench-crun-probe"],
                    capture_output=True)
-    return p.returncode == 0
+    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["failed"])[-1]
 
 
 def cleanup(workdir: str) -> None:
