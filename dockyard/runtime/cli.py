@@ -185,8 +185,9 @@ def _preserve(opts: dict) -> int:
 
 
 def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    """Columns as runc's Go tabwriter (minwidth 12, padding 3) lays them out."""
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)] + [0]
+    return "\n".join("".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc command

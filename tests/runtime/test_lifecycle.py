@@ -231,3 +231,16 @@ def test_preserve_fds(rt, tmp_path, busybox_rootfs):
     p = subprocess.run(["sh", "-c", 'exec "$@" 3<"$0"', str(data), *cmd], capture_output=True, text=True,
                        env=env(), timeout=60, stdin=subprocess.DEVNULL)
     assert (p.returncode, p.stdout) == (0, "0 1 2 3 "), p.stderr  # without the flag fd 3 stays outside
+
+
+@pytest.mark.peer("runc")
+def test_list_table_is_laid_out_like_runcs(rt, runc, tmp_path, busybox_rootfs):
+    assert rt("list").stdout == runc("list").stdout
+    b = make_bundle(tmp_path, busybox_rootfs, ["sleep", "1000"])
+    for r in (rt, runc):
+        assert r.create(b, "same-id-for-both").returncode == 0
+        r.ids.append("same-id-for-both")
+    ours, theirs = rt("list").stdout.splitlines(), runc("list").stdout.splitlines()
+    assert ours[0] == theirs[0]
+    assert ours[1].index("created") == theirs[1].index("created") == 24  # the column positions match
+    assert ours[1].split()[2:4] == theirs[1].split()[2:4] == ["created", str(b.path)]
