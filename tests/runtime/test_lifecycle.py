@@ -242,5 +242,5 @@ def test_list_table_is_laid_out_like_runcs(rt, runc, tmp_path, busybox_rootfs):
         r.ids.append("same-id-for-both")
     ours, theirs = rt("list").stdout.splitlines(), runc("list").stdout.splitlines()
     assert ours[0] == theirs[0]
-    assert ours[1].index("created") == theirs[1].index("created") == 24  # the column positions match
+    assert ours[1].index("created") == theirs[1].index("created")  # the column positions match
     assert ours[1].split()[2:4] == theirs[1].split()[2:4] == ["created", str(b.path)]
