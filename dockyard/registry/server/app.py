@@ -16,7 +16,7 @@ import platform
 import re
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, unquote
@@ -100,7 +100,24 @@ class Registry:
         self.storage = Storage(cfg.root)
         self.htpasswd = Htpasswd(cfg.htpasswd_path) if cfg.htpasswd_path else None
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="registry-io")
-        self.upload_locks: dict[str, asyncio.Lock] = {}
+        # uid -> (lock, number of requests holding or waiting for it); entries go with their last user,
+        # so requests naming made-up sessions cannot grow the table.
+        self.upload_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _upload_lock(self, uid: str) -> AsyncIterator[None]:
+        """Serialise the requests on one upload session (chunks must land in order)."""
+        lock, users = self.upload_locks.get(uid, (asyncio.Lock(), 0))
+        self.upload_locks[uid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self.upload_locks[uid]
+            if users == 1:
+                del self.upload_locks[uid]
+            else:
+                self.upload_locks[uid] = (lock, users - 1)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -306,7 +323,7 @@ class Registry:
         return web.Response(status=204, headers=self._upload_headers(name, uid, up.offset))
 
     async def upload_patch(self, request: web.Request, name: str, uid: str) -> web.Response:
-        async with self.upload_locks.setdefault(uid, asyncio.Lock()):
+        async with self._upload_lock(uid):
             up = await self._session(name, uid)
             self._check_content_range(request, name, up)
             await self._receive(request, up)
@@ -317,19 +334,15 @@ class Registry:
         if digest is None:
             raise RegistryError("DIGEST_INVALID", "completing an upload needs ?digest=")
         check_digest(digest)
-        async with self.upload_locks.setdefault(uid, asyncio.Lock()):
+        async with self._upload_lock(uid):
             up = await self._session(name, uid)
             self._check_content_range(request, name, up)
-            try:
-                return await self._finish(request, name, up, digest)
-            finally:
-                self.upload_locks.pop(uid, None)
+            return await self._finish(request, name, up, digest)
 
     async def upload_delete(self, request: web.Request, name: str, uid: str) -> web.Response:
-        async with self.upload_locks.setdefault(uid, asyncio.Lock()):
+        async with self._upload_lock(uid):
             up = await self._session(name, uid)
             await self.run(self.storage.cancel_upload, up)
-            self.upload_locks.pop(uid, None)
         return web.Response(status=204)
 
     def _check_content_range(self, request: web.Request, name: str, up: Any) -> None:
