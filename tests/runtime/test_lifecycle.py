@@ -144,13 +144,14 @@ def test_exec_with_process_file_and_user(rt, tmp_path, busybox_rootfs):
     cid = rt.new_id()
     assert rt.create(b, cid).returncode == 0
     assert rt("start", cid).returncode == 0
-    proc = dict(b.config["process"], args=["sh", "-c", "id; pwd; echo $FOO"], cwd="/tmp",
-                env=["PATH=/bin:/usr/bin", "FOO=bar"], user={"uid": 65534, "gid": 65534, "additionalGids": [10]})
+    proc = dict(b.config["process"], args=["sh", "-c", "id; pwd; echo $FOO; umask"], cwd="/tmp",
+                env=["PATH=/bin:/usr/bin", "FOO=bar"],
+                user={"uid": 65534, "gid": 65534, "additionalGids": [10], "umask": 0o027})
     pf = tmp_path / "process.json"
     pf.write_text(json.dumps(proc))
     p = rt("exec", "--process", str(pf), cid)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["uid=65534(nobody) gid=65534(nobody) groups=10", "/tmp", "bar"]
+    assert p.stdout.splitlines() == ["uid=65534(nobody) gid=65534(nobody) groups=10", "/tmp", "bar", "0027"]
     p = rt("exec", "-u", "1000:1000", "--cwd", "/tmp", "-e", "X=1", cid, "sh", "-c", "id -u; id -g; pwd; echo $X")
     assert p.stdout.split() == ["1000", "1000", "/tmp", "1"]
     p = rt("exec", cid, "no-such-program")
