@@ -114,6 +114,9 @@ def _create_options(f: Any) -> Any:
         click.option("-v", "--volume", multiple=True, help="Bind mount a volume (/host:/container[:ro])."),
         click.option("--dns", multiple=True, help="Set custom DNS servers."),
         click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
+        click.option("--pid", help="PID namespace to use: host or container:NAME."),
+        click.option("--ipc", help="IPC namespace to use: host or container:NAME."),
+        click.option("--volumes-from", multiple=True, help="Mount volumes from the specified container(s)."),
         click.option("--pull", type=click.Choice(["missing", "never", "always", "newer"]), default="missing",
                      show_default=True, help="Pull image policy."),
         click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output."),
@@ -139,7 +142,8 @@ def _build_options(image: str, command: tuple[str, ...], kw: dict[str, Any], att
         privileged=kw["privileged"], read_only=kw["read_only"], security_opt=list(kw["security_opt"]),
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], runtime=kw["runtime"],
         log_driver=kw["log_driver"], log_opts=list(kw["log_opt"]), platform=kw["platform"], network=kw["network"],
-        publish=list(kw["publish"]), volumes=list(kw["volume"]), dns=list(kw["dns"]), add_host=list(kw["add_host"]))
+        publish=list(kw["publish"]), volumes=list(kw["volume"]), dns=list(kw["dns"]), add_host=list(kw["add_host"]),
+        pid=kw["pid"], ipc=kw["ipc"], volumes_from=list(kw["volumes_from"]))
 
 
 def _ensure_image(state: Any, image: str, pull: str, quiet: bool) -> None:

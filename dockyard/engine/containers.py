@@ -214,6 +214,9 @@ class CreateOptions:
     volumes: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     add_host: list[str] = field(default_factory=list)
+    pid: str | None = None
+    ipc: str | None = None
+    volumes_from: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -378,6 +381,21 @@ class ContainerService:
         resolve_caps(opts.cap_add, opts.cap_drop, opts.privileged)  # rejects unknown names now
         self.runtime(opts.runtime)  # rejects unknown runtimes now
         mounts = [self._parse_volume(v) for v in opts.volumes]
+        for ref in opts.volumes_from:
+            other_ref, _, mode = ref.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid --volumes-from {ref!r}: mode must be ro or rw")
+            other = self.row(other_ref)
+            for m in json.loads(other["settings"]).get("mounts") or []:
+                m = dict(m)
+                if mode:
+                    m["RW"] = mode == "rw"
+                    m["Mode"] = mode
+                if all(x["Destination"] != m["Destination"] for x in mounts):
+                    mounts.append(m)
+        hc["VolumesFrom"] = list(opts.volumes_from) or None
+        hc["PidMode"] = self._ns_mode(opts.pid, "--pid")
+        hc["IpcMode"] = self._ns_mode(opts.ipc, "--ipc", default="private")
         network_mode = hc["NetworkMode"] = self._network_mode(opts.network)
         if opts.publish:
             if network_mode in ("none", "host"):
@@ -444,6 +462,15 @@ class ContainerService:
                 (cid, name, image.id, opts.image, time.time(), json.dumps(config), json.dumps(hc),
                  json.dumps(settings)))
         return cid
+
+    def _ns_mode(self, value: str | None, flag: str, default: str = "") -> str:
+        if not value or value == default:
+            return default
+        if value == "host":
+            return "host"
+        if value.startswith("container:"):
+            return f"container:{self.row(value.split(':', 1)[1])['id']}"
+        raise InvalidArgument(f"invalid {flag} {value!r}: expected host or container:NAME")
 
     def _network_mode(self, network: str | None) -> str:
         """--network as stored: none, host, container:<full id>, or network names (checked to exist)."""
@@ -706,8 +733,18 @@ class ContainerService:
                                                  if os.path.exists("/usr/libexec/podman/catatonit") else None)
         if hc.get("Init") and not init_bin:
             raise DockyardError("--init needs catatonit, which is not installed")
+        join: dict[str, str | None] = {}
+        for typ, key in (("pid", "PidMode"), ("ipc", "IpcMode")):
+            m = hc.get(key) or ""
+            if m == "host":
+                join[typ] = None
+            elif m.startswith("container:"):
+                other = self.row(m.split(":", 1)[1])
+                if self._live_status(other) not in ("running", "paused"):
+                    raise Conflict(f"cannot join the {typ} namespace of container {other['name']}: it is not running")
+                join[typ] = f"/proc/{int(other['pid'])}/ns/{typ}"
         ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=netns,
-                                  init_binary=init_bin, extra_mounts=extra)
+                                  init_binary=init_bin, extra_mounts=extra, join=join)
         return specgen.generate(cfg, hc, ctx)
 
     def _monitor_config(self, cid: str, config: dict[str, Any], hc: dict[str, Any], settings: dict[str, Any],

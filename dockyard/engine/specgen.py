@@ -45,6 +45,8 @@ class SpecContext:
     netns: str | None  # None: share the host's network; "": new (loopback only); else a netns path
     init_binary: str | None = None
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)  # bind mounts (-v)
+    # per namespace type: absent = new, None = the host's, a path = join it (--pid/--ipc container:X)
+    join: dict[str, str | None] = field(default_factory=dict)
 
 
 def _mount(dest: str, typ: str, source: str, options: list[str]) -> dict[str, Any]:
@@ -208,7 +210,12 @@ def generate(config: dict[str, Any], host_config: dict[str, Any], ctx: SpecConte
         mounts.append(_mount(INIT_PATH, "bind", ctx.init_binary, ["bind", "ro"]))
     mounts.extend(ctx.extra_mounts)
 
-    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+    namespaces: list[dict[str, str]] = [{"type": "mount"}, {"type": "uts"}]
+    for typ in ("pid", "ipc"):
+        if typ not in ctx.join:
+            namespaces.append({"type": typ})
+        elif ctx.join[typ] is not None:
+            namespaces.append({"type": typ, "path": str(ctx.join[typ])})
     if ctx.netns is not None:
         namespaces.append({"type": "network", "path": ctx.netns} if ctx.netns else {"type": "network"})
 
