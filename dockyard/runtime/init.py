@@ -149,8 +149,11 @@ def resolve_exec(args0: str, env: list[str]) -> str:
     raise OSError(2, f'exec: "{args0}": executable file not found in $PATH')
 
 
-def setup_user_and_caps(proc: dict, seccomp: dict | None, ch: Channel | None) -> None:
-    """Identity, capabilities and (when no_new_privileges is off) seccomp, in runc's order."""
+def setup_user_and_caps(proc: dict, seccomp: dict | None, ch: Channel | None, compiled: bytes | None = None,
+                        ) -> None:
+    """Identity, capabilities and (when no_new_privileges is off) seccomp, in runc's order.
+
+    ``compiled`` is the BPF program the parent compiled before forking (seccomp.compile_cached)."""
     from dockyard.runtime import capabilities
 
     user = proc.get("user") or {}
@@ -160,7 +163,7 @@ def setup_user_and_caps(proc: dict, seccomp: dict | None, ch: Channel | None) ->
     if seccomp is not None and not nnp:
         from dockyard.runtime import seccomp as sc
 
-        sc.load(seccomp, False)
+        sc.load(seccomp, False, compiled)
     warnings += capabilities.drop_bounding(caps) or []
     capabilities.keep_caps_on_setuid()
     gids = user.get("additionalGids")
@@ -196,14 +199,14 @@ def close_inherited_fds(keep: int = 3) -> None:
             pass
 
 
-def exec_process(proc: dict, path: str, seccomp: dict | None) -> None:
+def exec_process(proc: dict, path: str, seccomp: dict | None, compiled: bytes | None = None) -> None:
     if proc.get("noNewPrivileges"):
         # Last step before execve: seccomp (if any) and no_new_privs.  Without no_new_privs seccomp
         # was loaded while the process still had CAP_SYS_ADMIN (setup_user_and_caps).
         if seccomp:
             from dockyard.runtime import seccomp as sc
 
-            sc.load(seccomp, True)
+            sc.load(seccomp, True, compiled)
         else:
             # What seccomp.load(None, True) does, without importing libseccomp's bindings on the hot path.
             from dockyard.runtime._libc import prctl
@@ -260,9 +263,7 @@ def preload(spec: dict) -> None:
     capabilities.last_cap()
     host.cgroup_info()
     if (spec.get("linux") or {}).get("seccomp"):
-        from dockyard.runtime import seccomp
-
-        seccomp._lib()
+        from dockyard.runtime import seccomp  # noqa: F401 - the filter itself was compiled by the parent
     if spec.get("hooks"):
         import subprocess  # noqa: F401
 
@@ -316,7 +317,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
         seccomp = linux.get("seccomp")
         cwd = proc.get("cwd") or "/"
         os.chdir(cwd)
-        setup_user_and_caps(proc, seccomp, ch)
+        setup_user_and_caps(proc, seccomp, ch, ctx.get("seccomp_prog"))
         path = resolve_exec(proc["args"][0], proc.get("env") or [])
         with_home(proc)
     except BaseException as e:  # noqa: BLE001 - everything goes back to `create` as one line
@@ -334,7 +335,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
 
             hk.run("startContainer", spec["hooks"]["startContainer"], dict(state, status="created"))
         close_inherited_fds(ctx["keep_fds"])
-        exec_process(proc, path, seccomp)
+        exec_process(proc, path, seccomp, ctx.get("seccomp_prog"))
     except BaseException as e:  # noqa: BLE001
         print(f"Error: {_describe(e)}", file=sys.stderr, flush=True)
     os._exit(127)

@@ -180,3 +180,11 @@ def test_killed_create_is_swept_by_delete_force(rt, tmp_path, busybox_rootfs):
     assert rt.state(cid)["status"] == "stopped"
     assert rt("delete", "--force", cid).returncode == 0
     wait_for(lambda: _leftovers(rt, cid, b) == [], timeout=10, what="no leftovers")
+
+
+def test_invalid_seccomp_profile(rt, tmp_path, busybox_rootfs):
+    b = make_bundle(tmp_path, busybox_rootfs, ["true"])
+    b.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_BOGUS", "syscalls": []}
+    b.write()
+    line = _fails_cleanly(rt, b, "SCMP_ACT_BOGUS")
+    assert "seccomp" in line.lower() or "action" in line.lower()
