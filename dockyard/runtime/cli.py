@@ -143,7 +143,10 @@ def _exec_process(opts: dict, pos: list[str], spec: dict) -> dict:
     from dockyard.runtime import spec as spec_mod
 
     if opts.get("process"):
-        return spec_mod.load_process(opts["process"])
+        proc = spec_mod.load_process(opts["process"])
+        if "tty" in opts:  # as runc: an explicit --tty overrides the file's terminal
+            proc["terminal"] = bool(opts["tty"])
+        return proc
     if len(pos) < 2:
         raise UsageError("exec needs a command to run (or --process FILE)")
     proc = json.loads(json.dumps(spec["process"]))
