@@ -28,6 +28,7 @@ commands:
   exec [-t] [-d] [--process FILE] [--pid-file F] [--console-socket SOCK] [--cwd DIR] [-e K=V]
        [-u UID[:GID]] [--cap CAP] ID [COMMAND ARGS...]
   pause ID / resume ID                        freeze / thaw every process (cgroup freezer)
+  update [-r FILE|-] [--memory N] [--pids-limit N] [--cpu-share N] ... ID   change resource limits
 """
 
 # flag spellings -> (destination, takes a value, repeatable)
@@ -64,6 +65,10 @@ _COMMANDS: dict[str, dict[str, tuple[str, bool, bool]]] = {
              "--apparmor": ("apparmor", True, False)},
     "pause": {},
     "resume": {},
+    "update": {"-r": ("resources", True, False), "--resources": ("resources", True, False),
+               **{f"--{name}": (name, True, False) for name in (
+                   "blkio-weight", "cpu-period", "cpu-quota", "cpu-share", "cpu-rt-period", "cpu-rt-runtime",
+                   "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation", "memory-swap", "pids-limit")}},
 }
 _ALIASES = {"ls": "list", "rm": "delete"}
 
@@ -178,6 +183,51 @@ def _exec_process(opts: dict, pos: list[str], spec: dict) -> dict:
     if opts.get("no_new_privs"):
         proc["noNewPrivileges"] = True
     return proc
+
+
+# runc update flag -> (resources section, field, is a string)
+_UPDATE_FLAGS = {
+    "blkio-weight": ("blockIO", "weight", False), "cpu-period": ("cpu", "period", False),
+    "cpu-quota": ("cpu", "quota", False), "cpu-share": ("cpu", "shares", False),
+    "cpu-rt-period": ("cpu", "realtimePeriod", False), "cpu-rt-runtime": ("cpu", "realtimeRuntime", False),
+    "cpuset-cpus": ("cpu", "cpus", True), "cpuset-mems": ("cpu", "mems", True),
+    "memory": ("memory", "limit", False), "memory-reservation": ("memory", "reservation", False),
+    "memory-swap": ("memory", "swap", False), "pids-limit": ("pids", "limit", False),
+}
+
+
+def _update_resources(opts: dict) -> dict:
+    """`update`'s new limits: an OCI linux.resources object from -r FILE (or - for stdin), else from flags."""
+    src = opts.get("resources")
+    if src:
+        try:
+            text = sys.stdin.read() if src == "-" else open(src).read()
+            loaded = json.loads(text)
+        except OSError as e:
+            raise UsageError(f"cannot read {src}: {e.strerror}") from None
+        except ValueError as e:
+            raise UsageError(f"resources in {src} are not valid JSON: {e}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError("resources must be a JSON object")
+        return loaded
+    res: dict = {}
+    for flag, (section, field, is_str) in _UPDATE_FLAGS.items():
+        if flag in opts:
+            raw = opts[flag]
+            if is_str:
+                value: object = raw
+            else:
+                from dockyard.errors import DockyardError
+                from dockyard.runtime.cgroups import parse_memory
+
+                try:
+                    value = parse_memory(raw) if flag.startswith("memory") else int(raw)
+                except (ValueError, DockyardError):
+                    raise UsageError(f"invalid value for --{flag}: {raw!r}") from None
+            res.setdefault(section, {})[field] = value
+    if not res:
+        raise UsageError("update needs --resources or at least one limit flag")
+    return res
 
 
 def _preserve(opts: dict) -> int:
@@ -325,6 +375,9 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
                                                     detach=bool(opts.get("detach")), preserve_fds=_preserve(opts)))
     if cmd == "pause":
         ct.pause(root, _need_id(cmd, pos))
+        return 0
+    if cmd == "update":
+        ct.update(root, _need_id(cmd, pos), _update_resources(opts))
         return 0
     if cmd == "resume":
         ct.resume(root, _need_id(cmd, pos))

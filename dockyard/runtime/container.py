@@ -495,6 +495,27 @@ def pause(root: str, cid: str) -> None:
     cg.freeze()
 
 
+def update(root: str, cid: str, resources: dict) -> None:
+    """New resource limits for a created, running or paused container (`docker update`)."""
+    c = st.Container.load(root, cid)
+    if c.status() in ("stopped", "creating"):
+        raise RuntimeFailure("container not running")
+    cg = c.cgroup()
+    if cg is None:
+        raise RuntimeFailure("container has no cgroup to update")
+    for w in cg.update(resources) or []:
+        warn(w)
+    # Later commands (and a re-created manager) see the limits now in force.
+    linux = c.config.setdefault("linux", {})
+    merged = linux.setdefault("resources", {})
+    for section, values in resources.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    c.save()
+
+
 def resume(root: str, cid: str) -> None:
     c = st.Container.load(root, cid)
     if c.status() != "paused":

@@ -339,3 +339,31 @@ def test_exec_sees_what_runc_exec_sees(case, tmp_path, busybox_rootfs):
         diff = "\n".join(difflib.unified_diff(results[0][1], results[1][1], "runc", "dockyard", lineterm="", n=1))
         pytest.fail(f"exit codes runc={results[0][0]} dockyard={results[1][0]}\n{diff}\n"
                     f"runc stderr: {results[0][2]}\ndockyard stderr: {results[1][2]}", pytrace=False)
+
+
+def test_update_like_runc(tmp_path, busybox_rootfs):
+    """`update` flags and `update -r FILE` change the same cgroup files runc's do."""
+    script = ("cd /sys/fs/cgroup; cat memory/memory.limit_in_bytes pids/pids.max cpu/cpu.shares "
+              "cpu/cpu.cfs_quota_us")
+    b = make_bundle(tmp_path, busybox_rootfs, ["sleep", "1000"])
+    b.config = _diff_config(b.config, "/" + unique_name("dyupd", 30))
+    b.write()
+    res_file = tmp_path / "res.json"
+    res_file.write_text(json.dumps({"cpu": {"quota": 20000, "period": 100000}}))
+    results = []
+    for which in ("runc", "dockyard"):
+        root, cid = tmp_path / f"{which}-upd", unique_name("u", 30)
+        rt = runtime_cmd(which, root)
+        try:
+            with open(tmp_path / f"{which}.out", "w") as out:
+                assert subprocess.run(rt + ["run", "-d", "-b", str(b.path), cid], stdout=out, stderr=out,
+                                      stdin=subprocess.DEVNULL, env=env(), timeout=60).returncode == 0
+            for args in (["--memory", "67108864", "--pids-limit", "20", "--cpu-share", "256"],
+                         ["-r", str(res_file)]):
+                p = subprocess.run(rt + ["update", *args, cid], capture_output=True, text=True, env=env())
+                assert p.returncode == 0, p.stderr
+            p = subprocess.run(rt + ["exec", cid, "sh", "-c", script], capture_output=True, text=True, env=env())
+            results.append((p.returncode, p.stdout.split()))
+        finally:
+            subprocess.run(rt + ["delete", "--force", cid], capture_output=True, env=env())
+    assert results[0] == results[1] == (0, ["67108864", "20", "256", "20000"])
