@@ -122,6 +122,10 @@ class RuntimeClient:
     def ps(self, cid: str) -> list[int]:
         return json.loads(self.call("ps", "--format", "json", cid).stdout)
 
+    def update(self, cid: str, resources: dict) -> None:
+        """New OCI ``linux.resources`` for a live container (`docker update`)."""
+        self.call("update", "-r", "-", cid, input=json.dumps(resources), stdin=None)
+
     def pause(self, cid: str) -> None:
         self.call("pause", cid)
 

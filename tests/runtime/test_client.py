@@ -46,6 +46,9 @@ def test_lifecycle_through_the_client(client, tmp_path, busybox_rootfs):
     assert [c["id"] for c in client.list_containers()] == [cid]
     p = client.exec(cid, dict(b.config["process"], args=["sh", "-c", "echo in; exit 4"]))
     assert (p.returncode, p.stdout) == (4, "in\n")
+    client.update(cid, {"pids": {"limit": 50}})
+    p = client.exec(cid, dict(b.config["process"], args=["cat", "/sys/fs/cgroup/pids/pids.max"]))
+    assert p.stdout == "50\n"
     client.pause(cid)
     assert client.state(cid)["status"] == "paused"
     client.resume(cid)
