@@ -32,12 +32,23 @@ def podman(tmp_path, busybox_rootfs):
                               stdin=subprocess.DEVNULL)
 
     call.rootfs = str(busybox_rootfs)  # type: ignore[attr-defined]
+    import glob
+    import os
+
+    # With the cgroupfs manager podman puts conmon in libpod_parent/conmon; remove it again if we caused it.
+    before = set(glob.glob("/sys/fs/cgroup/*/libpod_parent"))
     try:
         yield call
     finally:
         call("rm", "--all", "--force", "--time", "0")
         subprocess.run(["umount", "-R", str(tmp_path / "pm-root")], capture_output=True)
         shutil.rmtree(short, ignore_errors=True)
+        for parent in set(glob.glob("/sys/fs/cgroup/*/libpod_parent")) - before:
+            for d in (os.path.join(parent, "conmon"), parent):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
 
 
 def test_podman_run_exec_stop_rm(podman):
