@@ -260,6 +260,7 @@ class VolumeService:
                                 s.source = old["volume"]
                             else:
                                 s.source = secrets.token_hex(32)
+                            s.generated_name = True
                         exists = c.execute("SELECT 1 FROM volumes WHERE name=?", (s.source,)).fetchone()
                         if not exists:
                             new_volumes.append(s.source)
@@ -397,13 +398,21 @@ class VolumeService:
     def _inspect_mount(self, s: MountSpec) -> dict[str, Any]:
         if s.type == VOLUME:
             return {"Type": "volume", "Name": s.source, "Source": str(local.data_dir(self.root, s.source)),
-                    "Destination": s.target, "Driver": s.driver or "local", "Mode": s.mode or "z",
+                    "Destination": s.target, "Driver": s.driver or "local", "Mode": _volume_mode(s),
                     "RW": not s.read_only, "Propagation": ""}
         if s.type == BIND:
             return {"Type": "bind", "Source": s.source, "Destination": s.target, "Mode": s.mode,
                     "RW": not s.read_only, "Propagation": s.propagation or "rprivate"}
         return {"Type": "tmpfs", "Source": "", "Destination": s.target, "Mode": "", "RW": not s.read_only,
                 "Propagation": ""}
+
+
+def _volume_mode(s: MountSpec) -> str:
+    """Docker's inspect Mode: named volumes of the local driver default to "z", anonymous ones from
+    ``-v /dst`` or the image's VOLUME have none."""
+    if s.mode:
+        return s.mode
+    return "" if s.generated_name and s.origin != "mount" else "z"
 
 
 def _label_match(labels: dict[str, str], want: str) -> bool:

@@ -59,7 +59,8 @@ class MountSpec:
     tmpfs_options: list[str] = field(default_factory=list)
     tmpfs_size: int = 0
     tmpfs_mode: int | None = None
-    origin: str = ""  # "volume" (-v), "mount", "tmpfs", "shm", "volumes-from": where it came from
+    origin: str = ""  # "volume" (-v), "mount", "tmpfs", "shm", "image", "volumes-from": where it came from
+    generated_name: bool = False  # an anonymous volume that got its random name
 
     @property
     def anonymous(self) -> bool:
