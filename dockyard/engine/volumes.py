@@ -228,7 +228,7 @@ class VolumeService:
         and the image's VOLUMEs, missing ``-v`` host directories; record the container as their user.
         Idempotent per destination (a second call reuses the same anonymous volumes).  Returns Docker's
         inspect ``Mounts``."""
-        return [self._inspect_mount(s) for s in self._reserve(container_id, specs, image_config)]
+        return _inspect_mounts(self, self._reserve(container_id, specs, image_config))
 
     def _reserve(self, container_id: str, specs: list[MountSpec], image_config: dict[str, Any]) -> list[MountSpec]:
         wanted = list(specs)
@@ -350,7 +350,7 @@ class VolumeService:
         except BaseException:
             self._drop_mounts(container_id, held)
             raise
-        return oci, [self._inspect_mount(s) for s in resolved if s.origin not in ("tmpfs", "shm")]
+        return oci, _inspect_mounts(self, resolved)
 
     def _use_volume(self, container_id: str, name: str, held: list[str]) -> Path:
         r = self._row(name)
@@ -405,6 +405,11 @@ class VolumeService:
                     "RW": not s.read_only, "Propagation": s.propagation or "rprivate"}
         return {"Type": "tmpfs", "Source": "", "Destination": s.target, "Mode": "", "RW": not s.read_only,
                 "Propagation": ""}
+
+
+def _inspect_mounts(svc: VolumeService, specs: list[MountSpec]) -> list[dict[str, Any]]:
+    """Docker lists --tmpfs and --shm-size under HostConfig, not under Mounts."""
+    return [svc._inspect_mount(s) for s in specs if s.origin not in ("tmpfs", "shm")]
 
 
 def _volume_mode(s: MountSpec) -> str:

@@ -184,7 +184,7 @@ def test_in_use_rm_release_and_anonymous(engine, busybox_rootfs):
     assert set(anon) == {"/anon", "/var/lib/data"}
     assert all(len(n) == 64 for n in anon.values())
     # Docker's Mode: "z" for a named local volume, nothing for anonymous ones
-    assert {m["Destination"]: m["Mode"] for m in inspect if m["Type"] == "volume"} == {
+    assert {m["Destination"]: m["Mode"] for m in inspect} == {
         "/data": "z", "/anon": "", "/var/lib/data": ""}
     assert vols.inspect(anon["/anon"])["Labels"] == {"com.docker.volume.anonymous": ""}
     # a restart reuses the same anonymous volumes
