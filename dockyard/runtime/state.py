@@ -45,8 +45,10 @@ def proc_start_time(pid: int) -> int | None:
 
 
 def utc_now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    """Now in Go's RFC3339Nano, as runc prints it (trailing zeros of the fraction dropped)."""
+    ns = time.time_ns()
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + (f".{frac}" if frac else "") + "Z"
 
 
 class Container:
