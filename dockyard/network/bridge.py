@@ -189,6 +189,11 @@ def add_veth(bridge: str, netns_path: str, ifname: str, address: str, prefixlen:
             try:
                 hidx = ipr.link_lookup(ifname=host)[0]
                 ipr.link("set", index=hidx, master=br[0], state="up")
+                # With br_netfilter the DNAT of a container's packet to its own published port is
+                # bridged straight back out of the port it came in on: allowed only in hairpin mode
+                # (Docker sets it too when it relies on NAT rather than its userland proxy).
+                with open(f"/sys/class/net/{host}/brport/hairpin_mode", "w") as f:
+                    f.write("1")
                 with _netns(netns_path) as ns:
                     lo = ns.link_lookup(ifname="lo")
                     if lo:

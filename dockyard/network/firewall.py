@@ -22,7 +22,6 @@ Layout::
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -97,11 +96,12 @@ def _q(s: str) -> str:
     return json.dumps(s)  # nft string literal: double-quoted, same escapes
 
 
-def _ensure_table() -> None:
+def _table_setup() -> list[str]:
+    """Commands creating the table, to run in the same batch as the first rules (callers hold the
+    host network lock, so no other dockyard process can create it in between)."""
     if table_exists():
-        return
-    run(f"""
-add table {TABLE}
+        return []
+    return f"""add table {TABLE}
 add set {TABLE} bridges {{ type ifname; }}
 add chain {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
 add chain {TABLE} isolation
@@ -113,20 +113,16 @@ add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; poli
 add rule {TABLE} forward jump isolation
 add rule {TABLE} guard iifname @bridges ip daddr 127.0.0.0/8 drop
 add rule {TABLE} prerouting fib daddr type local jump ports
-add rule {TABLE} output fib daddr type local jump ports
-""")
+add rule {TABLE} output fib daddr type local jump ports""".splitlines()
 
 
-def _drop_table_if_unused(objs: list[dict[str, Any]] | None = None) -> None:
-    objs = _table_objects() if objs is None else objs
-    if objs is None:
-        return
+def _in_use(objs: list[dict[str, Any]]) -> bool:
     for o in objs:
         if "rule" in o and str(o["rule"].get("comment", "")).startswith("nw:"):
-            return
+            return True
         if "chain" in o and o["chain"]["name"].startswith("ct-"):
-            return
-    run(f"delete table {TABLE}")
+            return True
+    return False
 
 
 def add_network(net_id: str, bridge: str, subnet: str, internal: bool) -> None:
@@ -155,13 +151,13 @@ def add_network(net_id: str, bridge: str, subnet: str, internal: bool) -> None:
             # Published on 127.0.0.1: the packet keeps a loopback source after DNAT; give the
             # container an address it can answer (Docker does the same without its userland proxy).
             f"add rule {TABLE} postrouting oifname {br} ip saddr 127.0.0.0/8 masquerade {tag}",
+            # Hairpin: a container reaching a published port (via the host's address) of a container
+            # on its own bridge.  The reply would go straight back over the bridge with the wrong
+            # source; masquerading makes it return through the host, where the DNAT is undone.
+            f"add rule {TABLE} postrouting oifname {br} ip saddr {subnet} ct status dnat masquerade {tag}",
         ]
-    _ensure_table()
-    try:
-        run("\n".join(rules))
-    except DockyardError:
-        _drop_table_if_unused()
-        raise
+    # One batch: the table appears with its first network's rules, or not at all.
+    run("\n".join(_table_setup() + rules))
 
 
 def remove_network(net_id: str, bridge: str) -> None:
@@ -175,10 +171,11 @@ def remove_network(net_id: str, bridge: str) -> None:
     for o in objs:
         if "set" in o and o["set"]["name"] == "bridges" and bridge in _set_elems(o["set"]):
             cmds.append(f"delete element {TABLE} bridges {{ {_q(bridge)} }}")
+    remaining = [o for o in objs if not ("rule" in o and o["rule"].get("comment") == tag)]
+    if not _in_use(remaining):
+        cmds = [f"delete table {TABLE}"]  # the last network: the table goes in the same batch
     if cmds:
         run("\n".join(cmds))
-    remaining = [o for o in objs if not ("rule" in o and o["rule"].get("comment") == tag)]
-    _drop_table_if_unused(remaining)
 
 
 def _set_elems(s: dict[str, Any]) -> list[str]:
@@ -193,8 +190,7 @@ def add_ports(container_id: str, forwards: Iterable[tuple[str, int, str, str, in
         match = "" if host_ip in ("", "0.0.0.0") else f"ip daddr {host_ip} "
         rules.append(f"add rule {TABLE} {chain} {match}{proto} dport {host_port} dnat ip to {cip}:{cport}")
     rules.append(f"add rule {TABLE} ports jump {chain} comment {_q('ct:' + container_id[:12])}")
-    _ensure_table()
-    run("\n".join(rules))
+    run("\n".join(_table_setup() + rules))
 
 
 def remove_ports(container_id: str) -> None:
@@ -206,10 +202,11 @@ def remove_ports(container_id: str) -> None:
             for o in objs if "rule" in o and o["rule"].get("comment") == "ct:" + container_id[:12]]
     if any("chain" in o and o["chain"]["name"] == chain for o in objs):
         cmds += [f"flush chain {TABLE} {chain}", f"delete chain {TABLE} {chain}"]
+    remaining = [o for o in objs if not ("chain" in o and o["chain"]["name"] == chain)]
+    if not _in_use(remaining):
+        cmds = [f"delete table {TABLE}"]
     if cmds:
         run("\n".join(cmds))
-    remaining = [o for o in objs if not ("chain" in o and o["chain"]["name"] == chain)]
-    _drop_table_if_unused(remaining)
 
 
 def forwarded_ports() -> set[tuple[str, int]]:
@@ -228,8 +225,3 @@ def forwarded_ports() -> set[tuple[str, int]]:
             if payload.get("field") == "dport" and isinstance(match.get("right"), int):
                 out.add((payload.get("protocol", ""), match["right"]))
     return out
-
-
-def delete_table() -> None:
-    with contextlib.suppress(DockyardError):
-        run(f"delete table {TABLE}")

@@ -22,6 +22,21 @@ def links() -> set[str]:
         return {link.get("ifname") for link in ipr.get_links()}
 
 
+def links_in(subnet: str) -> list[str]:
+    """Links holding an address inside ``subnet``: where a half-built network would show.  (Other
+    stores on the host may add and remove their own links meanwhile, so tests never compare whole
+    link lists.)"""
+    import ipaddress
+
+    from pyroute2 import IPRoute
+
+    net = ipaddress.ip_network(subnet)
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
+        return [names.get(a["index"], "?") for a in ipr.get_addr(family=2)
+                if ipaddress.ip_address(a.get("address")) in net]
+
+
 def nft_table() -> str:
     p = subprocess.run(["nft", "list", "table", "inet", "dockyard"], capture_output=True, text=True)
     return p.stdout if p.returncode == 0 else ""

