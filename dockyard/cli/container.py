@@ -204,7 +204,7 @@ def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
     except DockyardError:
         _cleanup_failed(svc, cid, kw["auto_remove"])
         raise
-    return _attach_foreground(handle, tty=kw["tty"], stdin=kw["interactive"], sig_proxy=sig_proxy)
+    return _attach_foreground(svc, handle, tty=kw["tty"], stdin=kw["interactive"], sig_proxy=sig_proxy)
 
 
 def _cleanup_failed(svc: Any, cid: str, auto_remove: bool) -> None:
@@ -215,17 +215,25 @@ def _cleanup_failed(svc: Any, cid: str, auto_remove: bool) -> None:
         svc.remove(cid, force=True)
 
 
-def _attach_foreground(handle: Any, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
-    from dockyard.monitor.protocol import connect
+def _attach_foreground(svc: Any, handle: Any, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
+    from dockyard.monitor.protocol import F_CLAIM_CLEANUP, connect, frame
 
     sock = connect(handle.attach_path)
-    session = AttachSession(sock, tty=tty, stdin=stdin, sig_proxy=sig_proxy)
+    # This process cleans up after the exit (unmount, runtime delete, --rm) with the engine it has
+    # loaded already, instead of the monitor starting the CLI again for it.
+    sock.sendall(frame(F_CLAIM_CLEANUP))
+    session = AttachSession(sock, tty=tty, stdin=stdin, sig_proxy=sig_proxy, keep_open=True)
     try:
         handle.wait_started()
     except DockyardError:
         sock.close()
         raise
-    return session.run()
+    try:
+        code = session.run()
+        svc.cleanup(handle.container_id)
+    finally:
+        sock.close()
+    return code
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +251,7 @@ def start(state, attach, interactive, containers):
         if r["State"]["Running"]:
             return _attach_running(svc, r["Id"], stdin=interactive, tty=bool(r["Config"]["Tty"]))
         handle = svc.start(containers[0], attach=True)
-        return _attach_foreground(handle, tty=bool(r["Config"]["Tty"]), stdin=interactive, sig_proxy=True)
+        return _attach_foreground(svc, handle, tty=bool(r["Config"]["Tty"]), stdin=interactive, sig_proxy=True)
     return _each(containers, lambda c: svc.start(c))
 
 
@@ -729,8 +737,9 @@ container.add_command(exec_, "exec")
 class AttachSession:
     """The client side of the monitor's attach socket: terminal in raw mode, stdin up, output down."""
 
-    def __init__(self, sock: Any, *, tty: bool, stdin: bool, sig_proxy: bool) -> None:
+    def __init__(self, sock: Any, *, tty: bool, stdin: bool, sig_proxy: bool, keep_open: bool = False) -> None:
         self.sock = sock
+        self.keep_open = keep_open
         self.tty = tty
         self.stdin = stdin
         self.sig_proxy = sig_proxy
@@ -813,7 +822,8 @@ class AttachSession:
                 import termios
 
                 termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, old_attrs)
-            self.sock.close()
+            if not self.keep_open:
+                self.sock.close()
         if code is None:
             raise DockyardError("lost the connection to the container's monitor")
         return code

@@ -262,6 +262,7 @@ class ContainerService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.roots = engine.roots
+        self._network_settings: dict[str, Any] = {}  # of the container being started
 
     # -- paths ------------------------------------------------------------------------------------
     def ctr_dir(self, cid: str) -> Path:
@@ -629,18 +630,16 @@ class ContainerService:
         d, rd = self.ctr_dir(cid), self.run_dir(cid)
         rd.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Leftovers of an earlier run (after a crash or reboot) must not block a new one.
-        runtime.delete(cid, force=True)
+        self._runtime_delete(runtime, cid)
         rootfs = self._mount(cid, r)
         try:
             spec = self._prepare(cid, r, config, hc, settings, rootfs)
-            from dockyard.store import atomic_write
-
-            atomic_write(d / "config.json", json.dumps(spec))
+            _write(d / "config.json", json.dumps(spec))
             conf = self._monitor_config(cid, config, hc, settings, runtime, attach)
-            atomic_write(rd / "monitor.conf", conf, mode=0o600)
+            _write(rd / "monitor.conf", conf, mode=0o600)
             with self._db().write() as c:
-                c.execute("UPDATE containers SET stopped_by_user=0, error='', restart_count=0, health_status='' "
-                          "WHERE id=?", (cid,))
+                c.execute("UPDATE containers SET stopped_by_user=0, error='', restart_count=0, health_status='', "
+                          "network_settings=? WHERE id=?", (json.dumps(self._network_settings), cid))
                 c.execute("DELETE FROM container_health_log WHERE container_id=?", (cid,))
             sync_r = self._spawn_monitor(cid)
         except BaseException:
@@ -692,7 +691,6 @@ class ContainerService:
     def _prepare(self, cid: str, r: sqlite3.Row, config: dict[str, Any], hc: dict[str, Any],
                  settings: dict[str, Any], rootfs: Path) -> dict[str, Any]:
         from dockyard.engine import specgen
-        from dockyard.store import atomic_write
 
         d = self.ctr_dir(cid)
         userdata = d / "userdata"
@@ -702,12 +700,14 @@ class ContainerService:
             other = self.row(mode.split(":", 1)[1])
             if self._live_status(other) not in ("running", "paused"):
                 raise Conflict(f"cannot join the network namespace of container {other['name']}: it is not running")
-        from dockyard.network.ports import parse_publish
+        if _uses_network_service(mode):
+            from dockyard.network.ports import parse_publish
 
-        publish = [m for spec in settings.get("publish") or [] for m in parse_publish(spec)]
-        net = self.engine.networks.setup(cid, str(r["name"]), mode, hostname=hostname if mode != "host" else None,
-                                         publish=publish, dns=hc.get("Dns") or [],
-                                         extra_hosts=hc.get("ExtraHosts") or [])
+            publish = [m for spec in settings.get("publish") or [] for m in parse_publish(spec)]
+            net = self.engine.networks.setup(cid, str(r["name"]), mode, hostname=hostname, publish=publish,
+                                             dns=hc.get("Dns") or [], extra_hosts=hc.get("ExtraHosts") or [])
+        else:
+            net = _local_network(mode, hostname, hc)
         netns: str | None = net["netns"]
         if mode.startswith("container:"):
             # Sharing another container's network means sharing its view of names too.
@@ -716,12 +716,10 @@ class ContainerService:
                 if (src / name).exists():
                     shutil.copyfile(src / name, userdata / name)
         else:
-            atomic_write(userdata / "hosts", net["hosts"])
-            atomic_write(userdata / "resolv.conf", net["resolv_conf"])
-            atomic_write(userdata / "hostname", net["hostname"])
-        with self._db().write() as c:
-            c.execute("UPDATE containers SET network_settings=? WHERE id=?",
-                      (json.dumps(net["NetworkSettings"]), cid))
+            _write(userdata / "hosts", net["hosts"])
+            _write(userdata / "resolv.conf", net["resolv_conf"])
+            _write(userdata / "hostname", net["hostname"])
+        self._network_settings = net["NetworkSettings"]
         cfg = dict(config)
         if mode == "host":
             cfg["Hostname"] = os.uname().nodename
@@ -942,13 +940,20 @@ class ContainerService:
 
     def _teardown(self, cid: str, r: sqlite3.Row) -> None:
         hc = json.loads(r["host_config"])
-        with contextlib.suppress(DockyardError):
-            self.runtime(hc.get("Runtime")).delete(cid, force=True)
-        self.engine.networks.teardown(cid)
+        self._runtime_delete(self.runtime(hc.get("Runtime")), cid)
+        if _uses_network_service(hc.get("NetworkMode") or "none"):
+            self.engine.networks.teardown(cid)
         from dockyard.image.layers import unmount_rootfs
 
         with contextlib.suppress(OSError):
             unmount_rootfs(self.ctr_dir(cid) / "rootfs")
+
+    def _runtime_delete(self, runtime: OCIRuntime, cid: str) -> None:
+        # runc-compatible runtimes keep a container's state in <root>/<id>: no directory, nothing to
+        # delete, and a runtime start saved (the monitor deletes after the last exit already).
+        if (runtime.state_root / cid).exists():
+            with contextlib.suppress(DockyardError):
+                runtime.delete(cid, force=True)
 
     def _remove_files_and_row(self, cid: str) -> None:
         from dockyard.image.layers import remove_tree
@@ -1602,6 +1607,41 @@ def _resolve_in_root(root: Path, path: str, follow_last: bool) -> Path:
             continue
         cur = cand
     return Path(str(root) + (cur if cur != "/" else ""))
+
+
+def _write(path: Path, data: str, mode: int = 0o644) -> None:
+    """Replace a file that every start regenerates: atomic for readers, but not fsynced (nothing is
+    lost in a crash that the next start does not write again)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode), "wb") as f:
+        f.write(data.encode())
+    os.replace(tmp, path)
+
+
+def _uses_network_service(mode: str) -> bool:
+    """none and host need no network service: the runtime makes a loopback-only namespace (Docker's
+    none) or uses the host's, which keeps `run --network none` free of netlink work."""
+    return mode not in ("none", "host")
+
+
+def _local_network(mode: str, hostname: str, hc: dict[str, Any]) -> dict[str, Any]:
+    from dockyard.network import files
+
+    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+                "NetworkID": mode, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+    settings = {"Networks": {mode: endpoint}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "IPPrefixLen": 0,
+                "Gateway": "", "MacAddress": ""}
+    extra = hc.get("ExtraHosts") or []
+    if mode == "host":
+        with open("/etc/hosts") as f:
+            hosts_text = f.read()
+        hosts_text += "".join(files.hosts(hostname="localhost", extra_hosts=extra).splitlines(keepends=True)[6:])
+        return {"netns": None, "NetworkSettings": settings, "hosts": hosts_text,
+                "resolv_conf": files.resolv_conf(dns=hc.get("Dns") or []),
+                "hostname": files.hostname_file(os.uname().nodename)}
+    return {"netns": "", "NetworkSettings": settings, "hosts": files.hosts(hostname=hostname, extra_hosts=extra),
+            "resolv_conf": files.resolv_conf(dns=hc.get("Dns") or []), "hostname": files.hostname_file(hostname)}
 
 
 def _ports_column(ports: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ DEFAULT_RUNTIME = "dockyard"
 def runtime_argv(name: str) -> list[str]:
     """The command that invokes runtime ``name`` (``dockyard``, ``runc``, ``crun`` or an absolute path)."""
     if name == "dockyard":
-        script = shutil.which("dockyard-runtime")
-        if script:
-            return [script]
-        return [sys.executable, "-m", "dockyard", "runtime"]
+        from dockyard.runtime.cli import command
+
+        return command()
     if os.path.isabs(name):
         if not os.access(name, os.X_OK):
             raise InvalidArgument(f"runtime {name} is not an executable file")

@@ -278,7 +278,7 @@ class Monitor:
                        cfg.int("log_max_size"), cfg.int("log_max_file", 1))
         self.sync_fd = cfg.int("sync_fd", -1)
         self.clients = []
-        self.cleanup_claimed = False
+        self.claimer = None  # the client that cleans up after the exit itself (foreground `run`)
         self.pid = 0
         self.stdin_w = -1
         self.outputs = {}  # fd -> stream
@@ -314,6 +314,8 @@ class Monitor:
                 self.drop_client(c)
 
     def drop_client(self, c):
+        if c is self.claimer:
+            self.claimer = None
         if c in self.clients:
             self.clients.remove(c)
             c[0].close()
@@ -342,9 +344,9 @@ class Monitor:
             if len(c[1]) < HEADER + n:
                 break
             payload, c[1] = c[1][HEADER:HEADER + n], c[1][HEADER + n:]
-            self.on_frame(kind, payload)
+            self.on_frame(c, kind, payload)
 
-    def on_frame(self, kind, payload):
+    def on_frame(self, c, kind, payload):
         if kind == F_STDIN:
             fd = self.master if self.tty else self.stdin_w
             if fd >= 0:
@@ -373,7 +375,7 @@ class Monitor:
             except (OSError, ValueError):
                 pass
         elif kind == F_CLAIM_CLEANUP:
-            self.cleanup_claimed = True
+            self.claimer = c
 
     # -- container lifecycle --------------------------------------------------------------------
     def create(self):
@@ -784,10 +786,24 @@ class Monitor:
             delay = min(delay * 2, 60.0)
             self.restart_count += 1
         self.close_sync()
+        # Release the runtime's state and cgroup now: no Python start for it in the exit work.
+        self.runtime_run("delete", "--force", self.cid)
         exit_cmd = self.cfg.list("exit_command")
-        if exit_cmd and not self.cleanup_claimed:
+        claimer = self.claimer
+        if exit_cmd and claimer is None:
             wait_exit(spawn(exit_cmd))
         self.send_all(F_EXIT, str(final_code).encode())
+        if claimer is not None and claimer in self.clients:
+            # The foreground `run` cleans up in its own process (saving a start of the CLI); once it
+            # hangs up, do it ourselves if it did not get to it.
+            claimer[0].settimeout(120)
+            try:
+                while claimer[0].recv(4096):
+                    pass
+            except OSError:
+                pass
+            if exit_cmd and os.path.ismount(os.path.join(self.cfg.get("bundle"), "rootfs")):
+                wait_exit(spawn(exit_cmd))
         for c in list(self.clients):
             self.drop_client(c)
         self.listener.close()
