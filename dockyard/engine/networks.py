@@ -546,6 +546,11 @@ class NetworkService:
                     "hostname": None}
         names = [] if mode == "none" else [n for n in mode.split(",") if n]
         nets = [self._get(n) for n in names]
+        recorded = {} if mode == "none" else {x["network_id"]: x for x in self.db.query(
+            "SELECT * FROM container_networks WHERE container_id = ?", (container_id,))}
+        for net_id in recorded:
+            if net_id not in {r["id"] for r in nets}:
+                nets.append(self._get(net_id))
         for r in nets:
             if r["driver"] != "bridge":
                 raise InvalidArgument(f"network {r['name']} cannot be combined with other networks")
@@ -560,9 +565,11 @@ class NetworkService:
         try:
             first: dict[str, Any] | None = None
             for i, r in enumerate(nets):
-                ep = self.attach(container_id, name, path, r["id"], aliases=aliases if not r["builtin"] else None,
-                                 ip=ip if i == 0 else None, mac=mac if i == 0 else None, hostname=hostname,
-                                 dns_servers=dns)
+                rec = recorded.get(r["id"])
+                ep = self.attach(container_id, name, path, r["id"],
+                                 aliases=json.loads(rec["aliases"]) if rec else aliases if not r["builtin"] else None,
+                                 ip=rec["ip_address"] if rec else ip if i == 0 else None,
+                                 mac=mac if i == 0 else None, hostname=hostname, dns_servers=dns)
                 settings["Networks"][r["name"]] = ep
                 first = first or ep
             if mode == "none":
@@ -655,34 +662,60 @@ class NetworkService:
 
     def connect(self, network: str, container: str, *, aliases: builtins.list[str] | None = None,
                 ip: str | None = None) -> dict[str, Any]:
-        """`network connect`: attach a running container to one more network."""
+        """`network connect`: the container joins ``network`` now if it runs, and at every start
+        from now on (recorded with the container, as Docker does).  Returns the endpoint, or {}
+        for a stopped container."""
         from dockyard.network import netns as N
 
         row = self.engine.containers.row(container)
         cid, name = str(row["id"]), str(row["name"])
-        path = N.path_for(cid)
-        if not os.path.exists(path):
-            # A container whose runtime made its namespace: reach it through its process.
-            hc = json.loads(row["host_config"] or "{}")
-            mode = hc.get("NetworkMode") or "bridge"
-            if mode == "host" or mode.startswith("container:"):
-                raise Conflict(f"container {name} shares another network namespace ({mode}) "
-                               f"and cannot be connected to networks")
-            pid = int(row["pid"] or 0)
-            if not pid or not self.engine.containers.is_running(cid):
-                raise Conflict(f"container {name} is not running")
-            path = f"/proc/{pid}/ns/net"
-        hostname = json.loads(row["config"]).get("Hostname") or cid[:12]
-        return self.attach(cid, name, path, network, aliases=aliases, ip=ip, hostname=hostname)
+        hc = json.loads(row["host_config"] or "{}")
+        mode = hc.get("NetworkMode") or "bridge"
+        if mode in ("host", "none") or mode.startswith("container:"):
+            raise Conflict(f"container {name} uses network mode {mode} and cannot be connected to networks")
+        r = self._get(network)
+        if r["driver"] != "bridge":
+            raise InvalidArgument(f"network {r['name']} is a network mode, not a network to connect to")
+        in_mode = {self._get(n)["id"] for n in mode.split(",") if n}
+        if r["id"] in in_mode or self.db.query_one(
+                "SELECT 1 FROM container_networks WHERE container_id = ? AND network_id = ?", (cid, r["id"])):
+            raise Conflict(f"container {name} is already connected to network {r['name']}")
+        ep: dict[str, Any] = {}
+        if self.engine.containers.is_running(cid):
+            path = N.path_for(cid)
+            if not os.path.exists(path):
+                path = f"/proc/{int(row['pid'])}/ns/net"  # a namespace the runtime made
+            hostname = json.loads(row["config"]).get("Hostname") or cid[:12]
+            ep = self.attach(cid, name, path, r["id"], aliases=aliases, ip=ip, hostname=hostname)
+        elif ip:
+            from dockyard.network import ipam
+
+            if not r["subnet"] or ipam.parse_address(ip) not in ipam.parse_subnet(r["subnet"]):
+                raise InvalidArgument(f"requested IP address {ip} is not in network subnet {r['subnet']}")
+        with self.db.write() as c:
+            c.execute("INSERT INTO container_networks VALUES (?, ?, ?, ?)",
+                      (cid, r["id"], json.dumps(aliases or []), ip))
+        return ep
 
     def disconnect(self, network: str, container: str, force: bool = False) -> None:
-        """`network disconnect`; with ``force`` a container that is not connected is no error."""
+        """`network disconnect`: leave now and at later starts; with ``force`` a container that
+        is not connected is no error."""
         row = self.engine.containers.row(container)
+        cid = str(row["id"])
+        r = self._get(network)
+        with self.db.write() as c:
+            recorded = c.execute("DELETE FROM container_networks WHERE container_id = ? AND network_id = ?",
+                                 (cid, r["id"])).rowcount
         try:
-            self.detach(str(row["id"]), network)
+            self.detach(cid, r["id"])
         except NotFound:
-            if not force:
-                raise
+            if not (recorded or force):
+                raise NotFound(f"container {row['name']} is not connected to network {r['name']}") from None
+
+    def forget(self, container_id: str) -> None:
+        """Drop what ``connect`` recorded for a container that is being removed."""
+        with self.db.write() as c:
+            c.execute("DELETE FROM container_networks WHERE container_id = ?", (container_id,))
 
     # -- ports ---------------------------------------------------------------------------------
     def publish(self, container_id: str, ports: builtins.list[PortMapping], container_ip: str) -> builtins.list[PortMapping]:

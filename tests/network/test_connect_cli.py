@@ -87,3 +87,27 @@ def test_dead_namespace_endpoint_is_reaped(eng, netns):
     assert again["IPAddress"] == e["IPAddress"]  # the address was freed
     eng.networks.detach("8" * 64)
     eng.networks.remove("reapnet")
+
+
+def test_connections_persist_across_restarts_and_apply_to_stopped_containers(dy, eng, running):
+    dy("network", "create", "--subnet", "10.222.0.0/24", "keep", check=True)
+    running("live")
+    dy("network", "connect", "--ip", "10.222.0.50", "keep", "live", check=True)
+    dy("create", "--name", "later", "localhost/busybox", "sleep", "300", check=True)
+    try:
+        dy("network", "connect", "keep", "later", check=True)
+        assert "10.222.0.50/24" in addrs(dy, "live")
+        dy("stop", "-t", "0", "live", check=True)
+        dy("start", "live", check=True)
+        assert "10.222.0.50/24" in addrs(dy, "live")  # rejoined with its address
+        dy("start", "later", check=True)
+        assert "10.222.0." in addrs(dy, "later")  # connected while stopped, joined at start
+
+        dy("network", "disconnect", "keep", "live", check=True)
+        dy("stop", "-t", "0", "live", check=True)
+        dy("start", "live", check=True)
+        assert "10.222.0." not in addrs(dy, "live")
+    finally:
+        dy("rm", "-f", "later")
+    dy("rm", "-f", "live", check=True)
+    dy("network", "rm", "keep", check=True)
