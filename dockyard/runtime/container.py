@@ -145,6 +145,23 @@ def _wait_gone(pid: int, start: int | None, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def _remove_state_dir(path: str) -> None:
+    """Remove a container's (flat) state directory; shutil would cost an import on every `run`."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
 def _write_pid_file(path: str | None, pid: int) -> None:
     if not path:
         return
@@ -257,9 +274,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
                 cg.destroy()
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
-        import shutil
-
-        shutil.rmtree(c.dir, ignore_errors=True)
+        _remove_state_dir(c.dir)
         raise
     master = None
     if console_parent is not None:
@@ -463,9 +478,7 @@ def destroy(c: st.Container) -> None:
             hooks.run("poststop", hk, c.oci_state("stopped"))
         except DockyardError as e:
             warn(str(e))
-    import shutil
-
-    shutil.rmtree(c.dir, ignore_errors=True)
+    _remove_state_dir(c.dir)
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
@@ -474,9 +487,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     except NotFound:
         if force:
             # Also sweeps a state dir a killed `create` left half-written.
-            import shutil
-
-            shutil.rmtree(os.path.join(root, cid), ignore_errors=True)
+            _remove_state_dir(os.path.join(root, cid))
             return
         raise
     status = c.status()
