@@ -185,6 +185,9 @@ def prepare(rootfs: str, spec: dict, bundle: str, in_userns: bool, cgroupns: boo
     mounts = spec.get("mounts") or []
     for m in mounts:
         mount_one(rootfs, m, bundle, cgroupns)
+    cwd = (spec.get("process") or {}).get("cwd") or "/"
+    # Like runc: a missing working directory is created (before the root may become read-only).
+    os.makedirs(secure_join(rootfs, cwd), mode=0o755, exist_ok=True)
     bind_dev = any(m["destination"].rstrip("/") == "/dev" and "bind" in (m.get("options") or []) + [m.get("type")]
                    or m["destination"].rstrip("/") == "/dev" and "rbind" in (m.get("options") or [])
                    for m in mounts)

@@ -123,6 +123,11 @@ def case_mount_types(cfg: dict) -> None:
     cfg["process"]["args"][-1] += "stat -c '%a' /data; touch /ro/x 2>&1 | cut -d: -f3-\n"
 
 
+def case_missing_cwd_is_created(cfg: dict) -> None:
+    cfg["process"]["cwd"] = "/work/dir"
+    cfg["process"]["args"][-1] += "ls -ld /work/dir | awk '{print $1, $3}'\n"
+
+
 def case_read_write_root(cfg: dict) -> None:
     cfg["root"]["readonly"] = False
 
@@ -218,7 +223,7 @@ def case_cpu_resources(cfg: dict) -> None:
 
 
 CASES = [case_default, case_no_network_ns, case_no_ipc_ns, case_no_uts_ns, case_no_pid_ns, case_cgroup_ns,
-         case_hostname_domainname_sysctl, case_mount_types, case_read_write_root, case_user_groups_umask_cwd_env,
+         case_hostname_domainname_sysctl, case_mount_types, case_missing_cwd_is_created, case_read_write_root, case_user_groups_umask_cwd_env,
          case_caps_docker_default, case_caps_empty, case_caps_all_nonroot_ambient, case_rlimits,
          case_no_new_privileges_off, case_seccomp_eperm, case_seccomp_eperm_without_nnp,
          case_masked_readonly_paths, case_devices, case_oom_score_adj, case_pids_limit, case_memory_oom_kill,

@@ -246,3 +246,12 @@ def test_list_table_is_laid_out_like_runcs(rt, runc, tmp_path, busybox_rootfs):
     assert ours[0].split("CREATED")[0] == theirs[0].split("CREATED")[0]
     assert ours[1].index("created") == theirs[1].index("created")  # the column positions match
     assert ours[1].split()[2:4] == theirs[1].split()[2:4] == ["created", str(b.path)]
+
+
+def test_missing_cwd_is_created(rt, tmp_path, busybox_rootfs):
+    b = make_bundle(tmp_path, busybox_rootfs, ["pwd"])
+    b.config["process"]["cwd"] = "/work/dir"  # the root stays read-only: created before the remount
+    b.write()
+    p = rt.run(b)
+    assert (p.returncode, p.stdout) == (0, "/work/dir\n"), p.stderr
+    assert (busybox_rootfs / "work" / "dir").is_dir()
