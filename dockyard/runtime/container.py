@@ -180,10 +180,12 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
     if os.path.exists(os.path.join(root, cid)):
         raise Conflict(f"container with id exists: {cid}")
     spec = spec_mod.load_bundle(bundle)
-    rootfs = spec["root"]["path"]
-    rootfs = os.path.normpath(os.path.join(bundle, rootfs))
-    if not os.path.isdir(rootfs):
-        raise InvalidArgument(f"rootfs ({rootfs}) does not exist")
+    given = os.path.normpath(os.path.join(bundle, spec["root"]["path"]))
+    if not os.path.isdir(given):
+        raise InvalidArgument(f"rootfs ({given}) does not exist")
+    rootfs = os.path.realpath(given)  # as runc: mounts and pivot_root work on the resolved path
+    if rootfs == "/":
+        raise InvalidArgument("rootfs cannot be the host's / (pivot_root onto itself)")
     linux = spec.get("linux") or {}
     ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
     if "mount" not in ns_types:

@@ -188,3 +188,10 @@ def test_invalid_seccomp_profile(rt, tmp_path, busybox_rootfs):
     b.write()
     line = _fails_cleanly(rt, b, "SCMP_ACT_BOGUS")
     assert "seccomp" in line.lower() or "action" in line.lower()
+
+
+def test_rootfs_cannot_be_host_root(rt, tmp_path, busybox_rootfs):
+    b = make_bundle(tmp_path, busybox_rootfs, ["true"])
+    b.config["root"]["path"] = "/"
+    b.write()
+    _fails_cleanly(rt, b, "rootfs cannot be the host's /")
