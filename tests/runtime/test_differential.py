@@ -182,6 +182,15 @@ def case_seccomp_eperm_without_nnp(cfg: dict) -> None:
     cfg["process"]["noNewPrivileges"] = False
 
 
+def case_seccomp_docker_default(cfg: dict) -> None:
+    from dockyard.runtime import seccomp
+
+    caps = cfg["process"]["capabilities"]["bounding"]
+    cfg["linux"]["seccomp"] = seccomp.default_profile(caps)
+    cfg["process"]["args"][-1] += ("unshare -U true 2>&1 | cut -d: -f2-; echo unshare=$?; "
+                                   "mount -t tmpfs t /mnt 2>&1 | cut -d: -f2-; date >/dev/null; echo date=$?\n")
+
+
 def case_masked_readonly_paths(cfg: dict) -> None:
     cfg["linux"]["maskedPaths"] += ["/etc/group", "/usr/sbin", "/does/not/exist"]
     cfg["linux"]["readonlyPaths"] += ["/tmp"]
@@ -225,7 +234,7 @@ def case_cpu_resources(cfg: dict) -> None:
 CASES = [case_default, case_no_network_ns, case_no_ipc_ns, case_no_uts_ns, case_no_pid_ns, case_cgroup_ns,
          case_hostname_domainname_sysctl, case_mount_types, case_missing_cwd_is_created, case_read_write_root, case_user_groups_umask_cwd_env,
          case_caps_docker_default, case_caps_empty, case_caps_all_nonroot_ambient, case_rlimits,
-         case_no_new_privileges_off, case_seccomp_eperm, case_seccomp_eperm_without_nnp,
+         case_no_new_privileges_off, case_seccomp_eperm, case_seccomp_eperm_without_nnp, case_seccomp_docker_default,
          case_masked_readonly_paths, case_devices, case_oom_score_adj, case_pids_limit, case_memory_oom_kill,
          case_cpu_resources]
 
@@ -242,6 +251,8 @@ def test_same_view_as_runc(case, tmp_path, busybox_rootfs):
         assert "dd=137" in out  # dd was OOM-killed under both runtimes
     if case is case_pids_limit:
         assert out[0] == "6"
+    if case is case_seccomp_docker_default:
+        assert "Seccomp:\t2" in out and any("Operation not permitted" in line for line in out)
 
 
 def test_join_namespaces_by_path(tmp_path, busybox_rootfs, procs):
