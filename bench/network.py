@@ -3,6 +3,9 @@ published port.
 
 - attach+detach: what networking adds to a container's start and removal (veth pair, address,
   route, IPAM row), against the same plumbing done with five `ip` commands as a floor.
+- run --rm: a whole `dockyard run --rm busybox true` with --network none, the default bridge and a
+  custom network (which also starts/stops its DNS server): the differences are what networking
+  adds to a container's life.
 - 200 GETs: busybox httpd in a namespace on the default bridge, client on the host; through the
   published port on 127.0.0.1 (DNAT + masquerade) and straight to the container's address.
   requests/s = 200 / median.
@@ -18,7 +21,7 @@ import socket
 import subprocess
 import time
 
-from bench.harness import Case
+from bench.harness import Case, dockyard
 
 STATE: dict = {}
 N_REQ = 200
@@ -98,7 +101,21 @@ def prepare(workdir: str) -> list[Case]:
         _sh("ip", "-n", ns, "link", "set", "eth0", "up")
         _sh("ip", "link", "del", "dybv" + str(STATE["n"]))
 
+    root = os.path.join(workdir, "root")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run(dockyard("--root", root, "image", "bootstrap", "busybox"), check=True, capture_output=True,
+                   env=env)
+    subprocess.run(dockyard("--root", root, "network", "create", "benchnet"), check=True, capture_output=True,
+                   env=env)
+
+    def run_case(net: str) -> Case:
+        return Case(f"run --rm --network {net}",
+                    dockyard("--root", root, "run", "--rm", "--network", net, "localhost/busybox", "true"))
+
     return [
+        run_case("none"),
+        run_case("bridge"),
+        run_case("benchnet"),
         Case("dockyard attach+detach (netlink)", func=attach_detach, before=new_ns, after=del_ns),
         Case("same plumbing via 5 `ip` commands", func=ip_commands, before=new_ns, after=del_ns),
         Case(f"{N_REQ} GETs via 127.0.0.1:{port} (DNAT)", func=lambda: _get_many("127.0.0.1", port)),
@@ -114,4 +131,5 @@ def cleanup(workdir: str) -> None:
     eng = STATE.get("eng")
     if eng is not None:
         eng.networks.teardown("ab" * 32)
+        eng.networks.remove("benchnet")
         eng.close()
