@@ -25,10 +25,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import os
 from collections.abc import Iterable
 from typing import Any
 
-from dockyard.errors import DockyardError, Unsupported
+from dockyard.errors import DockyardError, InvalidArgument, Unsupported
 
 TABLE = "inet dockyard"
 _OUTPUT_HANDLE = 1 << 3
@@ -80,6 +81,21 @@ def run(commands: str, json_output: bool = False) -> str:
     return out
 
 
+def backend() -> str:
+    """``nftables`` (our own table through libnftables), or ``iptables`` where libnftables is
+    missing; ``DOCKYARD_FIREWALL`` picks one, as Podman's firewall_driver does."""
+    forced = os.environ.get("DOCKYARD_FIREWALL", "")
+    if forced in ("nftables", "iptables"):
+        return forced
+    if forced:
+        raise InvalidArgument(f"DOCKYARD_FIREWALL={forced!r}: expected nftables or iptables")
+    try:
+        _load()
+        return "nftables"
+    except Unsupported:
+        return "iptables"
+
+
 def _table_objects() -> list[dict[str, Any]] | None:
     try:
         out = run(f"list table {TABLE}", json_output=True)
@@ -127,6 +143,10 @@ def _in_use(objs: list[dict[str, Any]]) -> bool:
 
 def add_network(net_id: str, bridge: str, subnet: str, internal: bool) -> None:
     """Isolation, inbound policy and masquerade for one network, added in one transaction."""
+    if backend() == "iptables":
+        from dockyard.network import iptables
+
+        return iptables.add_network(net_id, bridge, subnet, internal)
     tag = f"comment {_q('nw:' + net_id[:12])}"
     br = _q(bridge)
     rules = [
@@ -162,6 +182,10 @@ def add_network(net_id: str, bridge: str, subnet: str, internal: bool) -> None:
 
 def remove_network(net_id: str, bridge: str) -> None:
     """Delete exactly this network's rules (found by comment) and its set element; idempotent."""
+    if backend() == "iptables":
+        from dockyard.network import iptables
+
+        return iptables.remove_network(net_id, bridge)
     objs = _table_objects()
     if objs is None:
         return
@@ -184,6 +208,10 @@ def _set_elems(s: dict[str, Any]) -> list[str]:
 
 def add_ports(container_id: str, forwards: Iterable[tuple[str, int, str, str, int]]) -> None:
     """DNAT ``(host_ip, host_port, proto, container_ip, container_port)`` in chain ct-<id12>."""
+    if backend() == "iptables":
+        from dockyard.network import iptables
+
+        return iptables.add_ports(container_id, forwards)
     chain = "ct-" + container_id[:12]
     rules = [f"add chain {TABLE} {chain}"]
     for host_ip, host_port, proto, cip, cport in forwards:
@@ -194,6 +222,10 @@ def add_ports(container_id: str, forwards: Iterable[tuple[str, int, str, str, in
 
 
 def remove_ports(container_id: str) -> None:
+    if backend() == "iptables":
+        from dockyard.network import iptables
+
+        return iptables.remove_ports(container_id)
     objs = _table_objects()
     if objs is None:
         return
@@ -211,6 +243,10 @@ def remove_ports(container_id: str) -> None:
 
 def forwarded_ports() -> set[tuple[str, int]]:
     """(protocol, host port) of every DNAT in our table, whichever dockyard store added it."""
+    if backend() == "iptables":
+        from dockyard.network import iptables
+
+        return iptables.forwarded_ports()
     objs = _table_objects() or []
     out: set[tuple[str, int]] = set()
     for o in objs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +34,35 @@ while True:
     c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
     c.close()
 """
+
+
+def _iptables_state() -> str:
+    out = ""
+    for table in ("filter", "nat", "raw"):
+        out += subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True).stdout
+    return "\n".join(ln for ln in out.splitlines() if "DOCKYARD" in ln or "DY-" in ln)
+
+
+@pytest.fixture(autouse=True, params=["nftables", "iptables"])
+def firewall_backend(request, monkeypatch):
+    """Every test here runs on both backends: nftables, and iptables(-nft) for hosts without it."""
+    if request.param == "iptables" and not shutil.which("iptables"):
+        pytest.skip("iptables is not installed")
+    monkeypatch.setenv("DOCKYARD_FIREWALL", request.param)
+    tables_before = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    yield request.param
+    if request.param == "iptables":
+        left = _iptables_state()
+        # iptables-nft creates the standard tables on first use and never removes them; drop the
+        # ones this test brought into being if they hold nothing.
+        for family_table in ("ip filter", "ip nat", "ip raw"):
+            if f"table {family_table}" not in tables_before:
+                listing = subprocess.run(["nft", "list", "table", *family_table.split()], capture_output=True,
+                                         text=True).stdout
+                body = [ln.strip() for ln in listing.splitlines()]
+                if listing and all(ln.startswith(("table", "chain", "type", "}")) or not ln for ln in body):
+                    subprocess.run(["nft", "delete", "table", *family_table.split()], capture_output=True)
+        assert left == "", f"iptables rules left behind:\n{left}"
 
 
 @pytest.fixture
