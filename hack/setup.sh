@@ -10,6 +10,7 @@ PKGS=(
   # peers the tests compare against or talk to
   runc crun skopeo umoci docker-registry apache2-utils jq curl podman buildah
   golang-go  # Go's own text/template, for the --format differential test
+  slirp4netns iptables  # rootless networking; the firewall's fallback backend (tests run both)
 )
 
 if [ "${DOCKYARD_SKIP_APT:-0}" != 1 ]; then
