@@ -1,7 +1,7 @@
 """Fixtures for container tests: a private root with busybox bootstrapped, and guaranteed cleanup.
 
-Tests run against the runtime named by DOCKYARD_TEST_RUNTIME (default: runc), so the same suite
-checks dockyard's own runtime (`DOCKYARD_TEST_RUNTIME=dockyard`) and crun.
+Tests run against the runtime named by DOCKYARD_TEST_RUNTIME (default: dockyard's own, the engine's
+default), so the same suite checks runc (`DOCKYARD_TEST_RUNTIME=runc`) and crun.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import subprocess
 
 import pytest
 
-RUNTIME = os.environ.get("DOCKYARD_TEST_RUNTIME", "runc")
+RUNTIME = os.environ.get("DOCKYARD_TEST_RUNTIME", "dockyard")
 IMAGE = "localhost/busybox"
+# dockyard's own runtime (the engine's default) needs no peer; runc/crun runs skip where absent
+needs_runtime = pytest.mark.peer(RUNTIME) if RUNTIME != "dockyard" else pytest.mark.usefixtures()
 
 
 def _monitor_pids(root) -> list[int]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.containers.conftest import IMAGE, RUNTIME
+from tests.containers.conftest import IMAGE, RUNTIME, needs_runtime
 from tests.containers.ptyrun import run_on_pty
 from tests.helpers import dockyard_cmd, wait_for
 
-pytestmark = [pytest.mark.peer("runc")]
+pytestmark = [needs_runtime]
 
 
 def _env(ctr):

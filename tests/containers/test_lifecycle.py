@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tests.containers.conftest import IMAGE
+from tests.containers.conftest import IMAGE, needs_runtime
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.peer("runc")]
+pytestmark = [needs_runtime]
 
 
 def test_run_foreground_streams_output_and_returns_exit_code(ctr):

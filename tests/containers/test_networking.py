@@ -8,10 +8,10 @@ import urllib.request
 
 import pytest
 
-from tests.containers.conftest import IMAGE
+from tests.containers.conftest import IMAGE, needs_runtime
 from tests.helpers import unique_name, wait_for
 
-pytestmark = [pytest.mark.peer("runc"), pytest.mark.skipif(os.geteuid() != 0, reason="bridge networks need root")]
+pytestmark = [needs_runtime, pytest.mark.skipif(os.geteuid() != 0, reason="bridge networks need root")]
 
 
 def _free_port() -> int:

@@ -6,12 +6,10 @@ import json
 import os
 import signal
 
-import pytest
-
-from tests.containers.conftest import IMAGE
+from tests.containers.conftest import IMAGE, needs_runtime
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.peer("runc")]
+pytestmark = [needs_runtime]
 
 
 def _state(ctr, name):

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from tests.containers.conftest import IMAGE
+from tests.containers.conftest import IMAGE, needs_runtime
 
-pytestmark = [pytest.mark.peer("runc")]
+pytestmark = [needs_runtime]
 
 DOCKER_DEFAULT_CAPS = 0x00000000a80425fb  # Docker's 14 default capabilities as a CapEff mask
 

@@ -15,11 +15,11 @@ import subprocess
 
 import pytest
 
-from tests.containers.conftest import IMAGE, RUNTIME
+from tests.containers.conftest import IMAGE, RUNTIME, needs_runtime
 from tests.containers.ptyrun import run_on_pty
 from tests.helpers import REPO, dockyard_cmd, wait_for
 
-pytestmark = [pytest.mark.peer("runc"), pytest.mark.skipif(os.geteuid() != 0, reason="publishes port 8080")]
+pytestmark = [needs_runtime, pytest.mark.skipif(os.geteuid() != 0, reason="publishes port 8080")]
 
 
 def _standin(ctr, tag, script, *args, cmd=None):

@@ -7,12 +7,10 @@ import json
 import subprocess
 import tarfile
 
-import pytest
-
-from tests.containers.conftest import IMAGE
+from tests.containers.conftest import IMAGE, needs_runtime
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.peer("runc")]
+pytestmark = [needs_runtime]
 
 
 def _start(ctr, name, script="sleep 600"):
