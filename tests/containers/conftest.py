@@ -14,7 +14,7 @@ import pytest
 RUNTIME = os.environ.get("DOCKYARD_TEST_RUNTIME", "dockyard")
 IMAGE = "localhost/busybox"
 # dockyard's own runtime (the engine's default) needs no peer; runc/crun runs skip where absent
-needs_runtime = pytest.mark.peer(RUNTIME) if RUNTIME != "dockyard" else pytest.mark.usefixtures()
+needs_runtime = pytest.mark.peer(RUNTIME) if RUNTIME != "dockyard" else pytest.mark.peer()
 
 
 def _monitor_pids(root) -> list[int]:
