@@ -1333,6 +1333,7 @@ class ContainerService:
             out["mem_limit"] = min(mem["limit"], out["mem_limit"])
         out["cpu_ns"] = (s.get("cpu") or {}).get("usage_ns") or 0
         out["pids"] = (s.get("pids") or {}).get("current") or 0
+        out["blk_read"], out["blk_write"] = _block_io(cid)
         try:
             with open(f"/proc/{int(r['pid'])}/net/dev") as f:
                 for line in f.readlines()[2:]:
@@ -1616,6 +1617,35 @@ def _write(path: Path, data: str, mode: int = 0o644) -> None:
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode), "wb") as f:
         f.write(data.encode())
     os.replace(tmp, path)
+
+
+def _block_io(cid: str) -> tuple[int, int]:
+    """Bytes read and written by the container's processes, from its cgroup (v1 blkio or v2 io)."""
+    from dockyard import host
+
+    cg = host.cgroup_info()
+    read = write = 0
+    try:
+        if cg.version == "v2" and cg.v2_mount:
+            with open(os.path.join(cg.v2_mount, "dockyard", cid, "io.stat")) as f:
+                for line in f:
+                    for kv in line.split()[1:]:
+                        k, _, v = kv.partition("=")
+                        if k == "rbytes":
+                            read += int(v)
+                        elif k == "wbytes":
+                            write += int(v)
+        elif "blkio" in cg.v1_mounts:
+            with open(os.path.join(cg.v1_mounts["blkio"], "dockyard", cid, "blkio.throttle.io_service_bytes")) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3 and parts[1] == "Read":
+                        read += int(parts[2])
+                    elif len(parts) == 3 and parts[1] == "Write":
+                        write += int(parts[2])
+    except (OSError, ValueError):
+        pass
+    return read, write
 
 
 def _uses_network_service(mode: str) -> bool:
