@@ -252,6 +252,8 @@ def read_runtime_error(log_path, fallback):
     if not msg:
         lines = [ln for ln in fallback.decode("utf-8", "replace").splitlines() if ln.strip()]
         msg = lines[-1].strip() if lines else "the OCI runtime failed without a message"
+        if ' msg="' in msg:  # runc's logrus text format: time="..." level=error msg="..."
+            msg = msg.split(' msg="', 1)[1].rstrip('"').replace('\\"', '"')
     return msg
 
 
