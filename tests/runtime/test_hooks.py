@@ -66,7 +66,8 @@ def test_hooks_like_runc(rt, runc, tmp_path, busybox_rootfs):
     # run them after the user process started, from `start`.
     assert theirs.pop("poststart") == ("created", True, True, "before")
     theirs["run before start"].remove("poststart")
-    assert ours.pop("poststart") == ("running", True, True, "after")
+    # (whether the user process already ran its first command when poststart runs is a race)
+    assert ours.pop("poststart")[:3] == ("running", True, True)
     assert ours == theirs
     assert ours["run before start"] == ["createContainer", "createRuntime", "prestart"]
 
