@@ -734,6 +734,9 @@ container.add_command(exec_, "exec")
 
 
 # ----------------------------------------------------------------------------------------------
+DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+
+
 class AttachSession:
     """The client side of the monitor's attach socket: terminal in raw mode, stdin up, output down."""
 
@@ -784,6 +787,8 @@ class AttachSession:
         out = sys.stdout.buffer
         err = sys.stderr.buffer
         buf = b""
+        prev = b""
+        detached = False
         code: int | None = None
         try:
             while code is None:
@@ -794,6 +799,12 @@ class AttachSession:
                     continue
                 if in_fd in ready:
                     data = os.read(in_fd, 65536)
+                    if self.tty and DETACH_KEYS in prev + data:
+                        # Docker's ctrl-p ctrl-q: leave the container running
+                        self._send(p.F_STDIN, data[:max(0, (prev + data).index(DETACH_KEYS) - len(prev))])
+                        detached = True
+                        break
+                    prev = data[-1:]
                     if data:
                         self._send(p.F_STDIN, data)
                     else:
@@ -824,6 +835,10 @@ class AttachSession:
                 termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, old_attrs)
             if not self.keep_open:
                 self.sock.close()
+        if detached:
+            if old_attrs is not None:
+                sys.stderr.write("\r\nread escape sequence\r\n")
+            return 0
         if code is None:
             raise DockyardError("lost the connection to the container's monitor")
         return code

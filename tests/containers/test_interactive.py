@@ -69,3 +69,12 @@ def test_attach_to_running_container(ctr):
     assert "late" in p.stdout
     insp = json.loads(ctr("inspect", "at").stdout)[0]
     assert insp["State"]["ExitCode"] == 6
+
+
+def test_detach_keys_leave_the_container_running(ctr):
+    code, out = run_on_pty(dockyard_cmd(ctr.root) + ["--runroot", str(ctr.runroot), "run", "-it", "--name", "dk",
+                                                     IMAGE, "sh"], b"\x10\x11", env=_env(ctr))
+    assert code == 0, out
+    assert json.loads(ctr("inspect", "dk").stdout)[0]["State"]["Running"]
+    ctr("rm", "-f", "dk", check=True)
+    assert ctr("ps", "-aq").stdout == ""
