@@ -491,7 +491,7 @@ class NetworkService:
                     if network is not None:
                         raise NotFound(f"container {container_id[:12]} is not connected to network {network}")
                     continue
-                if e["host_ifname"]:
+                if e["host_ifname"] and bridge.link_present(e["host_ifname"]):
                     bridge.delete_link(e["host_ifname"])
                 with self.db.write() as c:
                     c.execute("DELETE FROM network_endpoints WHERE network_id = ? AND container_id = ?",
@@ -560,7 +560,7 @@ class NetworkService:
             return {"netns": "", "NetworkSettings": settings, "resolv_conf": files.resolv_conf(dns=dns or []),
                     "hosts": files.hosts(hostname=hostname, extra_hosts=extra_hosts or []),
                     "hostname": files.hostname_file(hostname)}
-        path = N.create(container_id)
+        path = N.create(container_id, lo_up=not nets)
         settings["SandboxKey"] = path
         try:
             first: dict[str, Any] | None = None
@@ -602,8 +602,15 @@ class NetworkService:
         from dockyard.network import netns as N
         from dockyard.network import rootless
 
+        # The namespace first: the kernel then deletes the container's veths with it, so the
+        # detach below usually has no link left to delete and need not load netlink at all.
+        veths = [r["host_ifname"] for r in self.db.query(
+            "SELECT host_ifname FROM network_endpoints WHERE container_id = ?", (container_id,))]
+        if N.remove(container_id):
+            from dockyard.network import bridge
+
+            bridge.wait_gone(veths)
         self.detach(container_id)
-        N.remove(container_id)
         rootless.stop(self._slirp_dir(container_id))
 
     def _slirp_dir(self, container_id: str) -> Path:

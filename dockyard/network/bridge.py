@@ -74,6 +74,23 @@ def link_names() -> set[str]:
         return {link.get("ifname") for link in ipr.get_links()}
 
 
+def link_present(name: str) -> bool:
+    """Whether a link exists, from sysfs: no netlink socket (nor pyroute2 import) needed."""
+    return bool(name) and "/" not in name and os.path.exists(f"/sys/class/net/{name}")
+
+
+def wait_gone(names: list[str], timeout: float = 0.5) -> bool:
+    """Wait for links the kernel is deleting (with their namespace) to disappear."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(link_present(n) for n in names):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def link_exists(name: str) -> bool:
     with _ipr() as ipr:
         return bool(ipr.link_lookup(ifname=name))

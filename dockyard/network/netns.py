@@ -21,13 +21,16 @@ def path_for(container_id: str) -> str:
     return os.path.join(NETNS_DIR, name_for(container_id))
 
 
-def create(container_id: str) -> str:
-    """Create the container's namespace with loopback up; returns its path."""
+def create(container_id: str, lo_up: bool = True) -> str:
+    """Create the container's namespace, with loopback up unless the caller (attaching a network,
+    which brings it up anyway) says so; returns its path."""
     from pyroute2 import NetNS, netns
 
     path = path_for(container_id)
     if not os.path.exists(path):
         netns.create(name_for(container_id))
+    if not lo_up:
+        return path
     with contextlib.closing(NetNS(path)) as ns:
         lo = ns.link_lookup(ifname="lo")
         if lo:
@@ -35,10 +38,19 @@ def create(container_id: str) -> str:
     return path
 
 
-def remove(container_id: str) -> None:
-    """Unmount and delete the namespace file; idempotent."""
-    from pyroute2 import netns
+def remove(container_id: str) -> bool:
+    """Unmount and delete the namespace file; idempotent.  Returns whether there was one.
 
-    if os.path.exists(path_for(container_id)):
-        with contextlib.suppress(OSError):
-            netns.remove(name_for(container_id))
+    Plain umount2 + unlink through libc: teardown runs in every container's cleanup, and this
+    keeps it from loading pyroute2 just for that."""
+    import ctypes
+
+    path = path_for(container_id)
+    if not os.path.exists(path):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    mnt_detach = 2
+    libc.umount2(path.encode(), mnt_detach)  # EINVAL (not a mount point) is fine: unlink below
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
