@@ -343,11 +343,6 @@ def rename(state, container, new_name):
 
 
 # ----------------------------------------------------------------------------------------------
-PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
-              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-              "ImageID": "IMAGE ID", "ExitCode": "EXIT CODE"}
-
 
 @click.command("ls", help="List containers.")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
@@ -363,36 +358,17 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
 def ps(state, all_, filters, fmt, last, latest, no_trunc, quiet, size):
     n = 1 if latest else last
     rows = _svc(state).list_containers(all_=all_, filters=list(filters), last=n,
-                            size=size or bool(fmt and "Size" in fmt))
-    if quiet:
+                                       size=size or bool(fmt and "Size" in fmt))
+    if quiet and not fmt:
         for r in rows:
-            click.echo(r["ID"] if no_trunc else r["ID"][:12])
+            click.echo(r["Id"] if no_trunc else r["Id"][:12])
         return
-    for r in rows:
-        if not no_trunc:
-            r["ID"] = r["ID"][:12]
-    if fmt:
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["Command"] = json.dumps(r["Command"]) if not no_trunc else json.dumps(r["Command"])
-            d["Labels"] = r["Labels"]
-            out.append(d)
-        _format_rows(fmt, out, PS_HEADERS)
-        return
-    lines = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
-    if size:
-        lines[0].append("SIZE")
-    for r in rows:
-        cmd = r["Command"]
-        if not no_trunc and len(cmd) > 20:
-            cmd = cmd[:19] + "…"
-        line = [r["ID"], r["Image"], json.dumps(cmd, ensure_ascii=False), r["RunningFor"], r["Status"], r["Ports"],
-                r["Names"]]
-        if size:
-            line.append(r["Size"])
-        lines.append(line)
-    click.echo(table(lines))
+    from dockyard.formatting import render_list
+    from dockyard.formatting.containers import DEFAULT_TABLE, HEADERS, ContainerRow, ps_format
+
+    out = render_list(ps_format(fmt, quiet, size), [ContainerRow(r, trunc=not no_trunc) for r in rows],
+                      DEFAULT_TABLE, HEADERS)
+    click.echo(out, nl=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -989,7 +965,7 @@ def show_stats(svc: Any, refs: list[str], *, all_: bool, stream: bool, no_trunc:
 
     from dockyard.engine.containers import _human_size
 
-    ids = [svc.resolve(r) for r in refs] if refs else [r["ID"] for r in svc.list_containers(all_=all_)]
+    ids = [svc.resolve(r) for r in refs] if refs else [r["Id"] for r in svc.list_containers(all_=all_)]
     prev = {cid: (svc.stats(cid), time.monotonic()) for cid in ids}
     first = True
     while True:

@@ -1147,32 +1147,36 @@ class ContainerService:
             st = f"Exited ({exit_code}) {human_duration(now - r['finished_at'])} ago"
         else:
             st = status.capitalize()
-        labels = config.get("Labels") or {}
         ns = json.loads(r["network_settings"] or "{}")
         settings = json.loads(r["settings"])
+        # The Docker Engine API's container summary (GET /containers/json), which `ps` renders.
         row: dict[str, Any] = {
-            "ID": str(r["id"]),
+            "Id": str(r["id"]),
+            "Names": ["/" + str(r["name"])],
             "Image": r["image_name"],
             "ImageID": r["image_id"],
             "Command": " ".join(cmd),
-            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(r["created"])),
-            "Created": r["created"],
-            "RunningFor": human_duration(now - r["created"]) + " ago",
-            "Ports": _ports_column(ns.get("Ports") or {}),
+            "Created": int(r["created"]),
+            "Ports": _api_ports(ns.get("Ports") or {}),
+            "Labels": config.get("Labels") or {},
             "State": status,
             "Status": st,
-            "Size": "",
-            "Names": r["name"],
-            "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
-            "LabelsMap": labels,
-            "Mounts": ",".join(m["Destination"] for m in settings.get("mounts") or []),
-            "Networks": ",".join((ns.get("Networks") or {}).keys()),
-            "ExitCode": exit_code,
+            "Mounts": [{"Type": m["Type"], "Source": m["Source"], "Destination": m["Destination"],
+                        "Mode": m["Mode"], "RW": m["RW"]} for m in settings.get("mounts") or []],
+            "NetworkSettings": {"Networks": ns.get("Networks") or {}},
+            "HostConfig": {"NetworkMode": ""},
         }
         if size:
             rw = _dir_size(self.ctr_dir(str(r["id"])) / "upper")
-            row["Size"] = f"{_human_size(rw)} (virtual {_human_size(rw)})"
+            row["SizeRw"] = rw
+            row["SizeRootFs"] = rw + self._image_size(str(r["image_id"]))
         return row
+
+    def _image_size(self, image_id: str) -> int:
+        try:
+            return int(self.engine.images.get(image_id).size)
+        except DockyardError:
+            return 0
 
     # -- exec -----------------------------------------------------------------------------------------
     def exec_command(self, ref: str, cmd: list[str], *, interactive: bool = False, tty: bool = False,
@@ -1674,15 +1678,17 @@ def _local_network(mode: str, hostname: str, hc: dict[str, Any]) -> dict[str, An
             "resolv_conf": files.resolv_conf(dns=hc.get("Dns") or []), "hostname": files.hostname_file(hostname)}
 
 
-def _ports_column(ports: dict[str, Any]) -> str:
-    """`docker ps` PORTS: ``0.0.0.0:8080->80/tcp, 443/tcp``."""
-    out = []
-    for key, bindings in sorted(ports.items()):
+def _api_ports(ports: dict[str, Any]) -> list[dict[str, Any]]:
+    """NetworkSettings.Ports (inspect's shape) -> the API summary's port list."""
+    out: list[dict[str, Any]] = []
+    for key, bindings in ports.items():
+        port, _, proto = key.partition("/")
         if not bindings:
-            out.append(key)
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
         for b in bindings or []:
-            out.append(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{key}")
-    return ", ".join(out)
+            out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(port),
+                        "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    return out
 
 
 def _dir_size(path: Path) -> int:
