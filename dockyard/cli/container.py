@@ -40,30 +40,6 @@ def table(rows: list[list[str]], padding: int = 3) -> str:
                      for r in rows)
 
 
-def _format_rows(fmt: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> None:
-    """--format for list commands: json, a Go template per row, or `table TEMPLATE` with headers."""
-    import re
-
-    if fmt == "json":
-        for r in rows:
-            click.echo(json.dumps(r))
-        return
-    from dockyard.formatting import render
-
-    is_table = fmt.startswith("table")
-    body = fmt[len("table"):].strip() if is_table else fmt
-    body = body.replace("\\t", "\t").replace("\\n", "\n")
-    if is_table:
-        if not body:
-            return
-        header = re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: headers.get(m.group(1), m.group(1).upper()), body)
-        lines = [header.split("\t")] + [render(body, r).rstrip("\n").split("\t") for r in rows]
-        click.echo(table(lines))
-        return
-    for r in rows:
-        click.echo(render(body, r).rstrip("\n"))
-
-
 # ----------------------------------------------------------------------------------------------
 # run / create
 def _create_options(f: Any) -> Any:
@@ -994,6 +970,8 @@ def show_stats(svc: Any, refs: list[str], *, all_: bool, stream: bool, no_trunc:
             })
         if stream:
             click.echo("\033[2J\033[H", nl=False)
-        _format_rows(fmt or STATS_DEFAULT, rows, STATS_HEADERS)
+        from dockyard.formatting import render_list
+
+        click.echo(render_list(fmt, rows, STATS_DEFAULT, STATS_HEADERS), nl=False)
         if not stream:
             return
