@@ -14,8 +14,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import signal as signal_mod
 import sys
 import time
@@ -71,8 +69,12 @@ _SURNAMES = (
 ).split()
 
 
+def _pick(words: list[str]) -> str:
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]
+
+
 def generate_name() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+    return f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}"
 
 
 def now_rfc3339(ts: float) -> str:
@@ -316,7 +318,7 @@ class ContainerService:
             if not NAME_RE.match(name):
                 raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
             name = name.lstrip("/")
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
 
         env = list(img_cfg.get("Env") or [])
         for path in opts.env_files:
@@ -690,6 +692,8 @@ class ContainerService:
 
     def _prepare(self, cid: str, r: sqlite3.Row, config: dict[str, Any], hc: dict[str, Any],
                  settings: dict[str, Any], rootfs: Path) -> dict[str, Any]:
+        import shutil
+
         from dockyard.engine import specgen
 
         d = self.ctr_dir(cid)
@@ -1219,7 +1223,7 @@ class ContainerService:
         }
         rd = self.run_dir(cid)
         rd.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_hex(6)
+        token = os.urandom(6).hex()
         pfile = rd / f"exec-{token}.json"
         logf = rd / f"exec-{token}.log"
         pfile.write_text(json.dumps(process))
@@ -1371,6 +1375,8 @@ class ContainerService:
     # -- cp / commit ---------------------------------------------------------------------------------
     def copy_to_container(self, src: str, ref: str, dest: str, *, archive: bool = False,
                           follow_link: bool = False) -> None:
+        import shutil
+
         if not os.path.lexists(src):
             raise NotFound(f"no such file or directory: {src}")
         with self.mounted_rootfs(ref) as root:
@@ -1394,6 +1400,8 @@ class ContainerService:
             shutil.copy2(src, target, follow_symlinks=follow_link)
 
     def copy_from_container(self, ref: str, src: str, dest: str, *, follow_link: bool = False) -> None:
+        import shutil
+
         with self.mounted_rootfs(ref) as root:
             source = _resolve_in_root(root, src, follow_last=follow_link)
             if not os.path.lexists(source):
