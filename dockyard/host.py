@@ -7,9 +7,6 @@ call it on its hot path.
 from __future__ import annotations
 
 import os
-import platform
-import shutil
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -17,14 +14,23 @@ CAP_SYS_RESOURCE = 24
 CAP_SYS_ADMIN = 21
 
 
-@dataclass
 class CgroupInfo:
-    version: str  # "v1", "v2" or "hybrid"
-    # v1 controllers that are mounted, mapped to their mount point.
-    v1_mounts: dict[str, str] = field(default_factory=dict)
-    v2_mount: str | None = None
-    # Controllers enabled at the v2 root (empty on hybrid hosts, where v2 manages nothing).
-    v2_controllers: list[str] = field(default_factory=list)
+    # A plain class, not a dataclass: the runtime imports this module on every container start and
+    # `dataclasses` alone costs several milliseconds of import time.
+    __slots__ = ("version", "v1_mounts", "v2_mount", "v2_controllers")
+
+    def __init__(self, version: str, v1_mounts: dict[str, str] | None = None,
+                 v2_mount: str | None = None, v2_controllers: list[str] | None = None) -> None:
+        self.version = version  # "v1", "v2", "hybrid" or "none"
+        # v1 controllers that are mounted, mapped to their mount point.
+        self.v1_mounts = v1_mounts or {}
+        self.v2_mount = v2_mount
+        # Controllers enabled at the v2 root (empty on hybrid hosts, where v2 manages nothing).
+        self.v2_controllers = v2_controllers or []
+
+    def __repr__(self) -> str:
+        return (f"CgroupInfo(version={self.version!r}, v1_mounts={self.v1_mounts!r}, "
+                f"v2_mount={self.v2_mount!r}, v2_controllers={self.v2_controllers!r})")
 
     @property
     def controllers(self) -> list[str]:
@@ -110,17 +116,19 @@ def overlay_supported() -> bool:
 
 
 def kernel() -> str:
-    return platform.release()
+    return os.uname().release
 
 
 def go_arch() -> str:
     """The host architecture in OCI/Go spelling (amd64, arm64, ...)."""
-    m = platform.machine()
+    m = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(m, m)
 
 
 def external_runtimes() -> dict[str, str]:
+    import shutil
+
     found = {}
     for name in ("runc", "crun"):
         p = shutil.which(name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -36,9 +35,9 @@ def check(rv: int, what: str = "") -> int:
 
 def syscall_number(name: str) -> int:
     try:
-        return _SYSCALLS[platform.machine()][name]
+        return _SYSCALLS[os.uname().machine][name]
     except KeyError:
-        raise OSError(38, f"syscall {name} is not known on {platform.machine()}") from None
+        raise OSError(38, f"syscall {name} is not known on {os.uname().machine}") from None
 
 
 def syscall(name: str, *args: object) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 
 from dockyard.errors import InvalidArgument, Unsupported
@@ -100,9 +99,9 @@ def program(rules: list[dict]) -> bytes:
 def _bpf(cmd: int, attr: bytes) -> int:
     from dockyard.runtime._libc import libc
 
-    nr = _BPF_NR.get(platform.machine())
+    nr = _BPF_NR.get(os.uname().machine)
     if nr is None:
-        raise Unsupported(f"eBPF device filters are not supported on {platform.machine()}")
+        raise Unsupported(f"eBPF device filters are not supported on {os.uname().machine}")
     buf = ctypes.create_string_buffer(attr, 128)
     rv = libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), buf, ctypes.c_uint(128))
     if rv < 0:
