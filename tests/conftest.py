@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import leftovers
 from tests.helpers import ProcessTracker, make_busybox_rootfs, run_cli
+
+_LEFT_BEHIND: list[str] = []
 
 
 def pytest_collection_modifyitems(config, items):
@@ -18,6 +21,24 @@ def pytest_collection_modifyitems(config, items):
             for prog in m.args:
                 if not shutil.which(prog):
                     item.add_marker(pytest.mark.skip(reason=f"{prog} is not installed"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leftover_watch(tmp_path_factory) -> Iterator[None]:
+    """Notes what the session leaves on the host (see tests/leftovers.py); set up first, so torn
+    down after every other session fixture."""
+    tmp_root = str(tmp_path_factory.getbasetemp()) + "/"
+    before = leftovers.snapshot(tmp_root)
+    yield
+    _LEFT_BEHIND[:] = leftovers.left_behind(before, tmp_root)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # A warning, not a failure: one area's leftover must not block every other area's CI.
+    if _LEFT_BEHIND:
+        terminalreporter.section("left behind on the host (tests must clean up)", yellow=True, bold=True)
+        for item in _LEFT_BEHIND:
+            terminalreporter.line(item)
 
 
 @pytest.fixture(scope="session")
