@@ -24,7 +24,7 @@ def test_every_command_has_help(dy):
     for path, _cmd in _walk(cli):
         p = dy(*path, "--help")
         assert p.returncode == 0, (path, p.stderr)
-        assert "Usage:" in p.stdout
+        assert "usage:" in p.stdout.lower()  # the runtime prints runc's lower-case usage
 
 
 def test_version(dy):
