@@ -9,10 +9,25 @@ import urllib.request
 
 import pytest
 
+from tests.helpers import wait_for
 from tests.network.conftest import dns_pids, links, nft_table
 from tests.network.test_firewall import free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def wait_http(url: str) -> None:
+    """`run -d` returns once the container started, not once its server listens: poll, as a
+    loaded machine may take seconds to get httpd to its listen()."""
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    wait_for(answers, timeout=30, interval=0.2, what=f"{url} to answer")
 
 
 @pytest.fixture
@@ -31,6 +46,7 @@ def test_custom_network_dns_and_isolation(dy, eng, ctrs):
        "httpd", "-f", "-p", "80", "-h", "/etc", check=True)
     ip = dy("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "webserver",
             check=True).stdout.strip()
+    wait_http(f"http://{ip}/hostname")
     # Not reachable from the default network ...
     p = dy("run", "--rm", "localhost/busybox", "ping", "-c", "1", "-W", "2", ip)
     assert p.returncode != 0
@@ -60,8 +76,7 @@ def test_publish_and_default_bridge_by_ip(dy, eng, ctrs):
     ctrs.append("webserver")
     dy("run", "-d", "--name", "webserver", "--network", "podman", "-p", f"{port}:80", "localhost/busybox",
        "httpd", "-f", "-p", "80", "-h", "/etc", check=True)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10) as r:
-        assert r.status == 200
+    wait_http(f"http://127.0.0.1:{port}/hostname")
     assert dy("port", "webserver", check=True).stdout == f"80/tcp -> 0.0.0.0:{port}\n"
     ip = dy("inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "webserver", check=True).stdout.strip()
     p = dy("run", "--rm", "--network", "podman", "localhost/busybox", "wget", "-q", "-O", "-", f"http://{ip}/hostname")
