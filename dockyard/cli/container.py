@@ -96,6 +96,8 @@ def _create_options(f: Any) -> Any:
         click.option("--pull", type=click.Choice(["missing", "never", "always", "newer"]), default="missing",
                      show_default=True, help="Pull image policy."),
         click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output."),
+        click.option("--progress", type=click.Choice(["auto", "tty", "plain", "quiet"]), default="auto",
+                     show_default=True, help="How to show pull progress (on stderr)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -122,22 +124,26 @@ def _build_options(image: str, command: tuple[str, ...], kw: dict[str, Any], att
         pid=kw["pid"], ipc=kw["ipc"], volumes_from=list(kw["volumes_from"]))
 
 
-def _ensure_image(state: Any, image: str, pull: str, quiet: bool) -> None:
+def _ensure_image(state: Any, image: str, pull: str, quiet: bool, progress: str = "auto") -> None:
     images = state.engine.images
     if pull == "never" or (pull == "missing" and images.exists(image)):
         if not images.exists(image):
             raise NotFound(f"No such image: {image}")
         return
+    import contextlib
+
     from dockyard.cli.pull import ProgressPrinter
 
-    # Pull progress would mix into the container's output on stdout: pull quietly.
-    printer = ProgressPrinter(quiet=True, tty=False)
-    try:
-        state.engine.registry.pull(image, progress=printer)
-    except DockyardError as e:
-        raise NotFound(f"unable to find image {image!r} locally, and pulling it failed: {e}") from None
-    finally:
-        printer.close()
+    # Pull progress goes to stderr, as Docker's run does: stdout belongs to the container.
+    tty = progress == "tty" or (progress == "auto" and sys.stderr.isatty())
+    with contextlib.redirect_stdout(sys.stderr):
+        printer = ProgressPrinter(quiet=quiet or progress == "quiet", tty=tty)
+        try:
+            state.engine.registry.pull(image, progress=printer)
+        except DockyardError as e:
+            raise NotFound(f"unable to find image {image!r} locally, and pulling it failed: {e}") from None
+        finally:
+            printer.close()
 
 
 @click.command("create", context_settings=RUN_CONTEXT, help="Create a new container.")
@@ -146,7 +152,7 @@ def _ensure_image(state: Any, image: str, pull: str, quiet: bool) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def create(state, image, command, **kw):
-    _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"))
+    _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"), kw.pop("progress"))
     cid = _svc(state).create(_build_options(image, command, kw, attach=True))
     click.echo(cid)
 
@@ -164,7 +170,7 @@ def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
         raise InvalidArgument("conflicting options: --restart and --rm")
     if kw["tty"] and not detach and not sys.stdin.isatty() and kw["interactive"]:
         raise InvalidArgument("the input device is not a TTY")
-    _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"))
+    _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"), kw.pop("progress"))
     svc = _svc(state)
     cid = svc.create(_build_options(image, command, kw, attach=not detach))
     if detach:

@@ -14,9 +14,11 @@ def test_run_pulls_a_missing_image(ctr, registry):  # noqa: F811
     reg = registry(tls=True)
     env = reg.env()
     assert ctr("push", IMAGE, f"{reg.host}/bb/busybox:1", env=env).returncode == 0
-    p = ctr("run", "--rm", "--network", "none", f"{reg.host}/bb/busybox:1", "echo", "pulled and ran", env=env)
+    p = ctr("run", "--rm", "--progress", "plain", "--network", "none", f"{reg.host}/bb/busybox:1", "echo",
+            "pulled and ran", env=env)
     assert p.returncode == 0, p.stderr
-    assert p.stdout == "pulled and ran\n"
+    assert p.stdout == "pulled and ran\n"  # pull progress goes to stderr
+    assert p.stderr.strip(), "plain progress shows the pull"
     assert f"{reg.host}/bb/busybox" in ctr("images").stdout
     p = ctr("run", "--rm", "--pull", "never", f"{reg.host}/bb/other:1", "true", env=env)
     assert p.returncode == 125 and "No such image" in p.stderr
