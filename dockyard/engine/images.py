@@ -17,9 +17,10 @@ import re
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound, StoreError
 
@@ -112,6 +113,26 @@ def parse_created(s: str | None) -> float:
     return base.timestamp() + (float("0" + m.group(2)) if m.group(2) else 0.0)
 
 
+class StagedLayer(NamedTuple):
+    """A layer unpacked into a private temp directory of the layer store, verified against its diff_id,
+    not yet recorded: ``add_from_manifest(staged=...)`` moves it into place or removes it."""
+
+    dir: Path
+    info: LayerInfo
+
+
+class _ReportingReader:
+    """A blob file whose reads are reported (unpack progress, and a way to stop it)."""
+
+    def __init__(self, f: IO[bytes], on_read: Callable[[int], None]) -> None:
+        self.f, self.on_read = f, on_read
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.on_read(len(data))
+        return data
+
+
 class _NewContent:
     """What one commit added, so a failure can take exactly that back."""
 
@@ -151,86 +172,130 @@ class ImageService:
     # -- committing ------------------------------------------------------------------------------
     def add_from_manifest(self, manifest_bytes: bytes, media_type: str, config_bytes: bytes,
                           layer_digests_present: list[str] | None = None, tags: list[str] | None = None,
-                          index_bytes: bytes | None = None, repo: str | None = None) -> ImageRecord:
+                          index_bytes: bytes | None = None, repo: str | None = None,
+                          staged: dict[str, StagedLayer] | None = None) -> ImageRecord:
         """Commit an image whose layer blobs are already in ``engine.blobs`` (a pull).
 
         Verifies the config against the manifest and each layer against the config's diff_ids while
         unpacking, then records the image and tags it with ``tags`` (any reference form).  ``repo``
         (e.g. ``docker.io/library/alpine``) records a RepoDigest ``repo@<manifest or index digest>``.
+        ``staged`` (diff_id -> ``stage_layer`` result) are layers the caller already unpacked; the
+        commit takes them over (moves them into place or removes them, also on failure) and leaves
+        the dict empty, and unpacks only the layers missing from it.
         """
         from dockyard.image import manifest as mf
 
-        man = mf.parse_manifest(manifest_bytes, media_type)
-        for lay in man.layers:
-            if layer_digests_present is not None and lay.digest not in layer_digests_present:
-                raise InvalidArgument(f"layer {lay.digest} was not downloaded")
-            if not self.blobs.has(lay.digest):
-                raise NotFound(f"layer blob {lay.digest} is not in the blob store")
+        staged = {} if staged is None else staged
+        try:
+            man = mf.parse_manifest(manifest_bytes, media_type)
+            for lay in man.layers:
+                if layer_digests_present is not None and lay.digest not in layer_digests_present:
+                    raise InvalidArgument(f"layer {lay.digest} was not downloaded")
+                if not self.blobs.has(lay.digest):
+                    raise NotFound(f"layer blob {lay.digest} is not in the blob store")
+        except BaseException:
+            self.discard_staged(staged)
+            raise
         digests = []
         if repo:
             digests.append(f"{repo}@{_sha(index_bytes) if index_bytes else _sha(manifest_bytes)}")
-        return self._commit(manifest_bytes, man.media_type, config_bytes, tags or [], index_bytes, digests)
+        return self._commit(manifest_bytes, man.media_type, config_bytes, tags or [], index_bytes, digests,
+                            staged=staged)
 
-    def _commit(self, manifest_bytes: bytes, media_type: str, config_bytes: bytes, tags: list[str],
-                index_bytes: bytes | None = None, repo_digests: list[str] | None = None,
-                new: _NewContent | None = None) -> ImageRecord:
-        from dockyard.image import manifest as mf
-        from dockyard.image.layers import remove_tree
+    def needs_layer(self, diff_id: str) -> bool:
+        """Whether the layer store lacks this layer, so an image using it has to unpack it."""
+        return not self._layer_present(diff_id)
 
-        man = mf.parse_manifest(manifest_bytes, media_type)
-        config = mf.parse_config(config_bytes)
-        image_id = _sha(config_bytes)
-        if man.config.digest != image_id or man.config.size != len(config_bytes):
-            raise InvalidArgument(f"image config does not match its manifest "
-                                  f"(manifest says {man.config.digest}, config is {image_id})")
-        diff_ids: list[str] = config["rootfs"]["diff_ids"]
-        if len(diff_ids) != len(man.layers):
-            raise InvalidArgument(f"manifest has {len(man.layers)} layers but the config lists "
-                                  f"{len(diff_ids)} diff_ids")
-        qualified = [self._tag_name(t) for t in tags]
-        new = new or _NewContent()
-        staged: dict[str, tuple[Path, LayerInfo]] = {}
-        try:
-            # Unpacking (the slow part) runs without the store lock, into private temp dirs; only
-            # moving them into place and writing the rows happens under it.  If a concurrent rmi
-            # removed a layer this image shares meanwhile, stage that one too and try again.
-            for _attempt in range(3):
-                for i, (desc, diff_id) in enumerate(zip(man.layers, diff_ids, strict=True)):
-                    if diff_id not in staged and not self._layer_present(diff_id):
-                        staged[diff_id] = self._stage(desc, diff_id, i)
-                with self.db.lock():
-                    if any(d not in staged and not self._layer_present(d) for d in diff_ids):
-                        continue
-                    self._clean_orphans()
-                    self._record(image_id, man, config, manifest_bytes, config_bytes, index_bytes,
-                                 qualified, repo_digests or [], staged, new)
-                    break
-            else:
-                raise StoreError("layers of this image kept being removed while it was committed; try again")
-        except BaseException:
-            for tmp, _ in staged.values():
-                remove_tree(tmp)
-            self._discard(new)
-            raise
-        return self.get(image_id)
+    def stage_layer(self, desc: Descriptor, diff_id: str, position: int,
+                    on_read: Callable[[int], None] | None = None) -> StagedLayer:
+        """Unpack one layer blob of the blob store into a private temp directory of the layer store
+        and verify it against ``diff_id``; ``position`` (0-based) names the layer in errors.
 
-    def _layer_present(self, diff_id: str) -> bool:
-        return self.db.query_one("SELECT 1 FROM layers WHERE diff_id = ?", (diff_id,)) is not None \
-            and self.layer_dir(diff_id).is_dir()
-
-    def _stage(self, desc: Descriptor, diff_id: str, i: int) -> tuple[Path, LayerInfo]:
+        Takes no lock and touches no row, so a pull calls it from its download threads as each blob
+        completes.  Hand the result to ``add_from_manifest(staged=...)`` or ``discard_staged``; if
+        this process dies first, the directory is debris the next writer or prune removes.
+        ``on_read(n)`` is called for each chunk read from the blob (progress; raising from it stops
+        the unpack and removes what it wrote).
+        """
         from dockyard.image.layers import LayerError, stage_layer
 
         size = self.blobs.size(desc.digest)
         if size != desc.size:
             raise LayerError(f"layer {desc.digest}: blob is {size} bytes, manifest says {desc.size}")
         with self.blobs.open(desc.digest) as f:
-            return stage_layer(f, self.layers_dir, diff_id.split(":", 1)[1], expected_diff_id=diff_id,
-                               what=f"layer {i + 1} ({desc.digest[:19]})")
+            src: IO[bytes] = f if on_read is None else _ReportingReader(f, on_read)  # type: ignore[assignment]
+            tmp, info = stage_layer(src, self.layers_dir, diff_id.split(":", 1)[1], expected_diff_id=diff_id,
+                                    what=f"layer {position + 1} ({desc.digest[:19]})")
+        return StagedLayer(tmp, info)
+
+    @staticmethod
+    def discard_staged(staged: dict[str, StagedLayer]) -> None:
+        """Remove staged layers nobody will commit (idempotent: the dict is emptied)."""
+        from dockyard.image.layers import remove_tree
+
+        for s in staged.values():
+            remove_tree(s.dir)
+        staged.clear()
+
+    def _commit(self, manifest_bytes: bytes, media_type: str, config_bytes: bytes, tags: list[str],
+                index_bytes: bytes | None = None, repo_digests: list[str] | None = None,
+                new: _NewContent | None = None, staged: dict[str, StagedLayer] | None = None) -> ImageRecord:
+        from dockyard.image import manifest as mf
+
+        staged = {} if staged is None else staged
+        new = new or _NewContent()
+        try:
+            man = mf.parse_manifest(manifest_bytes, media_type)
+            config = mf.parse_config(config_bytes)
+            image_id = _sha(config_bytes)
+            if man.config.digest != image_id or man.config.size != len(config_bytes):
+                raise InvalidArgument(f"image config does not match its manifest "
+                                      f"(manifest says {man.config.digest}, config is {image_id})")
+            diff_ids: list[str] = config["rootfs"]["diff_ids"]
+            if len(diff_ids) != len(man.layers):
+                raise InvalidArgument(f"manifest has {len(man.layers)} layers but the config lists "
+                                      f"{len(diff_ids)} diff_ids")
+            qualified = [self._tag_name(t) for t in tags]
+            for d, s in list(staged.items()):
+                if d not in diff_ids or s.info.diff_id != d:
+                    self.discard_staged({d: staged.pop(d)})  # not this image's: never install it
+            # Unpacking (the slow part) runs without the store lock, into private temp dirs; only
+            # moving them into place and writing the rows happens under it.  If a concurrent rmi
+            # removed a layer this image shares meanwhile, stage that one too and try again.
+            for _attempt in range(3):
+                self._drop_vanished(staged)
+                for i, (desc, diff_id) in enumerate(zip(man.layers, diff_ids, strict=True)):
+                    if diff_id not in staged and not self._layer_present(diff_id):
+                        staged[diff_id] = self.stage_layer(desc, diff_id, i)
+                with self.db.lock():
+                    self._clean_orphans()
+                    # Staged long ago (a slow pull), another process may have taken it for debris.
+                    self._drop_vanished(staged)
+                    if any(d not in staged and not self._layer_present(d) for d in diff_ids):
+                        continue
+                    self._record(image_id, man, config, manifest_bytes, config_bytes, index_bytes,
+                                 qualified, repo_digests or [], staged, new)
+                    break
+            else:
+                raise StoreError("layers of this image kept being removed while it was committed; try again")
+        except BaseException:
+            self.discard_staged(staged)
+            self._discard(new)
+            raise
+        return self.get(image_id)
+
+    @staticmethod
+    def _drop_vanished(staged: dict[str, StagedLayer]) -> None:
+        for d in [d for d, s in staged.items() if not s.dir.is_dir()]:
+            del staged[d]
+
+    def _layer_present(self, diff_id: str) -> bool:
+        return self.db.query_one("SELECT 1 FROM layers WHERE diff_id = ?", (diff_id,)) is not None \
+            and self.layer_dir(diff_id).is_dir()
 
     def _record(self, image_id: str, man: Manifest, config: dict[str, Any], manifest_bytes: bytes,
                 config_bytes: bytes, index_bytes: bytes | None, qualified: list[str], repo_digests: list[str],
-                staged: dict[str, tuple[Path, LayerInfo]], new: _NewContent) -> None:
+                staged: dict[str, StagedLayer], new: _NewContent) -> None:
         """Under the store lock: content into place, then the rows naming it."""
         from dockyard.image import manifest as mf
         from dockyard.image.layers import remove_tree
@@ -250,9 +315,7 @@ class ImageService:
             del staged[diff_id]
             new.dirs.append(dest)
             layer_rows.append((diff_id, info.size, info.tar_size))
-        for tmp, _ in staged.values():
-            remove_tree(tmp)
-        staged.clear()
+        self.discard_staged(staged)
         now = time.time()
         with self.db.write() as c:
             for diff_id, size, tar_size in layer_rows:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
+    from dockyard.engine.images import StagedLayer
     from dockyard.image.manifest import Descriptor
     from dockyard.image.reference import Reference
     from dockyard.image.registries import RegistriesConf
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 # enough to saturate hashing and disk.
 PARALLEL_DOWNLOADS = 6
 PARALLEL_UPLOADS = 4
+# Unpacking is CPU and disk work (decompress, hash, write): more threads than cores only contend.
+PARALLEL_UNPACKS = max(2, min(4, os.cpu_count() or 1))
 DOWNLOAD_ATTEMPTS = 3
 
 
@@ -64,6 +68,8 @@ class FetchedImage:
     index: bytes | None  # the index it was picked from, if any
     digest: str  # digest of what the reference named (index or manifest)
     downloaded: list[Descriptor]  # layers that were not in the store before
+    # With fetch(unpack=True): diff_id -> layer unpacked for add_from_manifest(staged=...)
+    staged: dict[str, StagedLayer] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,16 +201,22 @@ class RegistryService:
         raise last
 
     def fetch(self, ref: Reference, want: dict[str, str] | None = None, tls_verify: bool | None = None,
-              creds: tuple[str, str] | None = None, progress: ProgressFn | None = None) -> FetchedImage:
+              creds: tuple[str, str] | None = None, progress: ProgressFn | None = None,
+              unpack: bool = False) -> FetchedImage:
         """Download and verify an image's manifest, config and layers into the blob store, without
-        recording an image (what ``pull`` does before committing, and what a copy needs)."""
+        recording an image (what ``pull`` does before committing, and what a copy needs).
+
+        With ``unpack``, each layer the layer store lacks is also unpacked and verified against its
+        diff_id as soon as its blob is complete, while the other layers download; the result's
+        ``staged`` is for ``ImageService.add_from_manifest(staged=...)``, which owns it from then on
+        (``ImageService.discard_staged`` if the image is not committed after all)."""
         from dockyard.registry.client import RegistryError
 
         emit = progress or (lambda p: None)
         sources = self.conf.sources(ref)
         for i, (src, insecure) in enumerate(sources):
             try:
-                return self._fetch_from(src, insecure, want, tls_verify, creds, emit)
+                return self._fetch_from(src, insecure, want, tls_verify, creds, emit, unpack)
             except (NotFound, RegistryError) as e:
                 # A mirror that lacks the image or is down: on to the next source, then the registry.
                 if i == len(sources) - 1:
@@ -213,7 +225,7 @@ class RegistryService:
         raise AssertionError("unreachable: sources() always ends with the registry itself")
 
     def _fetch_from(self, src: Reference, insecure: bool, want: dict[str, str] | None, tls_verify: bool | None,
-                    creds: tuple[str, str] | None, emit: ProgressFn) -> FetchedImage:
+                    creds: tuple[str, str] | None, emit: ProgressFn, unpack: bool) -> FetchedImage:
         from dockyard.image import manifest as mf
 
         client = self.client(src.domain, tls_verify, src.path, creds, insecure=insecure)
@@ -232,24 +244,28 @@ class RegistryService:
             manifest = mf.parse_manifest(data, media_type)
             self._fetch(client, src.path, manifest.config, emit, report=False)
             config_bytes = self.engine.blobs.read(manifest.config.digest)
-            mf.parse_config(config_bytes)
-            fetched = self._fetch_layers(client, src.path, manifest.layers, emit)
+            diff_ids = mf.parse_config(config_bytes)["rootfs"]["diff_ids"]
+            # A config whose diff_ids do not match the layers is refused by the commit; nothing to unpack.
+            fetched, staged = self._fetch_layers(client, src.path, manifest.layers, emit,
+                                                 diff_ids if unpack and len(diff_ids) == len(manifest.layers)
+                                                 else None)
         finally:
             client.close()
-        return FetchedImage(data, media_type, config_bytes, index_bytes, top_digest, fetched)
+        return FetchedImage(data, media_type, config_bytes, index_bytes, top_digest, fetched, staged)
 
     def _pull_one(self, ref: Reference, want: dict[str, str] | None, tls_verify: bool | None,
                   creds: tuple[str, str] | None, progress: ProgressFn | None) -> PullResult:
         emit = progress or (lambda p: None)
         emit(Progress("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
-        img = self.fetch(ref, want, tls_verify, creds, emit)
-        up_to_date = self._is_current(ref, manifest_digest=_sha256(img.manifest))
-        record = self.engine.images.add_from_manifest(
-            img.manifest, img.media_type, img.config, tags=[str(ref)] if ref.tag else [], index_bytes=img.index,
-            repo=ref.name)
-        # Docker says "Pull complete" once a layer is unpacked, which add_from_manifest just did.
-        for lay in img.downloaded:
-            emit(Progress(short_id(lay.digest), "Pull complete", lay.size, lay.size))
+        img = self.fetch(ref, want, tls_verify, creds, emit, unpack=True)
+        images = self.engine.images
+        try:
+            up_to_date = self._is_current(ref, manifest_digest=_sha256(img.manifest))
+            record = images.add_from_manifest(
+                img.manifest, img.media_type, img.config, tags=[str(ref)] if ref.tag else [],
+                index_bytes=img.index, repo=ref.name, staged=img.staged)
+        finally:
+            images.discard_staged(img.staged)  # only what the commit did not take over
         return PullResult(str(ref), img.digest, record.id, up_to_date)
 
     def _is_current(self, ref: Reference, manifest_digest: str) -> bool:
@@ -259,37 +275,108 @@ class RegistryService:
         except (NotFound, InvalidArgument):
             return False
 
-    def _fetch_layers(self, client: RegistryClient, repo: str, layers: list[Descriptor],
-                      emit: ProgressFn) -> list[Descriptor]:
-        """Download the layers not in the store, in parallel; returns those downloaded."""
-        todo = []
+    def _fetch_layers(self, client: RegistryClient, repo: str, layers: list[Descriptor], emit: ProgressFn,
+                      diff_ids: list[str] | None = None) -> tuple[list[Descriptor], dict[str, StagedLayer]]:
+        """Download the layers not in the store, in parallel; returns those downloaded.
+
+        With ``diff_ids`` (the config's, one per layer), each layer the layer store lacks is unpacked
+        as soon as its blob is complete, on a pool of its own so the downloads keep going; returns
+        the staged layers too.  Any failure stops the rest and removes what was staged.
+        """
+        images = self.engine.images
+        unpacks: dict[str, list[tuple[int, str]]] = {}  # blob digest -> (position, diff_id) to unpack
+        if diff_ids is not None:
+            chosen: set[str] = set()
+            for i, (lay, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
+                if diff_id not in chosen and images.needs_layer(diff_id):
+                    chosen.add(diff_id)
+                    unpacks.setdefault(lay.digest, []).append((i, diff_id))
+        todo: list[Descriptor] = []
+        ready: list[Descriptor] = []  # blobs present whose layer still has to be unpacked
         seen = set()
         for lay in layers:
             if lay.digest in seen:
                 continue
             seen.add(lay.digest)
-            if self.engine.blobs.has(lay.digest):
-                emit(Progress(short_id(lay.digest), "Already exists", lay.size, lay.size))
-            else:
+            if not self.engine.blobs.has(lay.digest):
                 emit(Progress(short_id(lay.digest), "Pulling fs layer", 0, lay.size))
                 todo.append(lay)
-        if not todo:
-            return todo
+            elif lay.digest in unpacks:
+                ready.append(lay)
+            else:
+                emit(Progress(short_id(lay.digest), "Already exists", lay.size, lay.size))
+        staged: dict[str, StagedLayer] = {}
+        if not todo and not ready:
+            return todo, staged
         abort = threading.Event()
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_DOWNLOADS, len(todo))) as pool:
-            futures = [pool.submit(self._fetch, client, repo, lay, emit, True, abort) for lay in todo]
-            # One bad layer fails the pull: stop the other downloads at once instead of finishing
-            # them (put_stream removes their temp files).
-            try:
-                wait(futures, return_when=FIRST_EXCEPTION)
-            finally:
-                # Also on Ctrl-C: the workers stop at their next read and drop their temp files.
+        downloads = ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_DOWNLOADS, len(todo))))
+        unpackers = ThreadPoolExecutor(max_workers=PARALLEL_UNPACKS)
+        jobs: dict[Future[Any], Descriptor] = {}
+        unpack_jobs: list[Future[StagedLayer]] = []
+
+        def unpack(lay: Descriptor) -> None:
+            if diff_ids is not None and lay.digest not in unpacks:
+                # Its layer is unpacked already (the image came before with other compression).
+                emit(Progress(short_id(lay.digest), "Pull complete", lay.size, lay.size))
+            for pos, diff_id in unpacks.get(lay.digest, []):
+                f = unpackers.submit(self._unpack, lay, diff_id, pos, emit, abort)
+                jobs[f] = lay
+                unpack_jobs.append(f)
+
+        ok = False
+        try:
+            for lay in todo:
+                jobs[downloads.submit(self._fetch, client, repo, lay, emit, True, abort)] = lay
+            for lay in ready:
+                unpack(lay)
+            pending = set(jobs)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    err = f.exception()
+                    if err is not None:
+                        raise err  # the first failure: nothing was aborted yet
+                    if f in unpack_jobs:
+                        layer = f.result()
+                        staged[layer.info.diff_id] = layer
+                    else:
+                        before = len(unpack_jobs)
+                        unpack(jobs[f])
+                        pending.update(unpack_jobs[before:])
+            ok = True
+        finally:
+            if not ok:
+                # One bad layer (or Ctrl-C) fails the pull: stop the other downloads and unpacks at
+                # their next read instead of finishing them; they remove their own temp files.
                 abort.set()
-            errors = [e for e in (f.exception() for f in futures) if e is not None]
-        real = [e for e in errors if not isinstance(e, _Aborted)]
-        if real or errors:
-            raise (real or errors)[0]
-        return todo
+            downloads.shutdown(wait=True, cancel_futures=not ok)
+            unpackers.shutdown(wait=True, cancel_futures=not ok)
+            if not ok:
+                for f in unpack_jobs:
+                    if f.done() and not f.cancelled() and f.exception() is None:
+                        staged[f.result().info.diff_id] = f.result()
+                images.discard_staged(staged)
+        return todo, staged
+
+    def _unpack(self, desc: Descriptor, diff_id: str, position: int, emit: ProgressFn,
+                abort: threading.Event) -> StagedLayer:
+        import time
+
+        sid = short_id(desc.digest)
+        state = {"done": 0, "last": 0.0}
+
+        def on_read(n: int) -> None:
+            if abort.is_set():
+                raise _Aborted()
+            state["done"] += n
+            now = time.monotonic()
+            if now - state["last"] > 0.1 or state["done"] == desc.size:
+                state["last"] = now
+                emit(Progress(sid, "Extracting", int(state["done"]), desc.size))
+
+        layer = self.engine.images.stage_layer(desc, diff_id, position, on_read)
+        emit(Progress(sid, "Pull complete", desc.size, desc.size))
+        return layer
 
     def _fetch(self, client: RegistryClient, repo: str, desc: Descriptor, emit: ProgressFn,
                report: bool = True, abort: threading.Event | None = None) -> None:

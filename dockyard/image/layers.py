@@ -424,17 +424,21 @@ def _pid_alive(pid: int) -> bool:
 
 def clean_stale_temp(layers_dir: Path, older_than: float = 3600.0) -> None:
     """Remove temp dirs of writers that died: their pid is gone, or they are older than ``older_than``
-    (pids get reused).  Age is the ctime, which a tar's timestamps cannot fake."""
+    (pids get reused).  Age is the ctime, which a tar's timestamps cannot fake.  This process's own
+    are live work however old (a slow pull stages its first layers long before it commits)."""
     import time
 
     if not layers_dir.is_dir():
         return
     cutoff = time.time() - older_than
+    me = os.getpid()
     for e in os.scandir(layers_dir):
         if not e.name.startswith(".tmp-"):
             continue
         parts = e.name.split("-")
         pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else 0
+        if pid == me:
+            continue
         with contextlib.suppress(OSError):
             if (pid and not _pid_alive(pid)) or e.stat(follow_symlinks=False).st_ctime < cutoff:
                 remove_tree(e.path)

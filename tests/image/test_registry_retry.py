@@ -155,3 +155,56 @@ def test_interrupted_pull_leaves_nothing(dy, proxied, registry_env):
     assert "Error: aborted" in err or "Error: interrupted" in err
     assert not (dy.root / "blobs" / "sha256" / layer.split(":")[1]).exists()
     assert not list((dy.root / "tmp").iterdir())
+
+
+def test_layers_unpack_while_others_download_and_a_killed_pull_leaves_only_debris(dy, proxied, registry_env):
+    """A layer is unpacked as soon as its blob is complete, while a slow one still downloads; until the
+    commit it is an unrecorded temp directory, so a pull killed then leaves no image and no layer,
+    and the next pull clears the debris and succeeds."""
+    import os
+    import subprocess
+
+    from tests.helpers import REPO, dockyard_cmd, wait_for
+    from tests.image.helpers import store_state
+
+    proxy, info = proxied
+    slow, fast = (d.split(":")[1] for d in info["layers"])
+    proxy.slow.add(f"/v2/ns/bb/blobs/sha256:{slow}")
+    env = dict(os.environ, **registry_env, PYTHONPATH=str(REPO))
+    name = f"127.0.0.1:{proxy.port}/ns/bb:v1"
+    layers = dy.root / "layers"
+    proc = subprocess.Popen(dockyard_cmd(dy.root) + ["pull", "--tls-verify=false", name],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        seen: list[str] = []
+
+        def fast_layer_done():
+            line = proc.stdout.readline()
+            seen.append(line.strip())
+            return line.startswith(f"{fast[:12]}: Pull complete") or not line
+
+        wait_for(fast_layer_done, timeout=120, what="the small layer to be unpacked")
+        assert seen[-1] == f"{fast[:12]}: Pull complete", seen
+        assert f"{slow[:12]}: Download complete" not in seen
+        assert not (dy.root / "blobs" / "sha256" / slow).exists()
+        staged = [n for n in os.listdir(layers) if n.startswith(".tmp-")]
+        assert any((layers / n / "etc" / "hello").is_file() for n in staged), staged
+    finally:
+        proc.kill()
+        proc.wait()
+    state = store_state(dy.root)
+    assert state["images"] == []
+    assert state["layers"] and all(n.startswith(".tmp-") for n in state["layers"])
+
+    proxy.slow.clear()
+    p = dy("pull", "--tls-verify=false", name, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    assert f"{fast[:12]}: Pull complete" in p.stdout.splitlines()  # its blob stayed; its layer is unpacked again
+    assert sorted(store_state(dy.root)["layers"]) == sorted(d.split(":")[1] for d in _diff_ids(dy, name))
+
+
+def _diff_ids(dy, name: str) -> list[str]:
+    import json
+
+    out = dy("image", "inspect", "--format", "{{json .RootFS.Layers}}", name, check=True).stdout
+    return json.loads(out)

@@ -121,6 +121,39 @@ def test_failed_commit_removes_what_it_added(engine):
                                         "application/x-nope", config)
 
 
+def test_staged_layers_are_taken_over_by_the_commit(engine):
+    """A pull stages layers as their blobs arrive; the commit moves exactly those into place (no second
+    unpack), never installs one the image does not name, and a failed commit leaves none behind."""
+    manifest, config, digests = _docker_image(engine, [BASE, TOP], ["/app"])
+    descs = mf.parse_manifest(manifest, mf.DOCKER_MANIFEST).layers
+    staged = {_sha(BASE): engine.images.stage_layer(descs[0], _sha(BASE), 0)}
+    inode = os.stat(staged[_sha(BASE)].dir).st_ino
+    assert staged[_sha(BASE)].dir.name.startswith(".tmp-")
+    other = engine.blobs.put_bytes(gzip.compress(make_tar([entry("x", "file", b"x")]), mtime=0))
+    foreign = engine.images.stage_layer(mf.Descriptor(mf.DOCKER_LAYER_GZIP, other, engine.blobs.size(other)),
+                                        _sha(make_tar([entry("x", "file", b"x")])), 0)
+    staged[foreign.info.diff_id] = foreign
+    assert engine.images.needs_layer(_sha(BASE)) and engine.images.needs_layer(_sha(TOP))
+    rec = engine.images.add_from_manifest(manifest, mf.DOCKER_MANIFEST, config, tags=["staged:1"], staged=staged)
+    assert staged == {}
+    assert os.stat(rec.layer_dirs[0]).st_ino == inode  # moved into place, not unpacked again
+    assert sorted(p.name for p in engine.images.layers_dir.iterdir()) == sorted(
+        [_sha(BASE)[7:], _sha(TOP)[7:]])  # TOP unpacked by the commit; the foreign one removed
+    assert not engine.images.needs_layer(_sha(BASE))
+
+    # A staged layer that does not match its diff_id fails at staging; a failed commit removes the rest.
+    m2, c2, _ = _docker_image(engine, [TOP, BASE], ["x"], diff_ids=[_sha(TOP), "sha256:" + "7" * 64])
+    d2 = mf.parse_manifest(m2, mf.DOCKER_MANIFEST).layers
+    with pytest.raises(LayerError, match="does not match the image config"):
+        engine.images.stage_layer(d2[1], "sha256:" + "7" * 64, 1)
+    staged = {foreign.info.diff_id: engine.images.stage_layer(
+        mf.Descriptor(mf.DOCKER_LAYER_GZIP, other, engine.blobs.size(other)), foreign.info.diff_id, 0)}
+    with pytest.raises(LayerError, match="layer 2 .* does not match the image config"):
+        engine.images.add_from_manifest(m2, mf.DOCKER_MANIFEST, c2, tags=["bad:1"], staged=staged)
+    assert staged == {}
+    assert sorted(p.name for p in engine.images.layers_dir.iterdir()) == sorted([_sha(BASE)[7:], _sha(TOP)[7:]])
+
+
 @requires_root
 def test_image_layers_stack_for_a_container(engine, tmp_path):
     manifest, config, digests = _docker_image(engine, [BASE, TOP], ["x"])
