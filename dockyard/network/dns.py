@@ -95,16 +95,9 @@ def _child_env() -> dict[str, str]:
 def stop_server(rundir: Path, net_id: str, timeout: float = 5.0) -> None:
     pid = server_pid(rundir, net_id)
     if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid, net_id) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.01)
-        if _alive(pid, net_id):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        from dockyard.network.helperproc import terminate
+
+        terminate(pid, timeout)
     with contextlib.suppress(FileNotFoundError):
         _pidfile(rundir).unlink()
 

@@ -13,10 +13,8 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from dockyard.errors import Conflict, DockyardError, Unsupported
@@ -100,37 +98,10 @@ def add_forward(rundir: Path, proto: str, host_ip: str, host_port: int, guest_po
         raise Conflict(f"Bind for {host_ip or '0.0.0.0'}:{host_port} failed: {desc}")
 
 
-def _exited(pid: int) -> bool:
-    """True once ``pid`` is a zombie or gone: only then are its files, the published ports'
-    listening sockets among them, closed.  (Its cmdline empties earlier, while it still holds them.)"""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def _wait_exited(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reaps it when this process started it
-        if _exited(pid):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-
-
 def stop(rundir: Path, timeout: float = 5.0) -> None:
     pid = _pid(rundir)
     if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not _wait_exited(pid, timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _wait_exited(pid, timeout)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        from dockyard.network.helperproc import terminate
+
+        terminate(pid, timeout)
     shutil.rmtree(rundir, ignore_errors=True)
