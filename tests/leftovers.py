@@ -97,7 +97,8 @@ def _cgroup_dirs() -> set[str]:
                     out.update(f"cgroup {c.path}" for c in os.scandir(e.path) if c.is_dir(follow_symlinks=False))
                 except OSError:
                     pass
-                out.add(f"cgroup {e.path}")
+                if e.name != "dockyard":  # the engine's shared parent, kept like runc's parents
+                    out.add(f"cgroup {e.path}")
     return out
 
 
