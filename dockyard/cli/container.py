@@ -136,8 +136,11 @@ def _ensure_image(state: Any, image: str, pull: str, quiet: bool, progress: str 
 
     # Pull progress goes to stderr, as Docker's run does: stdout belongs to the container.
     tty = progress == "tty" or (progress == "auto" and sys.stderr.isatty())
+    # auto shows progress only on a terminal: scripts get the container's output and, should the
+    # pull fail, a one-line error
+    show = progress in ("tty", "plain") or tty
     with contextlib.redirect_stdout(sys.stderr):
-        printer = ProgressPrinter(quiet=quiet or progress == "quiet", tty=tty)
+        printer = ProgressPrinter(quiet=quiet or not show, tty=tty)
         try:
             state.engine.registry.pull(image, progress=printer)
         except DockyardError as e:

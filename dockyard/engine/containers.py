@@ -254,7 +254,8 @@ def _read_sync(fd: int, want: str) -> int:
             if word == want:
                 return int(rest) if rest.strip().isdigit() else 0
             continue
-        chunk = os.read(fd, 4096)
+        # One byte at a time: a later report must stay in the pipe for the next reader.
+        chunk = os.read(fd, 1)
         if not chunk:
             raise DockyardError("the container monitor exited before the container started")
         buf += chunk

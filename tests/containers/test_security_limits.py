@@ -15,8 +15,9 @@ DOCKER_DEFAULT_CAPS = 0x00000000a80425fb  # Docker's 14 default capabilities as 
 
 
 def _status_field(ctr, field, *args):
-    out = ctr("run", "--rm", *args, IMAGE, "grep", f"^{field}:", "/proc/self/status").stdout
-    return out.split()[1]
+    p = ctr("run", "--rm", *args, IMAGE, "grep", f"^{field}:", "/proc/self/status")
+    assert p.returncode == 0 and p.stdout, (p.returncode, p.stdout, p.stderr)
+    return p.stdout.split()[1]
 
 
 def test_default_caps_match_docker(ctr):
