@@ -11,97 +11,224 @@ import click
 
 from dockyard.cli import LazyGroup
 
-SHA_LEN = len("sha256:")
+# Docker's list formats (cli/command/formatter/image.go, cli/command/image/formatter_history.go).
+IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
+IMAGES_TABLE_DIGESTS = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t"
+                        "{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}")
+IMAGES_RAW = "repository: {{ .Repository }}\ntag: {{.Tag}}\n{digest}image_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n"
+IMAGES_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
+                  "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_TABLE_NON_HUMAN = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                   "Size": "SIZE", "Comment": "COMMENT"}
+QUIET = "{{.ID}}"
+# Before this, history dates are not shown in human units (Docker's formatter does the same).
+_HISTORY_EPOCH = 946684800  # 2000-01-01T00:00:00Z
 
 
-# -- presentation helpers (Docker's go-units and tabwriter behaviour) ---------------------------------
-def human_size(size: float) -> str:
-    """go-units HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    while size >= 1000.0 and i < len(units) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.3g}{units[i]}"
+def _go_time(ts: int) -> str:
+    """Go's time.Unix(ts, 0).String(), in the local zone: ``2024-01-02 03:04:05 +0000 UTC``."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
 
 
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(round(seconds / 3600))
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
+def _go_rfc3339(ts: int) -> str:
+    """Go's time.Unix(ts, 0).Format(time.RFC3339), in the local zone (``Z`` for UTC)."""
+    from datetime import datetime
+
+    t = datetime.fromtimestamp(ts).astimezone()
+    off = t.strftime("%z")
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if off in ("+0000", "-0000") else f"{off[:3]}:{off[3:]}")
 
 
-def since(ts: float) -> str:
-    if ts <= 0:
+def _truncate_id(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def _marshal(row: Any, fields: tuple[str, ...]) -> dict[str, str]:
+    """What Docker's row contexts marshal to: their fields by name (templates' ``json .``)."""
+    return {f: getattr(row, f)() for f in fields}
+
+
+class ImageRow:
+    """One ``images`` row, Docker's imageContext: its methods are the template's fields."""
+
+    go_type = "*formatter.imageContext"
+    _JSON = ("Containers", "CreatedAt", "CreatedSince", "Digest", "ID", "Repository", "SharedSize", "Size", "Tag",
+             "UniqueSize", "VirtualSize")
+
+    def __init__(self, img: Any, repo: str, tag: str, digest: str, trunc: bool, now: float) -> None:
+        from dockyard.engine.images import parse_created
+
+        self._img, self._repo, self._tag, self._digest, self._trunc, self._now = img, repo, tag, digest, trunc, now
+        self._created = int(parse_created(img.created))
+
+    def __json__(self) -> dict[str, str]:
+        return _marshal(self, self._JSON)
+
+    def ID(self) -> str:  # noqa: N802 - the template's field names are Go's
+        return _truncate_id(self._img.id) if self._trunc else str(self._img.id)
+
+    def Repository(self) -> str:  # noqa: N802
+        return self._repo
+
+    def Tag(self) -> str:  # noqa: N802
+        return self._tag
+
+    def Digest(self) -> str:  # noqa: N802
+        return self._digest
+
+    def CreatedSince(self) -> str:  # noqa: N802
+        from dockyard.formatting.containers import human_duration
+
+        return human_duration(self._now - self._created) + " ago"
+
+    def CreatedAt(self) -> str:  # noqa: N802
+        return _go_time(self._created)
+
+    def Size(self) -> str:  # noqa: N802
+        from dockyard.formatting.containers import human_size
+
+        return human_size(self._img.size, 3)
+
+    def VirtualSize(self) -> str:  # noqa: N802
+        from dockyard.formatting.containers import human_size
+
+        return human_size(self._img.size, 4)
+
+    def Containers(self) -> str:  # noqa: N802
+        return "N/A"  # Docker's list leaves usage counts out (-1) unless asked through the API
+
+    def SharedSize(self) -> str:  # noqa: N802
         return "N/A"
-    return human_duration(time.time() - ts) + " ago"
+
+    def UniqueSize(self) -> str:  # noqa: N802
+        return "N/A"
+
+    # Not in Docker's imageContext (there they are template errors); as on ps, volumes and networks.
+    def Labels(self) -> str:  # noqa: N802
+        return ",".join(sorted(f"{k}={v}" for k, v in self._img.labels.items()))
+
+    def Label(self, name: str) -> str:  # noqa: N802
+        return str(self._img.labels.get(name, ""))
 
 
-def table(rows: list[list[str]]) -> str:
-    """Docker's tabwriter (minwidth 10, padding 3); the last column is not padded."""
-    if not rows:
-        return ""
-    ncols = max(len(r) for r in rows)
-    widths = [0] * ncols
-    for r in rows:
-        for i, cell in enumerate(r[:-1]):
-            widths[i] = max(widths[i], len(cell) + 3, 10)
-    out = []
-    for r in rows:
-        line = "".join(cell.ljust(widths[i]) for i, cell in enumerate(r[:-1])) + (r[-1] if r else "")
-        out.append(line.rstrip() if not r[-1] else line)
-    return "\n".join(out)
+def print_list(rows: list[Any], fmt: str, default_fmt: str, headers: dict[str, str]) -> None:
+    """The shared formatter's list output, plus one thing Docker's row contexts do: they marshal
+    themselves with json.Marshal, which escapes <, >, & (and U+2028/9) inside strings, so
+    ``--format json`` prints ``"Tag":"\\u003cnone\\u003e"``.  In JSON text those characters only
+    occur inside strings, so escaping the whole line is exact."""
+    from dockyard.formatting import render_list
+
+    text = render_list(fmt, rows, default_fmt, headers)
+    if fmt.strip() in ("json", "{{json .}}"):
+        for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                        ("\u2029", "\\u2029")):
+            text = text.replace(ch, esc)
+    click.echo(text, nl=False)
 
 
-def _header_for(field: str) -> str:
-    special = {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
-               "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE"}
-    return special.get(field, field.upper())
+def image_rows(img: Any, *, show_digests: bool, need_digest: bool, trunc: bool, now: float) -> list[ImageRow]:
+    """Docker's rows for one image: one per (repository, tag), times its digests when they are
+    shown; digest-only repositories get a ``<none>`` tag; an image with neither is ``<none> <none>``."""
+    from dockyard.engine.images import familiar
+
+    tags, digests = img.repo_tags, img.repo_digests
+    if not tags and not digests:
+        return [ImageRow(img, "<none>", "<none>", "<none>", trunc, now)]
+    by_repo_tags: dict[str, list[str]] = {}
+    for t in tags:
+        repo, _, tag = familiar(t).rpartition(":")
+        by_repo_tags.setdefault(repo, []).append(tag)
+    by_repo_digests: dict[str, list[str]] = {}
+    for d in digests:
+        repo, _, dg = familiar(d).partition("@")
+        by_repo_digests.setdefault(repo, []).append(dg)
+    rows = []
+    for repo in sorted(by_repo_tags):
+        repo_digests = by_repo_digests.pop(repo, [])  # never a row of their own then
+        if not need_digest:
+            repo_digests = []
+        for tag in sorted(by_repo_tags[repo]):
+            rows += [ImageRow(img, repo, tag, dg, trunc, now) for dg in repo_digests or ["<none>"]]
+    for repo in sorted(by_repo_digests):
+        if show_digests:
+            rows += [ImageRow(img, repo, "<none>", dg, trunc, now) for dg in by_repo_digests[repo]]
+        else:
+            rows.append(ImageRow(img, repo, "<none>", "", trunc, now))
+    return rows
 
 
-def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
-    """--format for list commands: a Go template per row, `table TEMPLATE` with headers, or json."""
-    import re
+def images_format(fmt: str | None, quiet: bool, digests: bool) -> str:
+    """Docker's NewImageFormat."""
+    fmt = fmt or "table"
+    if fmt == "table":
+        return QUIET if quiet else IMAGES_TABLE_DIGESTS if digests else IMAGES_TABLE
+    if fmt == "raw":
+        return "image_id: {{.ID}}" if quiet else IMAGES_RAW.replace("{digest}", "digest: {{.Digest}}\n" if digests else "")
+    if fmt.startswith("table") and digests and "{{.Digest}}" not in fmt:
+        fmt += "\t{{.Digest}}"
+    return fmt
 
-    from dockyard.formatting import render
 
-    if fmt == "json":
-        # Docker prints one JSON object per line.
-        for r in rows:
-            click.echo(json.dumps(r))
-        return
-    if fmt.startswith("table"):
-        body = fmt[len("table"):].strip()
-        header = re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: _header_for(m.group(1)), body)
-        header = header.replace("\\t", "\t")
-        body = body.replace("\\t", "\t")
-        lines = [header.split("\t")] + [render(body, r).rstrip("\n").split("\t") for r in rows]
-        click.echo(table(lines))
-        return
-    for r in rows:
-        click.echo(render(fmt.replace("\\t", "\t").replace("\\n", "\n"), r).rstrip("\n"))
+class HistoryRow:
+    """One ``history`` row, Docker's historyContext."""
+
+    go_type = "*image.historyContext"
+    _JSON = ("Comment", "CreatedAt", "CreatedBy", "CreatedSince", "ID", "Size")
+
+    def __init__(self, entry: dict[str, Any], trunc: bool, human: bool, now: float) -> None:
+        self._e, self._trunc, self._human, self._now = entry, trunc, human, now
+
+    def __json__(self) -> dict[str, str]:
+        return _marshal(self, self._JSON)
+
+    def ID(self) -> str:  # noqa: N802
+        return _truncate_id(self._e["Id"]) if self._trunc else str(self._e["Id"])
+
+    def CreatedAt(self) -> str:  # noqa: N802
+        return _go_rfc3339(int(self._e["Created"]))
+
+    def CreatedSince(self) -> str:  # noqa: N802
+        from dockyard.formatting.containers import human_duration
+
+        if not self._human:
+            return self.CreatedAt()
+        if self._e["Created"] <= _HISTORY_EPOCH:
+            return ""
+        return human_duration(self._now - self._e["Created"]) + " ago"
+
+    def CreatedBy(self) -> str:  # noqa: N802
+        from dockyard.formatting.containers import ellipsis
+
+        created_by = str(self._e["CreatedBy"]).replace("\t", " ")
+        return ellipsis(created_by, 45) if self._trunc else created_by
+
+    def Size(self) -> str:  # noqa: N802
+        from dockyard.formatting.containers import human_size
+
+        return human_size(self._e["Size"], 3) if self._human else str(self._e["Size"])
+
+    def Comment(self) -> str:  # noqa: N802
+        return str(self._e["Comment"])
+
+
+class _GoBool(click.ParamType):
+    """A bool flag value as Docker's pflag takes it: ``--human=false`` and also ``-H=false`` (click hands
+    a short option's value over with the ``=``)."""
+
+    name = "boolean"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        return bool(click.BOOL.convert(str(value).removeprefix("="), param, ctx))
+
+
+GO_BOOL = _GoBool()
 
 
 def _os_errors(f: Any) -> Any:
@@ -124,12 +251,6 @@ def _engine(state: Any) -> Any:
     return state.engine
 
 
-def _split_created(created: str) -> float:
-    from dockyard.engine.images import parse_created
-
-    return parse_created(created)
-
-
 # -- images -------------------------------------------------------------------------------------------
 @click.command("ls", help="List images.")
 @click.argument("repository", required=False)
@@ -142,53 +263,16 @@ def _split_created(created: str) -> float:
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.pass_obj
 def image_ls(state, repository, all_, digests, filters, fmt, no_trunc, quiet):
-    from dockyard.engine.images import familiar, repository_matches
+    from dockyard.engine.images import parse_created
 
-    images = _engine(state).images.list_images(all_images=all_, filters=list(filters))
-    if repository:
-        images = [i for i in images if any(repository_matches(repository, t) for t in i.repo_tags)]
-    images.sort(key=lambda i: (_split_created(i.created), i.added), reverse=True)
-    rows: list[dict[str, Any]] = []
-
-    for img in images:
-        iid = img.id if no_trunc else img.short_id
-        created = _split_created(img.created)
-        base = {"ID": iid, "CreatedSince": since(created),
-                "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
-                "Size": human_size(img.size), "VirtualSize": human_size(img.size),
-                "SharedSize": "N/A", "UniqueSize": "N/A", "Containers": "N/A", "Digest": "<none>"}
-        digest_by_repo = {d.split("@")[0]: d.split("@")[1] for d in img.repo_digests}
-        tags = img.repo_tags
-        if repository:
-            tags = [t for t in tags if repository_matches(repository, t)]
-        if not tags:
-            row = dict(base, Repository="<none>", Tag="<none>")
-            if img.repo_digests:
-                row["Repository"] = familiar(img.repo_digests[0]).split("@")[0]
-                row["Digest"] = img.repo_digests[0].split("@")[1]
-            rows.append(row)
-        for t in sorted(tags):
-            fam = familiar(t)
-            repo, _, tag = fam.rpartition(":")
-            rows.append(dict(base, Repository=repo, Tag=tag,
-                             Digest=digest_by_repo.get(t.rpartition(":")[0], "<none>")))
-    if quiet:
-        seen: list[str] = []
-        for r in rows:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-        if fmt:
-            print_rows([r for r in rows if r["ID"] in seen], fmt)
-        else:
-            for i in seen:
-                click.echo(i)
-        return
-    if fmt:
-        print_rows(rows, fmt)
-        return
-    cols = ["Repository", "Tag"] + (["Digest"] if digests else []) + ["ID", "CreatedSince", "Size"]
-    header = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
-    click.echo(table([header] + [[r[c] for c in cols] for r in rows]))
+    images = _engine(state).images.list_images(all_images=all_, filters=list(filters), repository=repository)
+    images.sort(key=lambda i: (parse_created(i.created), i.added), reverse=True)
+    template = images_format(fmt, quiet, digests)
+    need_digest = digests or "{{.Digest}}" in template
+    now = time.time()
+    rows = [row for img in images for row in image_rows(img, show_digests=digests, need_digest=need_digest,
+                                                        trunc=not no_trunc, now=now)]
+    print_list(rows, template, IMAGES_TABLE, IMAGES_HEADERS)
 
 
 @click.command("inspect", help="Display detailed information on one or more images.")
@@ -220,42 +304,19 @@ def image_inspect(state, images, fmt):
 
 @click.command("history", help="Show the history of an image.")
 @click.argument("image")
-@click.option("-H", "--human", default=True, show_default=True, help="Print sizes and dates in human readable format.")
+@click.option("-H", "--human", type=GO_BOOL, default=True, show_default=True,
+              help="Print sizes and dates in human readable format (-H=false for raw numbers).")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.option("--format", "fmt", help="Format output with a Go template, 'table TEMPLATE' or json.")
 @click.pass_obj
 def image_history(state, image, human, no_trunc, quiet, fmt):
     entries = _engine(state).images.history(image)
-    human = str(human).lower() not in ("false", "0")
-    rows = []
-    for e in entries:
-        iid = e["Id"]
-        if iid != "<missing>" and not no_trunc:
-            iid = iid[SHA_LEN:SHA_LEN + 12]
-        created_by = e["CreatedBy"].replace("\t", " ")
-        if not no_trunc and len(created_by) > 45:
-            created_by = created_by[:44] + "…"
-        rows.append({
-            "ID": iid,
-            "CreatedSince": since(e["Created"]) if human else
-            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["Created"])),
-            "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["Created"])),
-            "CreatedBy": created_by,
-            "Size": human_size(e["Size"]) if human else str(e["Size"]),
-            "Comment": e["Comment"],
-            "Tags": e["Tags"],
-        })
-    if quiet:
-        for r in rows:
-            click.echo(r["ID"])
-        return
-    if fmt:
-        print_rows(rows, fmt)
-        return
-    cols = ["ID", "CreatedSince", "CreatedBy", "Size", "Comment"]
-    header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
-    click.echo(table([header] + [[r[c] for c in cols] for r in rows]))
+    fmt = fmt or "table"
+    if fmt == "table":
+        fmt = QUIET if quiet else HISTORY_TABLE if human else HISTORY_TABLE_NON_HUMAN
+    now = time.time()
+    print_list([HistoryRow(e, not no_trunc, human, now) for e in entries], fmt, HISTORY_TABLE, HISTORY_HEADERS)
 
 
 @click.command("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.")
@@ -300,6 +361,8 @@ def image_prune(state, all_, force, filters):
         click.echo(f"WARNING! This will remove {what}.")
         if not click.confirm("Are you sure you want to continue?", default=False, prompt_suffix=" "):
             return
+    from dockyard.formatting.containers import human_size
+
     report, freed = _engine(state).images.prune(all_images=all_, filters=list(filters))
     if report:
         click.echo("Deleted Images:")
@@ -307,7 +370,8 @@ def image_prune(state, all_, force, filters):
             for k, v in entry.items():
                 click.echo(f"{k.lower()}: {v}")
         click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(freed)}")
+    # go-units HumanSize: 4 significant digits, where the lists use 3.
+    click.echo(f"Total reclaimed space: {human_size(freed, 4)}")
 
 
 @click.command("save", help="Save one or more images to a tar archive (streamed to STDOUT by default).")

@@ -9,6 +9,7 @@ a failed commit removes the content it added, so an error never leaves half an i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -483,14 +484,34 @@ class ImageService:
         return [str(r["id"]) if "id" in r.keys() else "?" for r in rows]
 
     # -- listing -----------------------------------------------------------------------------------
-    def list_images(self, all_images: bool = False, filters: list[str] | None = None) -> list[ImageRecord]:
-        images = self.all()
-        preds = self._filters(filters or [], {"dangling", "label", "reference", "before", "since"})
-        return [img for img in images if all(p(img) for p in preds)]
+    def list_images(self, all_images: bool = False, filters: list[str] | None = None,
+                    repository: str | None = None) -> list[ImageRecord]:
+        """``docker images [REPOSITORY[:TAG]] --filter ...``, newest first.
+
+        As Docker's daemon does, ``reference`` filters and ``repository`` (which joins them) also
+        narrow each image's names to the matching ones, and an image none of whose names match is left out.
+        """
+        filters = filters or []
+        preds = self._filters(filters, {"dangling", "label", "reference", "before", "since"})
+        images = [img for img in self.all() if all(p(img) for p in preds)]
+        patterns = [f.partition("=")[2] for f in filters if f.partition("=")[0] == "reference"]
+        if repository is None and not patterns:
+            return images
+
+        def wanted(name: str) -> bool:
+            return any(_ref_matches(p, name) for p in patterns) or (
+                repository is not None and repository_matches(repository, name))
+
+        out = []
+        for img in images:
+            tags = [t for t in img.repo_tags if wanted(t)]
+            digests = [d for d in img.repo_digests if wanted(d)]
+            if tags or digests:
+                out.append(dataclasses.replace(img, repo_tags=tags, repo_digests=digests))
+        return out
 
     def _filters(self, filters: list[str], allowed: set[str]) -> list[Any]:
         preds: list[Any] = []
-        refs: list[str] = []
         for f in filters:
             key, sep, value = f.partition("=")
             if not sep or key not in allowed:
@@ -506,7 +527,7 @@ class ImageService:
                 p = _label_pred(value)
                 preds.append(lambda img, p=p: not p(img))
             elif key == "reference":
-                refs.append(value)
+                pass  # narrows names too: list_images applies it
             elif key in ("before", "since"):
                 pivot = parse_created(self.get(value).created)
                 if key == "before":
@@ -516,8 +537,6 @@ class ImageService:
             elif key == "until":
                 cutoff = _until(value)
                 preds.append(lambda img, t=cutoff: parse_created(img.created) < t)
-        if refs:
-            preds.append(lambda img: any(_ref_matches(pat, t) for pat in refs for t in img.repo_tags))
         return preds
 
     # -- inspect / history ---------------------------------------------------------------------------
@@ -1031,12 +1050,19 @@ def _glob(pattern: str, s: str) -> bool:
     return re.fullmatch(rx, s) is not None
 
 
-def _ref_matches(pattern: str, tag: str) -> bool:
-    """docker images --filter reference=PATTERN, matched against the familiar and the full name."""
-    fam = familiar(tag)
-    fam_repo = fam.rsplit(":", 1)[0]
-    repo = tag.rsplit(":", 1)[0]
-    return any(_glob(pattern, s) for s in (fam, fam_repo, tag, repo))
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    """(name, tag) of ``name:tag``; (name, None) of ``name@digest``."""
+    if "@" in ref:
+        return ref.split("@", 1)[0], None
+    name, _, tag = ref.rpartition(":")
+    return name, tag
+
+
+def _ref_matches(pattern: str, ref: str) -> bool:
+    """docker images --filter reference=PATTERN (a name:tag or name@digest), matched against the familiar
+    and the full reference and their names (Docker's FamiliarMatch, plus the fully qualified forms)."""
+    fam = familiar(ref)
+    return any(_glob(pattern, s) for s in (fam, _split_ref(fam)[0], ref, _split_ref(ref)[0]))
 
 
 def _ref_matches_exact(ref: str, tag: str) -> bool:
@@ -1047,16 +1073,17 @@ def _ref_matches_exact(ref: str, tag: str) -> bool:
     return f"{r.name}:{r.tag}" == tag or (r.is_short and tag.endswith(f"/{r.short_name}:{r.tag}"))
 
 
-def repository_matches(arg: str, tag: str) -> bool:
-    """``docker images REPOSITORY[:TAG]``: the repository (short names match any registry, as in
-    Podman), and the tag when one is given; glob patterns go through the reference filter."""
+def repository_matches(arg: str, ref: str) -> bool:
+    """``docker images REPOSITORY[:TAG]`` against a name:tag or name@digest: the repository (short
+    names match any registry, as in Podman), and the tag when one is given (a digest reference has
+    none); glob patterns go through the reference filter."""
     if any(c in arg for c in "*?["):
-        return _ref_matches(arg, tag)
+        return _ref_matches(arg, ref)
     try:
         r = _ref(arg)
     except InvalidArgument:
         return False
-    name, _, t = tag.rpartition(":")
+    name, t = _split_ref(ref)
     explicit_tag = r.tag if (":" in arg.rsplit("/", 1)[-1]) else None
     if explicit_tag and explicit_tag != t:
         return False

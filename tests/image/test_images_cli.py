@@ -130,8 +130,8 @@ def test_images_flags_and_filters(dy, busybox_rootfs):
     tar = _rootfs_tar(busybox_rootfs)
     web = dy_binary(dy, "import", "--change", "LABEL tier=web owner=me", "-", "web:1", input=tar)[1].decode().strip()
 
-    q = dy("images", "-q", check=True).stdout.split()
-    assert sorted(q) == sorted({base[7:19], web[7:19]})
+    # One line per row, as Docker prints them: an image with two names is listed twice, newest first.
+    assert dy("images", "-q", check=True).stdout.split() == [web[7:19], base[7:19], base[7:19]]
     assert dy("images", "-q", "--no-trunc", check=True).stdout.split()[0].startswith("sha256:")
     assert dy("images", "-q", "--filter", "label=tier=web", check=True).stdout.split() == [web[7:19]]
     assert dy("images", "-q", "--filter", "label=owner", check=True).stdout.split() == [web[7:19]]
@@ -139,7 +139,7 @@ def test_images_flags_and_filters(dy, busybox_rootfs):
     assert dy("images", "-q", "--filter", "reference=oth*", check=True).stdout.split() == [base[7:19]]
     assert dy("images", "-q", "--filter", "dangling=true", check=True).stdout.split() == []
     assert dy("images", "-q", "--filter", "since=localhost/busybox", check=True).stdout.split() == [web[7:19]]
-    assert dy("images", "-q", "--filter", "before=web:1", check=True).stdout.split() == [base[7:19]]
+    assert dy("images", "-q", "--filter", "before=web:1", check=True).stdout.split() == [base[7:19]] * 2
     assert dy("images", "-q", "other", check=True).stdout.split() == [base[7:19]]
     assert dy("images", "-q", "busybox:latest", check=True).stdout.split() == [base[7:19]]
     assert dy("images", "-q", "busybox:nope", check=True).stdout.split() == []
@@ -170,6 +170,83 @@ def test_images_format_template(dy):
     assert rows[1][0] == "localhost/busybox"
     p = dy("images", "--format", "json", check=True)
     assert [json.loads(line)["Repository"] for line in p.stdout.splitlines()] == ["localhost/busybox"]
+
+
+def _human_size(n: float, precision: int = 3) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.{precision}g}{unit}"
+        n /= 1000
+    raise AssertionError
+
+
+UTC = {"TZ": "UTC"}
+
+
+def test_images_exact_output(dy, busybox_rootfs):
+    """Byte for byte what Docker prints: tabwriter columns (min width 10, padding 3), headers from the
+    fields, json rows with Docker's keys (sorted) and escaping, Label columns titled by the key."""
+    base = bootstrap(dy)
+    dy("tag", "busybox", "other:1", check=True)
+    size = _human_size(inspect(dy, base)["Size"])
+    virtual = _human_size(inspect(dy, base)["Size"], 4)
+    bid = base[7:19]
+    out = dy("images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}", check=True).stdout
+    assert out == ("REPOSITORY          TAG       IMAGE ID       SIZE\n"
+                   f"localhost/busybox   latest    {bid}   {size}\n"
+                   f"other               1         {bid}   {size}\n")
+    # "table" is the default table; --digests adds the DIGEST column.
+    default = dy("images", check=True).stdout.splitlines()
+    since = default[1][45:].split("   ")[0]
+    assert re.fullmatch(r"\d+ \w+ ago|About an? \w+ ago", since)
+    width = max(len(since) + 3, 10)
+    assert default == ["REPOSITORY          TAG       IMAGE ID       " + "CREATED".ljust(width) + "SIZE",
+                       f"localhost/busybox   latest    {bid}   " + since.ljust(width) + size,
+                       f"other               1         {bid}   " + since.ljust(width) + size]
+    assert dy("images", "--format", "table", check=True).stdout.splitlines()[0] == default[0]
+    assert dy("images", "--digests", check=True).stdout.splitlines()[0].startswith(
+        "REPOSITORY          TAG       DIGEST    IMAGE ID       CREATED")
+    assert dy("images", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}", check=True).stdout == \
+        "localhost/busybox:latest <none>\nother:1 <none>\n"
+
+    lines = dy("images", "--format", "json", "busybox", check=True, env=UTC).stdout.splitlines()
+    assert len(lines) == 1
+    since = json.loads(lines[0])["CreatedSince"]
+    assert re.fullmatch(r"\d+ \w+ ago|About an? \w+ ago", since)
+    created = inspect(dy, base)["Created"]
+    created_at = created[:10] + " " + created[11:19] + " +0000 UTC"
+    assert lines[0] == (f'{{"Containers":"N/A","CreatedAt":"{created_at}","CreatedSince":"{since}",'
+                        f'"Digest":"\\u003cnone\\u003e","ID":"{bid}","Repository":"localhost/busybox",'
+                        f'"SharedSize":"N/A","Size":"{size}","Tag":"latest","UniqueSize":"N/A",'
+                        f'"VirtualSize":"{virtual}"}}')
+    assert dy("images", "-q", "--format", "{{.Tag}}", check=True).stdout == "latest\n1\n"  # --format wins
+
+    tar = _rootfs_tar(busybox_rootfs)
+    web = dy_binary(dy, "import", "--change", "LABEL com.example.tier=web", "-", "web:1", input=tar)[1].decode()
+    out = dy("images", "--filter", "label=com.example.tier", "--format",
+             'table {{.Repository}}\t{{.Label "com.example.tier"}}\t{{.ID}}', check=True).stdout
+    assert out == f"REPOSITORY   tier      IMAGE ID\nweb          web       {web.strip()[7:19]}\n"
+    p = dy("images", "--format", "{{.Nope}}")
+    assert p.returncode == 125
+    assert p.stderr == ('Error: template parsing error: template: :1:2: executing "" at <.Nope>: '
+                        "can't evaluate field Nope in type *formatter.imageContext\n")
+
+
+def test_history_exact_output(dy):
+    image_id = bootstrap(dy)
+    iid = image_id[7:19]
+    full = dy("history", "--no-trunc", "--format", "{{.CreatedBy}}", "busybox", check=True).stdout.rstrip("\n")
+    short = full[:44] + "…"
+    size = inspect(dy, image_id)["Size"]
+    out = dy("history", "--format", "table {{.ID}}\t{{.CreatedBy}}\t{{.Size}}", "busybox", check=True).stdout
+    assert out == ("IMAGE          CREATED BY" + " " * 38 + "SIZE\n"
+                   f"{iid}   {short}   {_human_size(size)}\n")
+    created = inspect(dy, image_id)["Created"][:19] + "Z"
+    line = dy("history", "-H=false", "--format", "json", "busybox", check=True, env=UTC).stdout
+    assert line == (f'{{"Comment":"","CreatedAt":"{created}","CreatedBy":"{short}","CreatedSince":"{created}",'
+                    f'"ID":"{iid}","Size":"{size}"}}\n')
+    header = dy("history", "--human=false", "busybox", check=True).stdout.splitlines()[0]
+    assert header.split() == ["IMAGE", "CREATED", "AT", "CREATED", "BY", "SIZE", "COMMENT"]
 
 
 def test_history(dy):

@@ -55,6 +55,32 @@ def test_pull_plain_http_with_tls_verify_false(dy, registry, registry_env, busyb
     assert p.stdout == f"127.0.0.1:{reg.port}/ns/busybox@{info['manifest']}\n"
 
 
+def test_images_digest_rows(dy, registry, registry_env, busybox_oci):
+    """Docker's rows for pulled images: digests per repository (with --digests or a {{.Digest}} column),
+    a tag of another repository shows <none>; untagged, the repository stays with a <none> tag."""
+    layout, info = busybox_oci
+    reg = registry()
+    skopeo_push(layout, "v1", reg, "ns/busybox")
+    repo = f"127.0.0.1:{reg.port}/ns/busybox"
+    dy("pull", "-q", "--tls-verify=false", f"{repo}:v1", env=registry_env, check=True)
+    dy("tag", f"{repo}:v1", "mine:1", check=True)
+    width = len(repo) + 3
+    out = dy("images", "--digests", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}", check=True).stdout
+    assert out == ("REPOSITORY".ljust(width) + "TAG       DIGEST\n"
+                   + repo.ljust(width) + f"v1        {info['manifest']}\n"
+                   + "mine".ljust(width) + "1         <none>\n")
+    # A {{.Digest}} column shows them without --digests; a custom table gets DIGEST appended with it.
+    assert dy("images", "--format", "{{.Tag}} {{.Digest}}", check=True).stdout == f"v1 {info['manifest']}\n1 <none>\n"
+    out = dy("images", "--digests", "--format", "table {{.Tag}}", check=True).stdout
+    assert out.splitlines()[0] == "TAG       DIGEST"
+    dy("rmi", "mine:1", f"{repo}:v1", check=True)
+    assert dy("images", "-a", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}", check=True).stdout == ""
+    dy("pull", "-q", "--tls-verify=false", f"{repo}@{info['manifest']}", env=registry_env, check=True)
+    assert dy("images", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}", check=True).stdout == f"{repo}|<none>|\n"
+    out = dy("images", "--digests", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}", check=True).stdout
+    assert out == f"{repo}|<none>|{info['manifest']}\n"
+
+
 def test_pull_tls_certs_d_and_htpasswd(dy, registry, registry_env, busybox_oci):
     layout, info = busybox_oci
     reg = registry(tls=True, auth=USER)
