@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from functools import lru_cache
 
 from dockyard.errors import InvalidArgument
 from dockyard.runtime._libc import prctl, syscall
@@ -53,14 +52,18 @@ class _Data(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-@lru_cache(maxsize=1)
+_last_cap: list[int] = []  # a cache without functools, which the runtime's hot path does not import otherwise
+
+
 def last_cap() -> int:
     """The highest capability number the running kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return max(CAP_NAMES)
+    if not _last_cap:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _last_cap.append(int(f.read()))
+        except (OSError, ValueError):
+            _last_cap.append(max(CAP_NAMES))
+    return _last_cap[0]
 
 
 def name(cap: int) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 from dockyard.errors import DockyardError
+from dockyard.runtime import jsonfast
 
 
 class HookError(DockyardError):
@@ -16,7 +16,7 @@ def run(stage: str, hooks: list[dict] | None, state: dict) -> None:
     """Run the hooks of one stage in order; the first failure raises a one-line HookError."""
     if not hooks:
         return
-    payload = json.dumps(state).encode()
+    payload = jsonfast.dumps(state).encode()
     for h in hooks:
         argv = h.get("args") or [h["path"]]
         env = list(h.get("env") or [])

@@ -11,53 +11,9 @@ import os
 import sys
 
 from dockyard.runtime import linux as L
+from dockyard.runtime.channel import Channel, _describe
 
 PR_SET_NO_NEW_PRIVS = 38
-
-
-class Channel:
-    def __init__(self, rfd: int, wfd: int) -> None:
-        self.rfd = rfd
-        self.wfd = wfd
-        self._buf = b""
-
-    def send(self, msg: str) -> None:
-        os.write(self.wfd, msg.replace("\n", " ").encode(errors="replace") + b"\n")
-
-    def report(self, e: BaseException) -> None:
-        """Send an error home; if the parent is already gone there is nobody left to tell."""
-        try:
-            self.send(f"error {_describe(e)}")
-        except OSError:
-            pass
-
-    def recv(self) -> str | None:
-        while b"\n" not in self._buf:
-            chunk = os.read(self.rfd, 4096)
-            if not chunk:
-                return None
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode(errors="replace")
-
-    def expect(self, what: str) -> None:
-        msg = self.recv()
-        if msg != what:
-            raise RuntimeError(f"expected {what!r} from the runtime, got {msg!r}")
-
-    def close(self) -> None:
-        for fd in (self.rfd, self.wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.strerror:
-        text = e.strerror if not e.filename else f"{e.filename}: {e.strerror}"
-        return text
-    return str(e) or type(e).__name__
 
 
 def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None = None) -> bool:
@@ -252,8 +208,6 @@ def oom_score_adj(value: int | None, ch: Channel | None = None) -> None:
 
 def preload(spec: dict) -> None:
     """Import now what runs after pivot_root: the host's Python library is out of reach from then on."""
-    import json  # noqa: F401
-
     from dockyard import host
     from dockyard.runtime import capabilities, rlimits, rootfs  # noqa: F401
 
@@ -289,9 +243,9 @@ def container_init(ch: Channel, ctx: dict) -> None:
             reply = ch.recv() or ""
             if not reply.startswith("go "):
                 raise RuntimeError("the runtime did not answer the hooks request")
-            import json
+            from dockyard.runtime import jsonfast
 
-            state = json.loads(reply[3:])
+            state = jsonfast.loads(reply[3:])
         if hooks.get("createContainer"):
             from dockyard.runtime import hooks as hk
 

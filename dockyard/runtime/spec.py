@@ -6,11 +6,10 @@ small container, and a hand check can name the exact field that is wrong.
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 
 from dockyard.errors import InvalidArgument
+from dockyard.runtime import jsonfast
 
 OCI_VERSION = "1.0.2-dev"
 
@@ -55,6 +54,8 @@ _DEFAULT: dict = {
 
 def default_spec(rootless: bool = False) -> dict:
     """The config `runc spec` writes, or with ``rootless`` the one `runc spec --rootless` writes."""
+    import copy
+
     spec = copy.deepcopy(_DEFAULT)
     if not rootless:
         return spec
@@ -78,6 +79,8 @@ def default_spec(rootless: bool = False) -> dict:
 
 
 def dumps_spec(spec: dict) -> str:
+    import json
+
     return json.dumps(spec, indent="\t")
 
 
@@ -223,7 +226,7 @@ def load_bundle(bundle: str) -> dict:
     except OSError as e:
         raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
     try:
-        spec = json.loads(raw)
+        spec = jsonfast.loads(raw)
     except ValueError as e:
         raise InvalidArgument(f"config.json is not valid JSON: {e}") from None
     return validate(spec)
@@ -232,7 +235,7 @@ def load_bundle(bundle: str) -> dict:
 def load_process(path: str) -> dict:
     try:
         with open(path, "rb") as f:
-            proc = json.loads(f.read())
+            proc = jsonfast.loads(f.read())
     except OSError as e:
         raise InvalidArgument(f"cannot read process file {path}: {e.strerror}") from None
     except ValueError as e:

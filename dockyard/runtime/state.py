@@ -8,11 +8,11 @@ it), the fifo, and the freezer.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.runtime import jsonfast
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-.")
 
@@ -74,7 +74,7 @@ class Container:
         c = cls(root, cid)
         try:
             with open(c.state_file, "rb") as f:
-                c.data = json.loads(f.read())
+                c.data = jsonfast.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"container {cid} does not exist") from None
         except ValueError:
@@ -85,7 +85,7 @@ class Container:
     def save(self) -> None:
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(jsonfast.dumps(self.data))
         os.replace(tmp, self.state_file)
 
     @property

@@ -15,13 +15,11 @@ from __future__ import annotations
 import abc
 import errno
 import os
-import re
 import time
 
 from dockyard.errors import Conflict, InvalidArgument, Unsupported
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)(i?b)?$", re.IGNORECASE)
 CPU_PERIOD_US = 100_000  # Docker's --cpus period
 
 
@@ -32,7 +30,9 @@ def parse_memory(text: str | int) -> int:
     t = text.strip()
     if t == "-1":
         return -1
-    m = _MEM_RE.match(t)
+    import re  # not at import: every container start imports this module, few parse sizes
+
+    m = re.match(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)(i?b)?$", t, re.IGNORECASE)
     if not m or (m.group(3) and m.group(3).lower() == "ib" and not m.group(2)):
         raise InvalidArgument(f"invalid memory size: {text!r} (want a number with optional unit b, k, m, g, t)")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
