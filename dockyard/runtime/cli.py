@@ -7,9 +7,10 @@ Flags and output follow runc 1.1 so it can stand in for runc.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+
+from dockyard.runtime import attach_warmup
 
 USAGE = """usage: dockyard runtime [--root DIR] [--log FILE] [--log-format text|json] COMMAND [OPTIONS] ...
 
@@ -86,6 +87,8 @@ def log(level: str, msg: str) -> None:
 
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if _log_file:
+        import json
+
         if _log_format == "json":
             line = json.dumps({"level": level, "msg": msg, "time": now})
         else:
@@ -154,7 +157,9 @@ def _exec_process(opts: dict, pos: list[str], spec: dict) -> dict:
         return proc
     if len(pos) < 2:
         raise UsageError("exec needs a command to run (or --process FILE)")
-    proc = json.loads(json.dumps(spec["process"]))
+    from dockyard.runtime import jsonfast
+
+    proc = jsonfast.loads(jsonfast.dumps(spec["process"]))
     proc["args"] = pos[1:]
     proc["terminal"] = bool(opts.get("tty"))
     env = [e for e in proc.get("env") or []]
@@ -200,6 +205,8 @@ def _update_resources(opts: dict) -> dict:
     """`update`'s new limits: an OCI linux.resources object from -r FILE (or - for stdin), else from flags."""
     src = opts.get("resources")
     if src:
+        import json
+
         try:
             text = sys.stdin.read() if src == "-" else open(src).read()
             loaded = json.loads(text)
@@ -266,6 +273,9 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
     if cmd not in _COMMANDS:
         raise UsageError(f"no such command: {rest[0]}")
     opts, pos = _parse(rest[1:], _COMMANDS[cmd], stop_at_positional=cmd in ("exec", "ps", "kill"))
+    if cmd in ("create", "run", "exec"):
+        # Before the imports below, so the kernel's cgroup-migration wait overlaps them.
+        attach_warmup.start()
     from dockyard.runtime import state as st
 
     root = os.path.abspath(gopts.get("root") or st.default_root())
@@ -301,6 +311,8 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
     if cmd == "start":
         ct.start(root, _need_id(cmd, pos))
         return 0
+    if cmd in ("state", "list", "ps"):
+        import json
     if cmd == "state":
         c = st.Container.load(root, _need_id(cmd, pos))
         print(json.dumps(c.runc_state(), indent=2))
@@ -437,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except KeyboardInterrupt:
         code = 130
+    attach_warmup.finish()  # a command that failed before its container's attach leaves no helper behind
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -7,14 +7,15 @@ fifo to let it execve.  Every command reloads the state from ``<root>/<id>``.
 
 from __future__ import annotations
 
+import _signal as signal  # `signal` itself wraps the numbers in enums, an import every start would pay
 import os
-import signal
 import sys
 import time
 
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound
+from dockyard.runtime import attach_warmup
 from dockyard.runtime import state as st
-from dockyard.runtime.init import Channel
+from dockyard.runtime.channel import Channel
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -267,6 +268,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
         c.save()
         _write_pid_file(opts.pid_file, init_pid)
     except BaseException:
+        attach_warmup.finish()
         if init_pid:
             _kill_and_reap(init_pid)
         if child and child != init_pid:
@@ -318,6 +320,8 @@ def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: d
         cg.add(child)
     except OSError as e:
         raise RuntimeFailure(f"cannot move the container init into its cgroup: {e.strerror}") from None
+    finally:
+        attach_warmup.finish()
     ch.send("go")
     init_pid = 0
     linux = spec.get("linux") or {}
@@ -335,9 +339,7 @@ def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: d
                 os.waitpid(child, 0)
                 procs["child"] = 0
         elif kind == "hooks":
-            import json
-
-            from dockyard.runtime import hooks
+            from dockyard.runtime import hooks, jsonfast
 
             state = {"ociVersion": spec.get("ociVersion"), "id": c.id, "status": "creating", "pid": init_pid,
                      "bundle": bundle}
@@ -346,7 +348,7 @@ def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: d
             hk = spec.get("hooks") or {}
             hooks.run("prestart", hk.get("prestart"), state)
             hooks.run("createRuntime", hk.get("createRuntime"), state)
-            ch.send("go " + json.dumps(state))
+            ch.send("go " + jsonfast.dumps(state))
         elif kind == "warn":
             warn(rest)
         elif kind == "error":
@@ -397,8 +399,10 @@ def parse_signal(s: str | None) -> int:
     name = s.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
+    import signal as signal_names
+
     try:
-        return int(signal.Signals[name])
+        return int(signal_names.Signals[name])
     except KeyError:
         raise InvalidArgument(f"unknown signal {s!r}") from None
 
@@ -653,6 +657,7 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
                 cg.add(child)
             except OSError:
                 pass  # a rootless container may have no cgroup of its own
+        attach_warmup.finish()
         ch.send("go")
         while True:
             msg = ch.recv()
