@@ -24,6 +24,7 @@ _REPEAT_S = 0.003  # well inside one grace period, so the warm state never lapse
 _GIVE_UP_S = 2.0  # never outlive a stuck `create` by much
 
 _helper: tuple[int, int] | None = None  # (pid, write end of its stop pipe)
+_stopped: int | None = None  # told to stop, not yet reaped
 
 
 def _own_procs_file() -> str | None:
@@ -90,8 +91,8 @@ def start() -> None:
 
 
 def finish() -> None:
-    """End the helper (after the container's attach, or when `create` fails) and reap it."""
-    global _helper
+    """Tell the helper to stop (after the container's attach, or when `create` fails); `reap` collects it."""
+    global _helper, _stopped
     if _helper is None:
         return
     pid, w = _helper
@@ -101,6 +102,16 @@ def finish() -> None:
     except OSError:
         pass
     os.close(w)
+    _stopped = pid
+
+
+def reap() -> None:
+    """Wait for a stopped helper (it exits within one repeat interval of `finish`)."""
+    global _stopped
+    finish()
+    if _stopped is None:
+        return
+    pid, _stopped = _stopped, None
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:

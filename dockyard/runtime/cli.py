@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except KeyboardInterrupt:
         code = 130
-    attach_warmup.finish()  # a command that failed before its container's attach leaves no helper behind
+    attach_warmup.reap()  # also when the command failed before its container's attach
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -172,8 +172,11 @@ def _write_pid_file(path: str | None, pid: int) -> None:
     os.replace(tmp, path)
 
 
-def create(root: str, cid: str, opts: Options, internal_console: bool = False):  # noqa: C901
-    """Create a container; returns (Container, console master fd or None)."""
+def create(root: str, cid: str, opts: Options, internal_console: bool = False,  # noqa: C901
+           subreaper: bool = False):
+    """Create a container; returns (Container, console master fd or None).
+
+    ``subreaper``: make this process the subreaper that inherits the container's init (`run`)."""
     from dockyard.runtime import spec as spec_mod
 
     bundle = os.path.abspath(opts.bundle or os.getcwd())
@@ -214,11 +217,6 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
         c.save()
         os.mkfifo(c.fifo, 0o622)
         os.chmod(c.fifo, 0o622)  # not the umask's: the init may have switched to another user when it opens it
-        from dockyard.runtime import cgroups
-
-        cg = cgroups.manager(linux.get("cgroupsPath"), cid, _rootless())
-        for w in cg.create(_resources(spec)) or []:
-            warn(w)
         console_fd = None
         if terminal:
             if opts.console_socket:
@@ -234,6 +232,11 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
         ctx = {"spec": spec, "rootfs": rootfs, "bundle": bundle, "fifo": c.fifo, "no_pivot": opts.no_pivot,
                "console_fd": console_fd, "keep_fds": 3 + opts.preserve_fds,
                "seccomp_prog": _compile_seccomp(root, linux.get("seccomp"))}
+        # What both sides need, loaded once before the fork rather than by each of them.
+        from dockyard import host
+        from dockyard.runtime import _libc  # noqa: F401
+
+        host.cgroup_info()
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
         sys.stdout.flush()
@@ -257,6 +260,18 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False): 
             console_parent.close()
             console_parent = None
         ch = Channel(r1, w2)
+        # The child imports what it needs while this side makes the cgroup; it waits for "go",
+        # sent once it has been moved into the cgroup, before it unshares anything.
+        from dockyard.runtime import cgroups
+
+        cg = cgroups.manager(linux.get("cgroupsPath"), cid, _rootless())
+        for w in cg.create(_resources(spec)) or []:
+            warn(w)
+        if subreaper:
+            # Before "go": the child forks the init and exits, and the init must be reparented to us.
+            from dockyard.runtime._libc import prctl
+
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
         procs = {"child": child, "init": 0}
         try:
             init_pid = _drive_init(ch, c, cg, procs, spec, bundle)
@@ -576,16 +591,15 @@ def _wait_exit(pid: int, master: int | None) -> int:
 
 
 def run(root: str, cid: str, opts: Options) -> int:
-    from dockyard.runtime._libc import prctl
-
-    if not opts.detach:
-        # The init's intermediate parent exits; as subreaper we inherit the init and get its exit status.
-        prctl(PR_SET_CHILD_SUBREAPER, 1)
-    c, master = create(root, cid, opts, internal_console=not opts.detach and not opts.console_socket)
+    # Foreground: the init's intermediate parent exits; as subreaper we inherit the init and get its
+    # exit status.
+    c, master = create(root, cid, opts, internal_console=not opts.detach and not opts.console_socket,
+                       subreaper=not opts.detach)
     try:
         if not opts.detach:
             _forward_signals(c.pid)
         start(root, cid)
+        attach_warmup.reap()  # long gone by now; not left a zombie while the container runs
     except BaseException:
         destroy(c)
         raise
@@ -684,6 +698,7 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
             _kill_and_reap(child)
         raise RuntimeFailure("exec process exited before it started")
     _write_pid_file(opts.pid_file, pid)
+    attach_warmup.reap()
     master = None
     if console_parent is not None:
         from dockyard.runtime import console
