@@ -3,7 +3,8 @@
 tests/conftest.py snapshots these at session start and end and prints the difference as a warning
 section.  It never fails the run: a leftover from one area must not block every other area's CI, but
 it must be visible.  Everything is read from /proc and /sys except the nft tables (one `nft` call), so
-the check costs a few milliseconds.
+the check costs a few milliseconds.  Host-wide objects (interfaces, netns, cgroups, overlay mounts)
+made by another test session running at the same time show up too; in CI there is only one.
 """
 
 from __future__ import annotations
