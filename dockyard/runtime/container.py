@@ -373,7 +373,10 @@ def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: d
 
 
 def start(root: str, cid: str) -> st.Container:
-    c = st.Container.load(root, cid)
+    return _start(st.Container.load(root, cid))
+
+
+def _start(c: st.Container) -> st.Container:
     status = c.status()
     if status != "created":
         if status == "stopped":
@@ -598,7 +601,7 @@ def run(root: str, cid: str, opts: Options) -> int:
     try:
         if not opts.detach:
             _forward_signals(c.pid)
-        start(root, cid)
+        _start(c)  # the state `create` just wrote, without reading it back
         attach_warmup.reap()  # long gone by now; not left a zombie while the container runs
     except BaseException:
         destroy(c)

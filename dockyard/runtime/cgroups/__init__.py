@@ -171,8 +171,14 @@ def keyed(path: str) -> dict[str, int]:
 
 def rmdir_tree(top: str, timeout: float = 5.0) -> None:
     """Remove a cgroup directory and its child cgroups, leaf first, retrying while exiting tasks drain."""
-    if not os.path.isdir(top):
+    try:
+        os.rmdir(top)  # the usual case, a leaf the container has left: no need to list cgroupfs
         return
+    except FileNotFoundError:
+        return
+    except OSError:
+        if not os.path.isdir(top):
+            return
     dirs = [top] + [os.path.join(dp, d) for dp, dns, _ in os.walk(top) for d in dns]
     deadline = time.monotonic() + timeout
     for d in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
