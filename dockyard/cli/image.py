@@ -333,10 +333,10 @@ def image_tag(state, source, target):
 @click.option("--no-prune", is_flag=True, help="Accepted for compatibility; untagged parents are never kept.")
 @click.pass_obj
 def image_rm(state, images, force, no_prune):
-    from dockyard.errors import DockyardError
+    from dockyard.errors import DockyardError, NotFound
 
     svc = _engine(state).images
-    failed = False
+    failed = fatal = False
     for name in images:
         try:
             for entry in svc.remove(name, force=force):
@@ -345,7 +345,9 @@ def image_rm(state, images, force, no_prune):
         except DockyardError as e:
             click.echo(f"Error: {e}", err=True)
             failed = True
-    if failed:
+            fatal = fatal or not isinstance(e, NotFound)
+    # As Docker: with -f, images that do not exist are reported but do not fail the command.
+    if failed and (fatal or not force):
         sys.exit(1)
 
 

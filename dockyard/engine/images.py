@@ -477,11 +477,17 @@ class ImageService:
         return [self._load(r["id"]) for r in self.db.query("SELECT id FROM images ORDER BY added DESC")]
 
     # -- containers --------------------------------------------------------------------------------
-    def _containers_using(self, image_id: str) -> list[str]:
+    def _containers_using(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container ID, running) of the containers made from this image, running ones first."""
         if not self.db.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'"):
             return []
-        rows = self.db.query("SELECT * FROM containers WHERE image_id = ?", (image_id,))
-        return [str(r["id"]) if "id" in r.keys() else "?" for r in rows]
+        ids = [str(r["id"]) for r in self.db.query("SELECT id FROM containers WHERE image_id = ?", (image_id,))]
+        if not ids:
+            return []
+        # The containers service knows whether a recorded "running" container still runs.
+        states = {c["Id"]: c["State"] for c in self.engine.containers.list_containers(all_=True)}
+        users = [(cid, states.get(cid) in ("running", "paused", "restarting")) for cid in ids]
+        return sorted(users, key=lambda u: not u[1])
 
     # -- listing -----------------------------------------------------------------------------------
     def list_images(self, all_images: bool = False, filters: list[str] | None = None,
@@ -635,29 +641,47 @@ class ImageService:
                 _ref_matches_exact(ref_or_id, t) for t in img.repo_tags)
             users = self._containers_using(image_id)
             report: list[dict[str, str]] = []
-            if by_name and len(img.repo_tags) > 1:
+            gone_tags: list[str]
+            if by_name and "@" in ref_or_id:
+                # A digest reference: only it goes (Docker keeps the tags then).
+                r = _ref(ref_or_id)
+                exact = [d for d in img.repo_digests if d == f"{r.name}@{r.digest}"]
+                gone_tags = []
+                gone_digests = exact or [d for d in img.repo_digests if d.endswith(f"@{r.digest}")]
+            elif by_name:
+                # The tag, and with the last tag of its repository that repository's digests (Docker's rule).
                 name = self._name_for(ref_or_id, img)
-                with self.db.write() as c:
-                    c.execute("DELETE FROM image_tags WHERE name = ?", (name,))
-                return [{"Untagged": familiar(name)}]
-            if users and not force:
-                if by_name and img.repo_tags:
-                    raise Conflict(f'conflict: unable to remove repository reference "{ref_or_id}" (must force) - '
-                                   f"container {users[0][:12]} is using its referenced image {img.short_id}")
-                raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) - "
-                               f"image is being used by container {users[0][:12]}")
+                repo = name.rpartition(":")[0]
+                gone_tags = [name]
+                last_of_repo = not any(t != name and t.rpartition(":")[0] == repo for t in img.repo_tags)
+                gone_digests = [d for d in img.repo_digests if last_of_repo and d.split("@", 1)[0] == repo]
+            else:
+                gone_tags, gone_digests = list(img.repo_tags), list(img.repo_digests)
+            named = len(img.repo_tags) > len(gone_tags) or len(img.repo_digests) > len(gone_digests)
+            if users and by_name and not named and not force:
+                raise Conflict(f'conflict: unable to remove repository reference "{ref_or_id}" (must force) - '
+                               f"container {users[0][0][:12]} is using its referenced image {img.short_id}")
+            if users and not by_name:
+                # Docker's checks by ID: a running container's image cannot be deleted even by force.
+                cid, running = users[0]
+                if running or not force:
+                    raise Conflict(f"conflict: unable to delete {img.short_id} "
+                                   f"({'cannot' if running else 'must'} be forced) - image is being used by "
+                                   f"{'running' if running else 'stopped'} container {cid[:12]}")
             if not by_name and len(img.repo_tags) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {img.short_id} (must be forced) - "
                                "image is referenced in multiple repositories")
             with self.db.write() as c:
-                for t in img.repo_tags:
+                for t in gone_tags:
                     c.execute("DELETE FROM image_tags WHERE name = ?", (t,))
                     report.append({"Untagged": familiar(t)})
-                for d in img.repo_digests:
+                for d in gone_digests:
+                    c.execute("DELETE FROM image_digests WHERE image_id = ? AND repo = ? AND digest = ?",
+                              (image_id, *d.split("@", 1)))
                     report.append({"Untagged": familiar(d)})
-                if users:
-                    # Forced while a container uses it: the names go, the content stays until the
-                    # container does (its rootfs is stacked on these layers).
+                if users or named:
+                    # Another name is left; or forced while a container uses it: the names go, the
+                    # content stays until the container does (its rootfs is stacked on these layers).
                     return report
                 c.execute("DELETE FROM images WHERE id = ?", (image_id,))
             report.append({"Deleted": image_id})

@@ -16,6 +16,7 @@ import pytest
 
 from dockyard import host
 from tests.conftest import requires_root
+from tests.helpers import unique_name
 from tests.image.helpers import bootstrap, dy_binary, inspect, store_state
 
 
@@ -111,17 +112,54 @@ def _container_using(dy, image_id: str) -> str:
 
 def test_rmi_refuses_image_used_by_container(dy):
     image_id = bootstrap(dy)
+    short = image_id[7:19]
     cid = _container_using(dy, image_id)
     p = dy("rmi", "busybox")
     assert p.returncode == 1
-    assert f"container {cid[:12]} is using its referenced image {image_id[7:19]}" in p.stderr
+    assert p.stderr == ('Error: conflict: unable to remove repository reference "busybox" (must force) - '
+                        f"container {cid[:12]} is using its referenced image {short}\n")
+    p = dy("rmi", short)
+    assert p.returncode == 1
+    assert p.stderr == (f"Error: conflict: unable to delete {short} (must be forced) - "
+                        f"image is being used by stopped container {cid[:12]}\n")
     p = dy("image", "prune", "-a", "-f", check=True)
-    assert "Total reclaimed space: 0B" in p.stdout
+    assert p.stdout == "Total reclaimed space: 0B\n"
     assert inspect(dy, image_id)["Id"] == image_id
-    # Forced: the name goes, the content stays for the container.
+    # Forced, as Docker: the name goes and the image stays, dangling, for the container.
     p = dy("rmi", "-f", "busybox", check=True)
-    assert "Untagged: localhost/busybox:latest" in p.stdout and "Deleted" not in p.stdout
+    assert p.stdout == "Untagged: localhost/busybox:latest\n"
     assert inspect(dy, image_id)["RepoTags"] == []
+    assert dy("images", "--format", "{{.Repository}} {{.Tag}} {{.ID}}", check=True).stdout == f"<none> <none> {short}\n"
+    # Missing images with -f are reported but do not fail the command (Docker's rule).
+    p = dy("rmi", "-f", "nosuch:1")
+    assert p.returncode == 0 and p.stderr == "Error: No such image: nosuch:1\n"
+    assert dy("rmi", "nosuch:1").returncode == 1
+
+
+@requires_root
+def test_rmi_of_an_image_a_running_container_uses(dy):
+    """By ID Docker cannot force it; by name -f only untags; the container keeps running."""
+    image_id = bootstrap(dy)
+    short = image_id[7:19]
+    p = dy("run", "-d", "--name", unique_name("rmi"), "busybox", "sleep", "600")
+    if p.returncode != 0:
+        pytest.skip(f"containers cannot run here: {p.stderr.strip()}")
+    cid = p.stdout.strip()
+    try:
+        p = dy("rmi", "-f", short)
+        assert p.returncode == 1
+        assert p.stderr == (f"Error: conflict: unable to delete {short} (cannot be forced) - "
+                            f"image is being used by running container {cid[:12]}\n")
+        p = dy("rmi", "-f", "busybox", check=True)
+        assert p.stdout == "Untagged: localhost/busybox:latest\n"
+        assert dy("inspect", "--format", "{{.State.Running}}", cid, check=True).stdout.strip() == "true"
+        assert dy("exec", cid, "echo", "still here", check=True).stdout == "still here\n"
+    finally:
+        dy("rm", "-f", cid)
+    # Once the container is gone, the dangling image is pruned with its content.
+    p = dy("image", "prune", "-f", check=True)
+    assert p.stdout.splitlines()[:2] == ["Deleted Images:", f"deleted: {image_id}"]
+    assert store_state(dy.root) == {"images": [], "layers": [], "blobs": []}
 
 
 def test_images_flags_and_filters(dy, busybox_rootfs):

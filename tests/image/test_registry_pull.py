@@ -80,6 +80,16 @@ def test_images_digest_rows(dy, registry, registry_env, busybox_oci):
     out = dy("images", "--digests", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}", check=True).stdout
     assert out == f"{repo}|<none>|{info['manifest']}\n"
 
+    # rmi -f of a name a container uses: the tag and that repository's digests go, the image stays dangling.
+    dy("tag", f"{repo}@{info['manifest']}", f"{repo}:v1", check=True)
+    p = dy("create", f"{repo}:v1", "true")
+    if p.returncode != 0:
+        pytest.skip(f"containers cannot be created here: {p.stderr.strip()}")
+    p = dy("rmi", "-f", f"{repo}:v1", check=True)
+    assert p.stdout == f"Untagged: {repo}:v1\nUntagged: {repo}@{info['manifest']}\n"
+    out = dy("images", "--digests", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}", check=True).stdout
+    assert out == "<none>|<none>|<none>\n"
+
 
 def test_pull_tls_certs_d_and_htpasswd(dy, registry, registry_env, busybox_oci):
     layout, info = busybox_oci
