@@ -664,14 +664,14 @@ class ContainerService:
     def _spawn_monitor(self, cid: str) -> int:
         import subprocess
 
-        from dockyard.monitor.protocol import monitor_script
+        from dockyard.monitor.protocol import monitor_command
 
         rd = self.run_dir(cid)
         sync_r, sync_w = os.pipe()
         with open(rd / "monitor.conf", "a") as f:
             f.write(f"sync_fd\t{sync_w}\n")
         try:
-            p = subprocess.Popen([sys.executable, "-S", "-I", monitor_script(), str(rd / "monitor.conf")],
+            p = subprocess.Popen(monitor_command(str(rd / "monitor.conf")),
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, pass_fds=[sync_w], cwd=str(rd),
                                  start_new_session=True)

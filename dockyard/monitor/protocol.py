@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterable
 
 # Attach socket frames: 1 byte type, 4 bytes big-endian length, payload.
@@ -51,8 +52,15 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def monitor_script() -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+def monitor_command(config_path: str) -> list[str]:
+    """How the engine starts a monitor: ``python -S -I`` importing monitor.py as a top-level module.
+
+    Imported rather than run as a script so its byte code is cached like any module's (a script is
+    compiled again at every start); -S -I keep site-packages and the environment out of it.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    boot = f"import sys;sys.path.insert(0,{here!r});import monitor;monitor.main()"
+    return [sys.executable, "-S", "-I", "-c", boot, config_path]
 
 
 def connect(path: str | os.PathLike[str]) -> socket.socket:

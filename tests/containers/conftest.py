@@ -27,7 +27,7 @@ def _monitor_pids(root) -> list[int]:
                 cmd = f.read().split(b"\0")
         except OSError:
             continue
-        if any(c.endswith(b"monitor.py") for c in cmd) and any(str(root).encode() in c for c in cmd):
+        if any(b"import monitor" in c for c in cmd) and any(str(root).encode() in c for c in cmd):
             out.append(int(pid))
     return out
 
