@@ -44,10 +44,6 @@ def _go_rfc3339(ts: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if off in ("+0000", "-0000") else f"{off[:3]}:{off[3:]}")
 
 
-def _truncate_id(image_id: str) -> str:
-    return image_id.split(":", 1)[-1][:12]
-
-
 def _marshal(row: Any, fields: tuple[str, ...]) -> dict[str, str]:
     """What Docker's row contexts marshal to: their fields by name (templates' ``json .``)."""
     return {f: getattr(row, f)() for f in fields}
@@ -70,7 +66,9 @@ class ImageRow:
         return _marshal(self, self._JSON)
 
     def ID(self) -> str:  # noqa: N802 - the template's field names are Go's
-        return _truncate_id(self._img.id) if self._trunc else str(self._img.id)
+        from dockyard.formatting.containers import truncate_id
+
+        return truncate_id(self._img.id) if self._trunc else str(self._img.id)
 
     def Repository(self) -> str:  # noqa: N802
         return self._repo
@@ -139,14 +137,15 @@ def image_rows(img: Any, *, show_digests: bool, need_digest: bool, trunc: bool, 
     tags, digests = img.repo_tags, img.repo_digests
     if not tags and not digests:
         return [ImageRow(img, "<none>", "<none>", "<none>", trunc, now)]
-    by_repo_tags: dict[str, list[str]] = {}
-    for t in tags:
-        repo, _, tag = familiar(t).rpartition(":")
-        by_repo_tags.setdefault(repo, []).append(tag)
-    by_repo_digests: dict[str, list[str]] = {}
-    for d in digests:
-        repo, _, dg = familiar(d).partition("@")
-        by_repo_digests.setdefault(repo, []).append(dg)
+    def by_repo(refs: list[str], split: Any) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for ref in refs:
+            repo, _, rest = split(familiar(ref))
+            out.setdefault(repo, []).append(rest)
+        return out
+
+    by_repo_tags = by_repo(tags, lambda r: r.rpartition(":"))
+    by_repo_digests = by_repo(digests, lambda r: r.partition("@"))
     rows = []
     for repo in sorted(by_repo_tags):
         repo_digests = by_repo_digests.pop(repo, [])  # never a row of their own then
@@ -187,7 +186,9 @@ class HistoryRow:
         return _marshal(self, self._JSON)
 
     def ID(self) -> str:  # noqa: N802
-        return _truncate_id(self._e["Id"]) if self._trunc else str(self._e["Id"])
+        from dockyard.formatting.containers import truncate_id
+
+        return truncate_id(self._e["Id"]) if self._trunc else str(self._e["Id"])
 
     def CreatedAt(self) -> str:  # noqa: N802
         return _go_rfc3339(int(self._e["Created"]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound, StoreError
+from dockyard.image.manifest import digest_of
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -97,10 +97,6 @@ def familiar(name: str) -> str:
     return parse(name).familiar()
 
 
-def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def parse_created(s: str | None) -> float:
     """Seconds since the epoch for an RFC 3339 time (nanoseconds and offsets allowed)."""
     if not s:
@@ -164,7 +160,7 @@ class ImageService:
         return bool(self.blobs.has(digest))
 
     def _put_blob(self, data: bytes, new: _NewContent) -> str:
-        digest = _sha(data)
+        digest = digest_of(data)
         if not self.blobs.has(digest):
             self.blobs.put_bytes(data, digest)
             new.blobs.append(digest)
@@ -199,7 +195,7 @@ class ImageService:
             raise
         digests = []
         if repo:
-            digests.append(f"{repo}@{_sha(index_bytes) if index_bytes else _sha(manifest_bytes)}")
+            digests.append(f"{repo}@{digest_of(index_bytes) if index_bytes else digest_of(manifest_bytes)}")
         return self._commit(manifest_bytes, man.media_type, config_bytes, tags or [], index_bytes, digests,
                             staged=staged)
 
@@ -248,7 +244,7 @@ class ImageService:
         try:
             man = mf.parse_manifest(manifest_bytes, media_type)
             config = mf.parse_config(config_bytes)
-            image_id = _sha(config_bytes)
+            image_id = digest_of(config_bytes)
             if man.config.digest != image_id or man.config.size != len(config_bytes):
                 raise InvalidArgument(f"image config does not match its manifest "
                                       f"(manifest says {man.config.digest}, config is {image_id})")
@@ -917,7 +913,7 @@ class ImageService:
         cfg = new_config([reader.digest], created=created, os_name=plat["os"], arch=plat["architecture"],
                          variant=plat.get("variant"), container_config=container_config, history=[hist])
         cb = config_bytes(cfg)
-        man = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, _sha(cb), len(cb)),
+        man = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, digest_of(cb), len(cb)),
                                 [mf.Descriptor(mf.OCI_LAYER_GZIP, blob, size)])
         return self._commit(man, mf.OCI_MANIFEST, cb, tags, new=new)
 
@@ -925,16 +921,12 @@ class ImageService:
                    message: str = "", platform: str | None = None) -> ImageRecord:
         """``docker import``: a rootfs tarball becomes a one-layer image."""
         from dockyard.image.config import apply_changes
+        from dockyard.image.manifest import parse_platform
 
         cfg = apply_changes({}, changes or [])
-        plat = None
-        if platform:
-            parts = platform.split("/")
-            if len(parts) < 2 or parts[0] != "linux":
-                raise InvalidArgument(f"invalid platform {platform!r} (expected linux/ARCH[/VARIANT])")
-            plat = {"os": parts[0], "architecture": parts[1]}
-            if len(parts) > 2:
-                plat["variant"] = parts[2]
+        plat = parse_platform(platform)
+        if plat and plat["os"] != "linux":
+            raise InvalidArgument(f"invalid platform {platform!r}: only linux images can be imported")
         return self.create_from_tar(src, tags=[ref] if ref else [], container_config=cfg,
                                     comment=message or "Imported from -", platform=plat)
 

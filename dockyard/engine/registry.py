@@ -81,30 +81,48 @@ class PushResult:
     layers: list[str] = field(default_factory=list)
 
 
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def short_id(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
-def parse_platform(spec: str | None) -> dict[str, str] | None:
-    if not spec:
-        return None
-    parts = spec.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise InvalidArgument(f"invalid platform {spec!r}: expected os/arch[/variant]")
-    p = {"os": parts[0], "architecture": parts[1]}
-    if len(parts) == 3:
-        p["variant"] = parts[2]
-    return p
+def _media_type(data: bytes, served: str, kinds: tuple[str, ...]) -> str:
+    """A document's media type: what the registry served when it is one of ``kinds``, else sniffed."""
+    from dockyard.image import manifest as mf
+
+    return mf.detect_media_type(data, served if served in kinds else None)
+
+
+def _registry_domain(registry: str) -> str:
+    """The registry host of a login/logout argument (``host[:port][/path]`` or a URL)."""
+    from dockyard.image.reference import parse_domain
+
+    return parse_domain(registry.split("/", 1)[0] if "://" not in registry else registry)
 
 
 class _Aborted(DockyardError):
     """Another layer of the same pull failed; this download stops quietly."""
+
+
+class _Meter:
+    """Counts the bytes of one layer's download or unpack, reports them at most every 0.1 s (and at
+    the end), and stops the transfer once the pull is aborted (raising from the read)."""
+
+    def __init__(self, emit: ProgressFn, sid: str, status: str, total: int, report: bool = True,
+                 abort: threading.Event | None = None) -> None:
+        self.emit, self.sid, self.status, self.total, self.report, self.abort = emit, sid, status, total, report, abort
+        self.done = 0
+        self.last = 0.0
+
+    def __call__(self, n: int) -> None:
+        import time
+
+        if self.abort is not None and self.abort.is_set():
+            raise _Aborted()
+        self.done += n
+        now = time.monotonic()
+        if self.report and (now - self.last > 0.1 or self.done == self.total):
+            self.last = now
+            self.emit(Progress(self.sid, self.status, self.done, self.total))
 
 
 class _Counting:
@@ -164,6 +182,7 @@ class RegistryService:
 
     def pull(self, name: str, *, platform: str | None = None, tls_verify: bool | None = None,
              creds: tuple[str, str] | None = None, progress: ProgressFn | None = None) -> PullResult:
+        from dockyard.image.manifest import parse_platform
         from dockyard.registry.client import RegistryError
 
         want = parse_platform(platform)
@@ -231,14 +250,13 @@ class RegistryService:
         client = self.client(src.domain, tls_verify, src.path, creds, insecure=insecure)
         try:
             data, served_type, top_digest = client.get_manifest(src.path, src.reference)
-            media_type = mf.detect_media_type(data, served_type if served_type in
-                                              mf.MANIFEST_TYPES + mf.INDEX_TYPES else None)
+            media_type = _media_type(data, served_type, mf.MANIFEST_TYPES + mf.INDEX_TYPES)
             index_bytes = None
             if media_type in mf.INDEX_TYPES:
                 index_bytes = data
                 entry = mf.select_platform(mf.parse_index(data), want)
                 data, served_type, _ = client.get_manifest(src.path, entry.digest)
-                media_type = mf.detect_media_type(data, served_type if served_type in mf.MANIFEST_TYPES else None)
+                media_type = _media_type(data, served_type, mf.MANIFEST_TYPES)
                 if media_type not in mf.MANIFEST_TYPES:
                     raise InvalidArgument(f"index entry {entry.digest} is not an image manifest")
             manifest = mf.parse_manifest(data, media_type)
@@ -255,12 +273,14 @@ class RegistryService:
 
     def _pull_one(self, ref: Reference, want: dict[str, str] | None, tls_verify: bool | None,
                   creds: tuple[str, str] | None, progress: ProgressFn | None) -> PullResult:
+        from dockyard.image.manifest import digest_of
+
         emit = progress or (lambda p: None)
         emit(Progress("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
         img = self.fetch(ref, want, tls_verify, creds, emit, unpack=True)
         images = self.engine.images
         try:
-            up_to_date = self._is_current(ref, manifest_digest=_sha256(img.manifest))
+            up_to_date = self._is_current(ref, manifest_digest=digest_of(img.manifest))
             record = images.add_from_manifest(
                 img.manifest, img.media_type, img.config, tags=[str(ref)] if ref.tag else [],
                 index_bytes=img.index, repo=ref.name, staged=img.staged)
@@ -360,21 +380,9 @@ class RegistryService:
 
     def _unpack(self, desc: Descriptor, diff_id: str, position: int, emit: ProgressFn,
                 abort: threading.Event) -> StagedLayer:
-        import time
-
         sid = short_id(desc.digest)
-        state = {"done": 0, "last": 0.0}
-
-        def on_read(n: int) -> None:
-            if abort.is_set():
-                raise _Aborted()
-            state["done"] += n
-            now = time.monotonic()
-            if now - state["last"] > 0.1 or state["done"] == desc.size:
-                state["last"] = now
-                emit(Progress(sid, "Extracting", int(state["done"]), desc.size))
-
-        layer = self.engine.images.stage_layer(desc, diff_id, position, on_read)
+        layer = self.engine.images.stage_layer(desc, diff_id, position,
+                                               _Meter(emit, sid, "Extracting", desc.size, abort=abort))
         emit(Progress(sid, "Pull complete", desc.size, desc.size))
         return layer
 
@@ -390,21 +398,8 @@ class RegistryService:
         if blobs.has(desc.digest):
             return
         sid = short_id(desc.digest)
-        lock = threading.Lock()
-        state = {"done": 0, "last": 0.0}
-
-        def on_read(n: int) -> None:
-            if abort is not None and abort.is_set():
-                raise _Aborted()
-            with lock:
-                state["done"] += n
-                now = time.monotonic()
-                if report and (now - state["last"] > 0.1 or state["done"] == desc.size):
-                    state["last"] = now
-                    emit(Progress(sid, "Downloading", int(state["done"]), desc.size))
-
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-            state["done"] = 0
+            on_read = _Meter(emit, sid, "Downloading", desc.size, report, abort)
             try:
                 resp = client.open_blob(repo, desc.digest)
                 try:
@@ -503,12 +498,11 @@ class RegistryService:
 
     def login(self, registry: str, username: str, password: str, tls_verify: bool | None = None) -> str:
         """Check the credentials against the registry, then store them; returns the auth file."""
-        from dockyard.image.reference import parse_domain
         from dockyard.registry import auth
         from dockyard.registry.client import Unauthorized
 
         key = registry
-        domain = parse_domain(registry.split("/", 1)[0] if "://" not in registry else registry)
+        domain = _registry_domain(registry)
         if "://" in registry or "/" not in registry:
             key = domain
         if not username:
@@ -527,11 +521,10 @@ class RegistryService:
     def existing_login(self, registry: str, tls_verify: bool | None = None) -> str | None:
         """The user name of stored credentials for ``registry`` if the registry still accepts them
         (``login`` without -u/-p re-uses them, as Docker and Podman do); None otherwise."""
-        from dockyard.image.reference import parse_domain
         from dockyard.registry import auth
         from dockyard.registry.client import Unauthorized
 
-        domain = parse_domain(registry.split("/", 1)[0] if "://" not in registry else registry)
+        domain = _registry_domain(registry)
         repo = registry.split("/", 1)[1] if "/" in registry and "://" not in registry else None
         found = auth.lookup(domain, repo)
         if not found:
@@ -574,8 +567,7 @@ class RegistryService:
             client = self.client(src.domain, tls_verify, src.path, creds)
             try:
                 data, served, digest = client.get_manifest(src.path, src.reference)
-                media_type = mf.detect_media_type(data, served if served in mf.MANIFEST_TYPES + mf.INDEX_TYPES
-                                                  else None)
+                media_type = _media_type(data, served, mf.MANIFEST_TYPES + mf.INDEX_TYPES)
                 if not verbose:
                     return json.loads(data)
 
@@ -593,7 +585,7 @@ class RegistryService:
                     out = []
                     for e in mf.parse_index(data):
                         raw, served2, dg = client.get_manifest(src.path, e.digest)
-                        mt = mf.detect_media_type(raw, served2 if served2 in mf.MANIFEST_TYPES else None)
+                        mt = _media_type(raw, served2, mf.MANIFEST_TYPES)
                         out.append(detail(raw, mt, dg, e.platform))
                     return out
                 mf.parse_manifest(data, media_type)
@@ -616,9 +608,7 @@ class RegistryService:
 
     @staticmethod
     def _small_blob(client: RegistryClient, repo: str, digest: str, size: int) -> bytes:
-        import hashlib
-
-        from dockyard.image.manifest import MAX_CONFIG_SIZE
+        from dockyard.image.manifest import MAX_CONFIG_SIZE, digest_of
 
         if size > MAX_CONFIG_SIZE:
             raise InvalidArgument(f"config blob {digest} is too large")
@@ -627,6 +617,6 @@ class RegistryService:
             data: bytes = r.read(MAX_CONFIG_SIZE + 1, decode_content=False)
         finally:
             r.release_conn()
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if digest_of(data) != digest:
             raise InvalidArgument(f"config blob digest mismatch for {digest}")
         return data

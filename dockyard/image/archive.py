@@ -194,7 +194,7 @@ def _read_docker_archive(root: Path) -> list[ArchiveImage]:
             digest = sha256_file(p)
             layers.append(mf.Descriptor(_layer_media_type(p), digest, p.stat().st_size))
             files[digest] = p
-        config_desc = mf.Descriptor(mf.OCI_CONFIG, "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+        config_desc = mf.Descriptor(mf.OCI_CONFIG, mf.digest_of(config_bytes),
                                     len(config_bytes))
         tags = entry.get("RepoTags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -255,7 +255,7 @@ def _verified_small(root: Path, desc: mf.Descriptor, what: str) -> bytes:
     if desc.size > limit:
         raise ArchiveError(f"{what} {desc.digest} is too large ({desc.size} bytes, limit {limit})")
     data = _read_small(_existing_blob(root, desc.digest), what, limit)
-    got = "sha256:" + hashlib.sha256(data).hexdigest()
+    got = mf.digest_of(data)
     if got != desc.digest:
         raise ArchiveError(f"digest mismatch for {what}: expected {desc.digest}, got {got}")
     if len(data) != desc.size:
@@ -393,7 +393,7 @@ def write_docker_archive(images: list[SaveImage], opener: Opener, out: IO[bytes]
         t.file(f"blobs/sha256/{img.config_digest.split(':', 1)[1]}", img.config_bytes)
         config_desc = mf.Descriptor(mf.OCI_CONFIG, img.config_digest, len(img.config_bytes))
         man = mf.build_manifest(config_desc, layer_descs)
-        man_digest = "sha256:" + hashlib.sha256(man).hexdigest()
+        man_digest = mf.digest_of(man)
         t.file(f"blobs/sha256/{man_digest.split(':', 1)[1]}", man)
         manifest_json.append({
             "Config": f"blobs/sha256/{img.config_digest.split(':', 1)[1]}",
@@ -431,7 +431,7 @@ def _oci_entries(images: list[SaveImage], opener: Opener) -> Iterator[tuple[str,
             yield f"blobs/sha256/{lay.blob_digest.split(':', 1)[1]}", (lay.blob_digest, lay.size)
         yield f"blobs/sha256/{img.config_digest.split(':', 1)[1]}", img.config_bytes
         man = _oci_manifest(img)
-        man_digest = "sha256:" + hashlib.sha256(man).hexdigest()
+        man_digest = mf.digest_of(man)
         yield f"blobs/sha256/{man_digest.split(':', 1)[1]}", man
         base = {"mediaType": mf.OCI_MANIFEST, "digest": man_digest, "size": len(man)}
         for name in img.names or [None]:  # type: ignore[list-item]

@@ -7,6 +7,7 @@ gets a one-line error instead of a half-written image.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform as _platform
 from dataclasses import dataclass, field
@@ -167,6 +168,24 @@ def parse_index(data: bytes) -> list[Descriptor]:
     return [_descriptor(x, f"index entry {i}") for i, x in enumerate(raw)]
 
 
+def digest_of(data: bytes) -> str:
+    """The content digest of a document or blob held in memory."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def parse_platform(spec: str | None) -> dict[str, str] | None:
+    """``os/arch[/variant]`` (``--platform``) as an OCI platform; None for none given."""
+    if not spec:
+        return None
+    parts = spec.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgument(f"invalid platform {spec!r}: expected os/arch[/variant]")
+    p = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) == 3:
+        p["variant"] = parts[2]
+    return p
+
+
 def host_platform() -> dict[str, str]:
     from dockyard import host
 
@@ -214,14 +233,12 @@ def parse_config(data: bytes) -> dict[str, Any]:
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """OCI ChainIDs: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
-    import hashlib
-
     out: list[str] = []
     for d in diff_ids:
         if not out:
             out.append(d)
         else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+            out.append(digest_of(f"{out[-1]} {d}".encode()))
     return out
 
 

@@ -74,12 +74,10 @@ class Reference:
         return self.short_name is not None
 
     def __str__(self) -> str:
-        s = self.name
-        if self.tag:
-            s += ":" + self.tag
-        if self.digest:
-            s += "@" + self.digest
-        return s
+        return self._suffixed(self.name)
+
+    def _suffixed(self, name: str) -> str:
+        return name + (":" + self.tag if self.tag else "") + ("@" + self.digest if self.digest else "")
 
     def familiar_name(self) -> str:
         """Docker's short display name: ``alpine``, ``user/app``, ``quay.io/x/y``."""
@@ -90,12 +88,7 @@ class Reference:
         return self.name
 
     def familiar(self) -> str:
-        s = self.familiar_name()
-        if self.tag:
-            s += ":" + self.tag
-        if self.digest:
-            s += "@" + self.digest
-        return s
+        return self._suffixed(self.familiar_name())
 
     @property
     def reference(self) -> str:
