@@ -430,6 +430,12 @@ def command() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import gc
+
+    # A short-lived process that makes no garbage cycles worth collecting: the collector's passes
+    # over every imported module's objects cost more than they free, and dirty pages the forked
+    # container processes would then have to copy.
+    gc.disable()
     from dockyard.errors import DockyardError
 
     args = sys.argv[1:] if argv is None else argv
