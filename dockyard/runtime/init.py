@@ -84,9 +84,12 @@ def fork_into_pidns(ch: Channel) -> None:
     pid = os.fork()
     if pid:
         ch.send(f"pid {pid}")
+        os.write(w, b"1")  # the pid is on the channel before anything the child sends
         os._exit(0)
     os.close(w)
-    os.read(r, 1)  # returns at EOF, once our parent has reported our pid and exited
+    # Returns on the byte (or at EOF should our parent die first); the child need not wait for its
+    # parent's exit, which tears down a whole interpreter's address space.
+    os.read(r, 1)
     os.close(r)
 
 
