@@ -52,16 +52,16 @@ def loads(s: str | bytes) -> object:
         return json.loads(s)
 
 
-def dumps(obj: object) -> str:
-    if isinstance(obj, dict):  # the only top-level type the runtime writes
+def dumps(obj: object, sort_keys: bool = False) -> str:
+    if isinstance(obj, (dict, list)):
         # json.dumps(obj)'s encoder: check_circular (a fresh markers dict, as json makes per call),
         # ensure_ascii, allow_nan, separators ", " and ": ".
         encode = _json.make_encoder({}, _not_serialisable, _json.encode_basestring_ascii, None, ": ", ", ",
-                                    False, False, True)
+                                    sort_keys, False, True)
         try:
             return "".join(encode(obj, 0))
         except (TypeError, ValueError, RecursionError):
             pass
     import json
 
-    return json.dumps(obj)
+    return json.dumps(obj, sort_keys=sort_keys)

@@ -15,14 +15,18 @@ pivoted into the container's root filesystem (where the host's libseccomp.so is 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import struct
 from functools import lru_cache
-from typing import Any
 
 from dockyard.errors import InvalidArgument, Unsupported
 from dockyard.runtime._libc import prctl, syscall
+
+# Every container with a seccomp profile imports this module; json, typing and hashlib would cost
+# more than the rest of its start-up, so they are left to the paths that need them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -276,7 +280,12 @@ def compile_cached(seccomp: dict, cache_dir: str) -> bytes:
     Generating the BPF for Docker's default profile takes 15-25 ms; nearly every container uses the
     same profile, so the runtime compiles it once per libseccomp/kernel/profile and reuses the bytes.
     """
-    import hashlib
+    try:
+        from _sha256 import sha256  # the interpreter's own SHA-256: hashlib would load OpenSSL's libcrypto
+    except ImportError:
+        from hashlib import sha256
+
+    from dockyard.runtime import jsonfast
 
     class _Version(ctypes.Structure):
         _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
@@ -285,8 +294,8 @@ def compile_cached(seccomp: dict, cache_dir: str) -> bytes:
     lib.seccomp_version.restype = ctypes.POINTER(_Version)
     v = lib.seccomp_version().contents
     u = os.uname()
-    key = hashlib.sha256(json.dumps([seccomp, v.major, v.minor, v.micro, u.release, u.machine],
-                                    sort_keys=True).encode()).hexdigest()
+    key = sha256(jsonfast.dumps([seccomp, v.major, v.minor, v.micro, u.release, u.machine],
+                                sort_keys=True).encode()).hexdigest()
     path = os.path.join(cache_dir, key + ".bpf")
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     st = os.stat(cache_dir)
@@ -393,6 +402,8 @@ def docker_profile_to_oci(profile: dict, caps: list[str]) -> dict:
 
 def profile_from_file(path: str, caps: list[str]) -> dict:
     """``--security-opt seccomp=FILE``: a Docker- or OCI-format JSON profile as an OCI object for ``caps``."""
+    import json
+
     try:
         with open(path) as f:
             data = json.load(f)
@@ -414,6 +425,8 @@ def default_profile(caps: list[str] | None = None) -> dict:
 
 @lru_cache(maxsize=1)
 def _default_data() -> dict:
+    import json
+
     with open(os.path.join(os.path.dirname(__file__), "seccomp_default.json")) as f:
         data: dict = json.load(f)
     return data
