@@ -189,7 +189,8 @@ def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
     except DockyardError:
         _cleanup_failed(svc, cid, kw["auto_remove"])
         raise
-    return _attach_foreground(svc, handle, tty=kw["tty"], stdin=kw["interactive"], sig_proxy=sig_proxy)
+    return _attach_foreground(svc, handle, tty=kw["tty"], stdin=kw["interactive"], sig_proxy=sig_proxy,
+                              on_start_error=lambda: _cleanup_failed(svc, cid, kw["auto_remove"]))
 
 
 def _cleanup_failed(svc: Any, cid: str, auto_remove: bool) -> None:
@@ -200,7 +201,8 @@ def _cleanup_failed(svc: Any, cid: str, auto_remove: bool) -> None:
         svc.remove(cid, force=True)
 
 
-def _attach_foreground(svc: Any, handle: Any, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
+def _attach_foreground(svc: Any, handle: Any, *, tty: bool, stdin: bool, sig_proxy: bool,
+                       on_start_error: Any = None) -> int:
     from dockyard.monitor.protocol import F_CLAIM_CLEANUP, connect, frame
 
     sock = connect(handle.attach_path)
@@ -212,6 +214,8 @@ def _attach_foreground(svc: Any, handle: Any, *, tty: bool, stdin: bool, sig_pro
         handle.wait_started()
     except DockyardError:
         sock.close()
+        if on_start_error is not None:
+            on_start_error()
         raise
     try:
         code = session.run()

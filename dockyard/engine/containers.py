@@ -223,7 +223,7 @@ class CreateOptions:
 
 @dataclass
 class StartHandle:
-    """A start in progress: the monitor has created the container and waits for the first attach."""
+    """A start in progress: the monitor listens and waits for the first attach before it runs the process."""
 
     container_id: str
     attach_path: Path
@@ -650,7 +650,7 @@ class ContainerService:
             raise
         if attach:
             try:
-                _read_sync(sync_r, want="created")
+                _read_sync(sync_r, want="ready")
             except BaseException:
                 os.close(sync_r)
                 raise

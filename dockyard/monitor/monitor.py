@@ -7,9 +7,9 @@ What it does, in order:
   1. forks once more and lets the engine reap the parent (so it is nobody's child), becomes a
      child subreaper (so the container's init, orphaned by ``runtime create``, is its child and
      its exit status can be collected), and starts its own session;
-  2. runs ``runtime create`` with the container's stdio: pipes it owns, or a pty received on the
-     console socket; then ``runtime start``; reports "created"/"started PID"/"error CODE MSG" to the
-     engine on the sync pipe;
+  2. reports "ready" on the sync pipe (a foreground client connects now), runs ``runtime run
+     --detach`` with the container's stdio: pipes it owns, or a pty received on the console socket;
+     reports "started PID" or "error CODE MSG";
   3. copies the container's output into the log (json-file with rotation, k8s-file, or none) and to
      clients on the attach socket, and client input to the container;
   4. runs health checks through ``runtime exec`` and records State.Health;
@@ -391,7 +391,8 @@ class Monitor:
             except FileNotFoundError:
                 pass
         pre = self.runtime + ["--log", log_file, "--log-format", "json"]
-        args = pre + ["create", "--bundle", bundle, "--pid-file", pid_file]
+        # `run --detach` is create + start in one runtime invocation (one process start less).
+        args = pre + ["run", "--detach", "--bundle", bundle, "--pid-file", pid_file]
         child_fds = []
         errbuf = b""
         if self.tty:
@@ -485,27 +486,21 @@ class Monitor:
         return 0, ""
 
     def start_once(self, first):
+        if first:
+            self.report("ready")
+            if self.cfg.int("wait_attach") == 1:
+                # The foreground client connects before the process exists, so it misses no output.
+                self.listener.settimeout(60)
+                c = self.accept()
+                if c is not None:
+                    c[0].settimeout(10)
+                self.listener.settimeout(None)
         ok, msg = self.create()
         if not ok:
             code = self.failed_code = classify(msg)
             self.store.update(status="created" if first else "exited", error=msg, exit_code=code, pid=0,
                               finished_at=time.time() if not first else 0)
             self.report(f"error {code} {msg}")
-            return False
-        if first:
-            self.report("created")
-            if self.cfg.int("wait_attach") == 1:
-                self.listener.settimeout(60)
-                c = self.accept()
-                if c is not None:
-                    c[0].settimeout(10)
-                self.listener.settimeout(None)
-        code, msg = self.runtime_run("start", self.cid)
-        if code != 0:
-            self.runtime_run("delete", "--force", self.cid)
-            ecode = self.failed_code = classify(msg)
-            self.store.update(status="created" if first else "exited", error=msg, exit_code=ecode, pid=0)
-            self.report(f"error {ecode} {msg}")
             return False
         self.started_at = time.time()
         cols = dict(status="running", pid=self.pid, pid_start=proc_start_ticks(self.pid),
