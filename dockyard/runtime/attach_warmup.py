@@ -7,24 +7,22 @@ costs 10-20 ms of pure waiting on a quiet host, and later ones within a few mill
 microseconds (the kernel's ``favordynmods`` mount option removes the wait, but that is the host's choice).
 runc pays the same wait; it hides part of it behind ``runc init``'s exec.
 
-`start` forks a small helper that repeats no-op migrations of the runtime process into the cgroup it
-is already in, every few milliseconds, while the runtime imports, parses the bundle and makes the
-container's cgroups; the container's real attach then finds the lock warm, and `finish` (called
-right after that attach) ends the helper.  A process rather than a thread: a thread would have to
-take the GIL back from the importing main thread for every write.  The writes change no cgroup
-membership; when they are refused (rootless, no cgroupfs) nothing is gained and nothing lost.
+`start` performs, in a thread, one no-op migration of the runtime process into the cgroup it is
+already in, as soon as the command is known to create a container; the grace period then elapses
+while the main thread imports and parses the bundle (the GIL is released during the write).  `join`,
+called right before the fork, waits for it if it is still going.  The real attach comes a few
+milliseconds later, well inside the next grace period, and finds the lock warm.  A thread rather
+than a helper process: it costs no fork, and it is joined before the runtime forks, so the fork
+always happens single-threaded.  The write changes no cgroup membership; when it is refused
+(rootless, no cgroupfs) nothing is gained and nothing lost.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
-import time
 
-_REPEAT_S = 0.003  # well inside one grace period, so the warm state never lapses
-_GIVE_UP_S = 2.0  # never outlive a stuck `create` by much
-
-_helper: tuple[int, int] | None = None  # (pid, write end of its stop pipe)
-_stopped: int | None = None  # told to stop, not yet reaped
+_pending = None  # the warm-up thread's lock, released when its write is done
 
 
 def _own_procs_file() -> str | None:
@@ -48,71 +46,35 @@ def _own_procs_file() -> str | None:
     return None
 
 
-def _loop(path: str, target: int, stop: int) -> None:
-    me = str(target).encode()
-    for _ in range(int(_GIVE_UP_S / _REPEAT_S)):
+def _migrate(path: str, pid: bytes, done) -> None:  # noqa: ANN001 - _thread locks have no public type
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(fd, me)
+            os.write(fd, pid)
         finally:
             os.close(fd)
-        time.sleep(_REPEAT_S)
-        try:
-            os.read(stop, 1)
-            return  # a byte or EOF: the runtime is done (or gone)
-        except BlockingIOError:
-            pass
-        if os.getppid() != target:
-            return
+    except OSError:
+        pass
+    finally:
+        done.release()
 
 
 def start() -> None:
     """Begin warming (root only: others cannot write their own cgroup.procs on most hosts)."""
-    global _helper
-    if _helper is not None or os.geteuid() != 0:
+    global _pending
+    if _pending is not None or os.geteuid() != 0:
         return
     path = _own_procs_file()
     if path is None:
         return
-    me = os.getpid()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(w)
-            os.set_blocking(r, False)
-            _loop(path, me, r)
-        except BaseException:  # noqa: BLE001,S110 - a failed warm-up only loses the speed-up
-            pass
-        finally:
-            os._exit(0)
-    os.close(r)
-    _helper = (pid, w)
+    _pending = _thread.allocate_lock()
+    _pending.acquire()
+    _thread.start_new_thread(_migrate, (path, str(os.getpid()).encode(), _pending))
 
 
-def finish() -> None:
-    """Tell the helper to stop (after the container's attach, or when `create` fails); `reap` collects it."""
-    global _helper, _stopped
-    if _helper is None:
-        return
-    pid, w = _helper
-    _helper = None
-    try:
-        os.write(w, b"x")
-    except OSError:
-        pass
-    os.close(w)
-    _stopped = pid
-
-
-def reap() -> None:
-    """Wait for a stopped helper (it exits within one repeat interval of `finish`)."""
-    global _stopped
-    finish()
-    if _stopped is None:
-        return
-    pid, _stopped = _stopped, None
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+def join() -> None:
+    """Wait for the warm-up write (call before forking)."""
+    global _pending
+    if _pending is not None:
+        _pending.acquire()
+        _pending = None

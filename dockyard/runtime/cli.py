@@ -455,7 +455,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except KeyboardInterrupt:
         code = 130
-    attach_warmup.reap()  # also when the command failed before its container's attach
     try:
         sys.stdout.flush()
         sys.stderr.flush()

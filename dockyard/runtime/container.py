@@ -241,6 +241,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         r2, w2 = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        attach_warmup.join()
         child = os.fork()
         if child == 0:
             # Never let the child unwind into the parent's cleanup code below.
@@ -283,7 +284,6 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         c.save()
         _write_pid_file(opts.pid_file, init_pid)
     except BaseException:
-        attach_warmup.finish()
         if init_pid:
             _kill_and_reap(init_pid)
         if child and child != init_pid:
@@ -335,8 +335,6 @@ def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: d
         cg.add(child)
     except OSError as e:
         raise RuntimeFailure(f"cannot move the container init into its cgroup: {e.strerror}") from None
-    finally:
-        attach_warmup.finish()
     ch.send("go")
     init_pid = 0
     linux = spec.get("linux") or {}
@@ -602,7 +600,6 @@ def run(root: str, cid: str, opts: Options) -> int:
         if not opts.detach:
             _forward_signals(c.pid)
         _start(c)  # the state `create` just wrote, without reading it back
-        attach_warmup.reap()  # long gone by now; not left a zombie while the container runs
     except BaseException:
         destroy(c)
         raise
@@ -650,6 +647,7 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     r2, w2 = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    attach_warmup.join()
     child = os.fork()
     if child == 0:
         try:
@@ -674,7 +672,6 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
                 cg.add(child)
             except OSError:
                 pass  # a rootless container may have no cgroup of its own
-        attach_warmup.finish()
         ch.send("go")
         while True:
             msg = ch.recv()
@@ -701,7 +698,6 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
             _kill_and_reap(child)
         raise RuntimeFailure("exec process exited before it started")
     _write_pid_file(opts.pid_file, pid)
-    attach_warmup.reap()
     master = None
     if console_parent is not None:
         from dockyard.runtime import console
