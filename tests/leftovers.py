@@ -123,9 +123,9 @@ def _descendants(root_pid: int) -> set[int]:
 
 
 def _processes(tmp_root: str) -> set[str]:
-    """Processes of this session: our descendants mentioning dockyard, and anything (a daemonized
-    monitor, a container's process) whose command line, root or working directory is in the pytest
-    tmp dirs."""
+    """Processes of this session: our descendants mentioning dockyard, dockyard processes with a file
+    open in the pytest tmp dirs, and anything whose command line, root or working directory is
+    there.  (A container's own process shows as its cgroup and overlay mount.)"""
     mine = _descendants(os.getpid())
     out = set()
     for d in os.listdir("/proc"):
@@ -144,6 +144,14 @@ def _processes(tmp_root: str) -> set[str]:
                 break
             try:
                 ours = os.readlink(f"/proc/{d}/{link}").startswith(tmp_root)
+            except OSError:
+                pass
+        if not ours and "dockyard" in cmd:
+            # A daemonized container monitor: reparented to init, its cmdline names only the
+            # runroot, but it holds the store's database and the container's log open.
+            try:
+                ours = any(os.readlink(f"/proc/{d}/fd/{fd}").startswith(tmp_root)
+                           for fd in os.listdir(f"/proc/{d}/fd"))
             except OSError:
                 pass
         if ours:
