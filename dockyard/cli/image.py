@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from dockyard.cli import LazyGroup
+from dockyard.cli.output import print_rows
 
 # Docker's list formats (cli/command/formatter/image.go, cli/command/image/formatter_history.go).
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
@@ -112,21 +113,6 @@ class ImageRow:
 
     def Label(self, name: str) -> str:  # noqa: N802
         return str(self._img.labels.get(name, ""))
-
-
-def print_list(rows: list[Any], fmt: str, default_fmt: str, headers: dict[str, str]) -> None:
-    """The shared formatter's list output, plus one thing Docker's row contexts do: they marshal
-    themselves with json.Marshal, which escapes <, >, & (and U+2028/9) inside strings, so
-    ``--format json`` prints ``"Tag":"\\u003cnone\\u003e"``.  In JSON text those characters only
-    occur inside strings, so escaping the whole line is exact."""
-    from dockyard.formatting import render_list
-
-    text = render_list(fmt, rows, default_fmt, headers)
-    if fmt.strip() in ("json", "{{json .}}"):
-        for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                        ("\u2029", "\\u2029")):
-            text = text.replace(ch, esc)
-    click.echo(text, nl=False)
 
 
 def image_rows(img: Any, *, show_digests: bool, need_digest: bool, trunc: bool, now: float) -> list[ImageRow]:
@@ -273,7 +259,7 @@ def image_ls(state, repository, all_, digests, filters, fmt, no_trunc, quiet):
     now = time.time()
     rows = [row for img in images for row in image_rows(img, show_digests=digests, need_digest=need_digest,
                                                         trunc=not no_trunc, now=now)]
-    print_list(rows, template, IMAGES_TABLE, IMAGES_HEADERS)
+    print_rows(rows, template, IMAGES_TABLE, IMAGES_HEADERS)
 
 
 @click.command("inspect", help="Display detailed information on one or more images.")
@@ -317,7 +303,7 @@ def image_history(state, image, human, no_trunc, quiet, fmt):
     if fmt == "table":
         fmt = QUIET if quiet else HISTORY_TABLE if human else HISTORY_TABLE_NON_HUMAN
     now = time.time()
-    print_list([HistoryRow(e, not no_trunc, human, now) for e in entries], fmt, HISTORY_TABLE, HISTORY_HEADERS)
+    print_rows([HistoryRow(e, not no_trunc, human, now) for e in entries], fmt, HISTORY_TABLE, HISTORY_HEADERS)
 
 
 @click.command("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.")

@@ -77,6 +77,11 @@ def render_list(fmt: str | None, rows: list[Any], default_fmt: str, headers: dic
     ID"}``); a field without one is titled from its name (``RunningFor`` -> ``RUNNING FOR``)."""
     text, is_table = _list_format(fmt, default_fmt)
     tmpl = parse(text)
+    if any(type(r) is dict for r in rows):
+        from dockyard.formatting.gojson import Row
+
+        # Every list row is one of Docker's formatter contexts, whose json is json.Marshal's.
+        rows = [Row(r) if type(r) is dict else r for r in rows]
     body = "".join(execute(tmpl, row, missingkey) + "\n" for row in rows)
     if not is_table:
         return body

@@ -6,7 +6,6 @@ checked the way Go checks them: ``upper 1`` fails with "wrong type for value; ex
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from typing import Any
 
@@ -15,7 +14,6 @@ from dockyard.formatting.printing import (
     Byte,
     GoStruct,
     StringList,
-    format_float,
     go_type_name,
     is_stringer,
     sprint,
@@ -264,52 +262,13 @@ def to_json_value(v: Any) -> Any:
 
 
 def go_json(v: Any) -> str:
-    """encoding/json with SetEscapeHTML(false), compact, as Docker's ``json`` function."""
-    parts: list[str] = []
-    _encode(v, parts, 0)
-    return "".join(parts)
+    """Docker's ``json``: an Encoder with SetEscapeHTML(false), compact (see gojson for rows)."""
+    from dockyard.formatting.gojson import JSONError, marshal
 
-
-def _encode(v: Any, out: list[str], depth: int) -> None:
-    if depth > 200:
-        raise _Exec("json: unsupported value: encountered a cycle")
-    v = to_json_value(v)
-    if v is None:
-        out.append("null")
-    elif isinstance(v, bool):
-        out.append("true" if v else "false")
-    elif _is_int(v):
-        out.append(str(v))
-    elif isinstance(v, float):
-        if v != v or v in (float("inf"), float("-inf")):
-            raise _Exec(f"json: unsupported value: {format_float(v)}")
-        out.append(format_float(v, "json"))
-    elif isinstance(v, str):
-        out.append(_json_str(v))
-    elif isinstance(v, dict):
-        # A Go map's keys come out sorted; a struct's fields in declaration order.
-        items = v.items() if isinstance(v, GoStruct) else sorted(v.items(), key=lambda kv: str(kv[0]))
-        out.append("{")
-        for i, (k, x) in enumerate(items):
-            if i:
-                out.append(",")
-            out.append(_json_str(str(k)))
-            out.append(":")
-            _encode(x, out, depth + 1)
-        out.append("}")
-    elif isinstance(v, (list, tuple)):
-        out.append("[")
-        for i, x in enumerate(v):
-            if i:
-                out.append(",")
-            _encode(x, out, depth + 1)
-        out.append("]")
-    else:
-        raise _Exec(f"json: unsupported type: {go_type_name(v)}")
-
-
-def _json_str(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    try:
+        return marshal(v)
+    except JSONError as e:
+        raise _Exec(str(e)) from None
 
 
 def split(s: str, sep: str) -> list[str]:

@@ -370,3 +370,26 @@ LIST_CASES: list[tuple[str, str]] = [
     ("table", "ps"),
 ]
 LIST_DATA = {"ps": PS_ROWS, "empty": []}
+
+# Values marshalled three ways (test_go_differential.py): "encoder" is Docker's `json` function
+# (SetEscapeHTML(false)), "marshal" json.Marshal (a row context's own JSON), "indent" the daemon's
+# JSON indented as `docker inspect` prints it.  Go 1.19's \u0008/\u000c are left out: Docker is built
+# with a Go that writes \b and \f.
+JSON_VALUES: list[object] = [
+    "<none>",
+    "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp",
+    "a && b || c > /dev/null < in",
+    "line\u2028sep\u2029para",
+    "héllo wörld ✓ 日本語 🐳",
+    "tab\there\nnewline\rcr \u0001 \u001f \u007f \"quoted\" back\\slash /slash",
+    "",
+    {"<key>": "&amp;", "b": [], "a": {}, "c": [{}, [], None, True, False]},
+    {"Labels": {"z": "1", "a": "2", "m&m": "<3"}, "Cmd": ["/bin/sh", "-c", "echo a > b && cat b"]},
+    [1, -1, 0, 9007199254740993, 1.5, 0.1, 1e20, 1e21, 1.5e-6, 1e-7, 123456789.125, -0.0, 3.0e10, 2.5e-10],
+    [[[]], [[1, [2, {"x": [3]}]]]],
+    None,
+    True,
+    12,
+    {"unicode ключ": "значение", "emoji 🐳": "\u2028"},
+]
+JSON_MODES = ("encoder", "marshal", "indent")

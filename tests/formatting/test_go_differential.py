@@ -16,6 +16,8 @@ from dockyard.formatting.template import Parser, TemplateError, execute
 from tests.formatting.cases import (
     CASES,
     DATA,
+    JSON_MODES,
+    JSON_VALUES,
     LIST_CASES,
     LIST_DATA,
     MISSINGKEY_ERROR_CASES,
@@ -27,6 +29,7 @@ from tests.formatting.fuzzgen import templates
 HARNESS = Path(__file__).parent / "goharness" / "main.go"
 ALL = [(t, d, "") for t, d in CASES] + [(t, d, "error") for t, d in MISSINGKEY_ERROR_CASES]
 RANDOM = templates(3000, seed=20261130)
+MARSHAL = [(mode, i) for mode in JSON_MODES for i in range(len(JSON_VALUES))]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,7 @@ def go_results(tmp_path_factory):
     cases += [{"tmpl": PS_DEFAULT if f == "table" else f, "data": LIST_DATA[d], "list": True,
                "headers": PS_HEADERS} for f, d in LIST_CASES]
     cases += [{"tmpl": t, "data": DATA["misc"]} for t in RANDOM]
+    cases += [{"tmpl": "", "data": JSON_VALUES[i], "marshal": mode} for mode, i in MARSHAL]
     p = subprocess.run([str(work / "harness")], input=json.dumps(cases), capture_output=True, text=True,
                        check=True, timeout=120)
     return json.loads(p.stdout)
@@ -90,3 +94,14 @@ def test_random_templates_same_as_go(go_results):
         if got != ("" if go["err"] else go["out"], go["err"]):
             bad.append(f"{text!r}\n  go: {go}\n  py: {got}")
     assert not bad, f"{len(bad)} of {len(RANDOM)} differ; first:\n" + "\n".join(bad[:5])
+
+
+@pytest.mark.peer("go")
+@pytest.mark.parametrize("mode,i", MARSHAL, ids=[f"{m}-{i}" for m, i in MARSHAL])
+def test_json_same_as_go(go_results, mode, i):
+    from dockyard.formatting.gojson import marshal
+
+    go = go_results[len(ALL) + len(LIST_CASES) + len(RANDOM) + MARSHAL.index((mode, i))]
+    assert not go["err"]
+    got = marshal(JSON_VALUES[i], escape_html=mode == "marshal", indent="    " if mode == "indent" else "")
+    assert got == go["out"]

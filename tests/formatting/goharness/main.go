@@ -20,6 +20,7 @@ type tcase struct {
 	Data       json.RawMessage   `json:"data"`
 	MissingKey string            `json:"missingkey"`
 	List       bool              `json:"list"`
+	Marshal    string            `json:"marshal"`
 	Headers    map[string]string `json:"headers"`
 }
 
@@ -68,6 +69,14 @@ var headerFuncs = template.FuncMap{
 	"truncate": func(v string, _ int) string { return v },
 }
 
+// rowContext stands for Docker's formatter contexts, which marshal themselves with json.Marshal over a
+// map of their fields (formatter.MarshalJSON): `{{json .}}` of a row escapes <, > and & and sorts keys.
+type rowContext map[string]interface{}
+
+func (r rowContext) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]interface{}(r))
+}
+
 func runList(c tcase, rows []interface{}) result {
 	format := c.Tmpl
 	isTable := strings.HasPrefix(format, "table")
@@ -85,6 +94,9 @@ func runList(c tcase, rows []interface{}) result {
 	}
 	body := &bytes.Buffer{}
 	for _, row := range rows {
+		if m, ok := row.(map[string]interface{}); ok {
+			row = rowContext(m)
+		}
 		if err := t.Execute(body, row); err != nil {
 			return result{Err: err.Error()}
 		}
@@ -124,6 +136,28 @@ func convert(v interface{}) interface{} {
 	return v
 }
 
+// marshal writes data as Docker's json template function ("encoder"), as json.Marshal ("marshal", a
+// row context's own JSON) or as `docker inspect` prints the daemon's JSON ("indent").
+func marshal(mode string, data interface{}) result {
+	if mode == "marshal" {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return result{Err: err.Error()}
+		}
+		return result{Out: string(b)}
+	}
+	buf := &bytes.Buffer{}
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if mode == "indent" {
+		enc.SetIndent("", "    ")
+	}
+	if err := enc.Encode(data); err != nil {
+		return result{Err: err.Error()}
+	}
+	return result{Out: strings.TrimSuffix(buf.String(), "\n")}
+}
+
 func run(c tcase) (res result) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -137,6 +171,9 @@ func run(c tcase) (res result) {
 		return result{Err: "bad data: " + err.Error()}
 	}
 	data = convert(data)
+	if c.Marshal != "" {
+		return marshal(c.Marshal, data)
+	}
 	if c.List {
 		rows, _ := data.([]interface{})
 		return runList(c, rows)
