@@ -1,4 +1,5 @@
-"""What a test session leaves on the host: mounts, interfaces, netns, nft tables, cgroups, processes.
+"""What a test session leaves on the host: mounts, interfaces, netns, nft tables, cgroups, runroot
+state, processes.
 
 tests/conftest.py snapshots these at session start and end and prints the difference as a warning
 section.  It never fails the run: a leftover from one area must not block every other area's CI, but
@@ -103,6 +104,18 @@ def _cgroup_dirs() -> set[str]:
     return out
 
 
+def _runroot_entries() -> set[str]:
+    """Per-container and per-network state in the host's runroot, which the `dy` fixture's
+    private --root still shares (it passes no --runroot)."""
+    out = set()
+    for kind in ("containers", "networks", "slirp4netns"):
+        try:
+            out.update(f"runroot /run/dockyard/{kind}/{n}" for n in os.listdir(f"/run/dockyard/{kind}"))
+        except OSError:
+            pass
+    return out
+
+
 def _descendants(root_pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
@@ -161,7 +174,7 @@ def _processes(tmp_root: str) -> set[str]:
 
 def snapshot(tmp_root: str) -> set[str]:
     return (_mounts(tmp_root) | _interfaces() | _netns() | _nft_tables() | _cgroup_dirs()
-            | _processes(tmp_root))
+            | _runroot_entries() | _processes(tmp_root))
 
 
 def left_behind(before: set[str], tmp_root: str, grace: float = 3.0) -> list[str]:
