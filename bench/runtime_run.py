@@ -2,7 +2,8 @@
 
 Each runtime gets its own --root and reuses one container id (`run` deletes the container when the
 process exits).  The bundle is `runc spec`'s config with terminal off, so all three do the same work:
-pid/net/ipc/uts/mount namespaces, the default mounts, masked paths, cgroups, capabilities.
+pid/net/ipc/uts/mount namespaces, the default mounts, masked paths, cgroups, capabilities.  A second
+pair runs the same bundle with Docker's default seccomp profile, which every engine container gets.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ def _bundle(workdir: str) -> str:
     return bundle
 
 
+def _seccomp_bundle(workdir: str, bundle: str) -> str:
+    """The same bundle with Docker's default seccomp profile, as the engine's containers get it."""
+    from dockyard.runtime import seccomp
+
+    out = os.path.join(workdir, "bundle-seccomp")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["root"]["path"] = os.path.join(bundle, "rootfs")
+    cfg["linux"]["seccomp"] = seccomp.default_profile()
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return out
+
+
 def prepare(workdir: str) -> list[Case]:
     bundle = _bundle(workdir)
     # runc first: the report's ratios are against the first case, and runc is the target.
@@ -45,6 +61,11 @@ def prepare(workdir: str) -> list[Case]:
 
     cases.append(Case("dockyard runtime (python -S) run true",
                       command() + ["--root", os.path.join(workdir, "dyS"), "run", "-b", bundle, "bench-dyS"]))
+    sbundle = _seccomp_bundle(workdir, bundle)
+    cases.append(Case("runc run true, default seccomp", ["runc", "--root", os.path.join(workdir, "runc"), "run",
+                                                         "-b", sbundle, "bench-runc-sc"], needs="runc"))
+    cases.append(Case("dockyard -S run true, default seccomp",
+                      command() + ["--root", os.path.join(workdir, "dyS"), "run", "-b", sbundle, "bench-dyS-sc"]))
     script = shutil.which("dockyard-runtime", path=os.path.dirname(sys.executable))
     if script:
         cases.append(Case("dockyard-runtime run true (script)",
@@ -68,13 +89,14 @@ def _crun_problem(workdir: str, bundle: str) -> str | None:
 
 
 def cleanup(workdir: str) -> None:
-    for which, root in (("dy", "dy"), ("dys", "dys"), ("dyS", "dyS")):
+    for which, root in (("dy", "dy"), ("dys", "dys"), ("dyS", "dyS"), ("dyS-sc", "dyS")):
         subprocess.run([sys.executable, "-m", "dockyard", "runtime", "--root", os.path.join(workdir, root),
                         "delete", "--force", f"bench-{which}"], capture_output=True,
                        env=dict(os.environ, PYTHONPATH=REPO))
     if shutil.which("runc"):
-        subprocess.run(["runc", "--root", os.path.join(workdir, "runc"), "delete", "--force", "bench-runc"],
-                       capture_output=True)
+        for cid in ("bench-runc", "bench-runc-sc"):
+            subprocess.run(["runc", "--root", os.path.join(workdir, "runc"), "delete", "--force", cid],
+                           capture_output=True)
     if shutil.which("crun"):
         subprocess.run(["crun", "--root", os.path.join(workdir, "crun"), "delete", "-f", "bench-crun"],
                        capture_output=True)
