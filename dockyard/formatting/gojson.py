@@ -25,7 +25,7 @@ _ALWAYS = re.compile("[\u2028\u2029\ud800-\udfff]")
 _WITH_HTML = re.compile("[\u2028\u2029\ud800-\udfff<>&]")
 
 
-class Row(dict):  # type: ignore[type-arg]
+class Row(dict[str, Any]):
     """A list command's row given as a plain dict: a map to templates, but ``json`` marshals it the
     way Docker's row contexts marshal themselves (escaped, keys sorted)."""
 
