@@ -242,17 +242,32 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         sys.stdout.flush()
         sys.stderr.flush()
         attach_warmup.join()
-        child = os.fork()
-        if child == 0:
-            # Never let the child unwind into the parent's cleanup code below.
-            try:
-                os.close(r1)
-                os.close(w2)
-                from dockyard.runtime import init
+        ctx["born_in_pidns"] = _fork_into_new_pidns(linux)
+        own_pidns = -1
+        if ctx["born_in_pidns"]:
+            # The child is forked straight into the container's PID namespace as its PID 1, saving
+            # the extra fork an unshare in the child would need; our own later children (hooks,
+            # newuidmap) must stay in ours, hence the setns back right after.
+            from dockyard.runtime import linux as L
 
-                init.stage1(r2, w1, ctx)
-            finally:
-                os._exit(1)
+            own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            L.unshare(L.CLONE_NEWPID)
+        try:
+            child = os.fork()
+            if child == 0:
+                # Never let the child unwind into the parent's cleanup code below.
+                try:
+                    os.close(r1)
+                    os.close(w2)
+                    from dockyard.runtime import init
+
+                    init.stage1(r2, w1, ctx)
+                finally:
+                    os._exit(1)
+        finally:
+            if own_pidns >= 0:
+                L.setns(own_pidns, L.CLONE_NEWPID)
+                os.close(own_pidns)
         os.close(w1)
         os.close(r2)
         if console_fd is not None and not opts.console_socket:
@@ -273,7 +288,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
             from dockyard.runtime._libc import prctl
 
             prctl(PR_SET_CHILD_SUBREAPER, 1)
-        procs = {"child": child, "init": 0}
+        procs = {"child": child, "init": child if ctx["born_in_pidns"] else 0}
         try:
             init_pid = _drive_init(ch, c, cg, procs, spec, bundle)
         finally:
@@ -302,6 +317,13 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         master = console.recv_fd(console_parent)
         console_parent.close()
     return c, master
+
+
+def _fork_into_new_pidns(linux: dict) -> bool:
+    """Whether `create` can fork the container's PID 1 directly: a new PID namespace and no user
+    namespace (a PID namespace must be created inside the user namespace that will own it)."""
+    types = {ns["type"]: ns.get("path") for ns in linux.get("namespaces") or []}
+    return "pid" in types and not types["pid"] and "user" not in types
 
 
 def _compile_seccomp(root: str, seccomp: dict | None) -> bytes | None:
@@ -336,7 +358,7 @@ def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: d
     except OSError as e:
         raise RuntimeFailure(f"cannot move the container init into its cgroup: {e.strerror}") from None
     ch.send("go")
-    init_pid = 0
+    init_pid = procs["init"]
     linux = spec.get("linux") or {}
     while True:
         msg = ch.recv()

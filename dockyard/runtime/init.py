@@ -315,7 +315,10 @@ def stage1(rfd: int, wfd: int, ctx: dict) -> None:
         preload(ctx["spec"])
         ch.expect("go")  # the parent has moved us into the cgroup
         namespaces = ((ctx["spec"].get("linux") or {}).get("namespaces")) or []
-        if enter_namespaces(ch, namespaces):
+        if ctx.get("born_in_pidns"):
+            # Already PID 1 of the new PID namespace; the runtime knows our pid from its fork.
+            enter_namespaces(ch, [ns for ns in namespaces if ns["type"] != "pid"])
+        elif enter_namespaces(ch, namespaces):
             fork_into_pidns(ch)
         else:
             ch.send(f"pid {os.getpid()}")
