@@ -7,7 +7,6 @@ call it on its hot path.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CAP_SYS_RESOURCE = 24
@@ -53,8 +52,20 @@ def _mounts() -> list[tuple[str, str, str]]:
     return out
 
 
-@lru_cache(maxsize=1)
+# Host facts don't change while a command runs; cached in module globals rather than with
+# functools.lru_cache, whose import the runtime would pay on every container start.
+_cgroup_info: CgroupInfo | None = None
+_filesystems: set[str] | None = None
+
+
 def cgroup_info() -> CgroupInfo:
+    global _cgroup_info
+    if _cgroup_info is None:
+        _cgroup_info = _read_cgroup_info()
+    return _cgroup_info
+
+
+def _read_cgroup_info() -> CgroupInfo:
     v1: dict[str, str] = {}
     v2: str | None = None
     for mnt, fstype, opts in _mounts():
@@ -105,10 +116,12 @@ def can_raise_rlimits() -> bool:
     return has_cap(CAP_SYS_RESOURCE)
 
 
-@lru_cache(maxsize=1)
 def filesystems() -> set[str]:
-    with open("/proc/filesystems") as f:
-        return {line.split()[-1] for line in f if line.strip()}
+    global _filesystems
+    if _filesystems is None:
+        with open("/proc/filesystems") as f:
+            _filesystems = {line.split()[-1] for line in f if line.strip()}
+    return _filesystems
 
 
 def overlay_supported() -> bool:
