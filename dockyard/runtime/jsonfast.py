@@ -13,6 +13,12 @@ from __future__ import annotations
 
 import _json
 
+# Not `from typing import ...`: importing typing costs the runtime several ms per start.  mypy
+# treats any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
 
 
@@ -26,7 +32,7 @@ class _DecoderSettings:
     parse_constant = _CONSTANTS.__getitem__
 
 
-_scan = _json.make_scanner(_DecoderSettings())
+_scan = _json.make_scanner(_DecoderSettings())  # type: ignore[arg-type]  # duck-typed settings
 _WS = " \t\n\r"
 
 
@@ -34,7 +40,7 @@ def _not_serialisable(o: object) -> object:
     raise TypeError(o)
 
 
-def loads(s: str | bytes) -> object:
+def loads(s: str | bytes) -> Any:
     try:
         text = s.decode() if isinstance(s, bytes) else s
         if text.startswith("\ufeff"):
