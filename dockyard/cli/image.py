@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
@@ -276,13 +275,9 @@ def image_inspect(state, images, fmt):
             out.append(svc.inspect(name))
         except NotFound as e:
             errors.append(str(e))
-    if fmt and fmt != "json":
-        from dockyard.formatting import render
+    from dockyard.cli.output import print_inspect
 
-        for obj in out:
-            click.echo(render(fmt, obj).rstrip("\n"))
-    else:
-        click.echo(json.dumps(out, indent=4))
+    print_inspect(out, fmt)
     if errors:
         for e in errors:
             click.echo(f"Error: {e}", err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dockyard.cli import LazyGroup
-from dockyard.cli.output import print_format, print_json, print_rows
+from dockyard.cli.output import print_inspect, print_rows
 from dockyard.errors import DockyardError, InvalidArgument
 
 
@@ -91,11 +91,7 @@ def inspect(state, fmt, names):
         except DockyardError as e:
             err = e
             click.echo(f"Error: {e}", err=True)
-    if fmt:
-        for n in out:
-            print_format(n, fmt)
-    else:
-        print_json(out)
+    print_inspect(out, fmt)
     if err is not None:
         raise SystemExit(err.exit_code)
 
