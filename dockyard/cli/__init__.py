@@ -7,7 +7,6 @@ start-up is the cost every ``dockyard`` call pays.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 from typing import Any
@@ -126,8 +125,13 @@ class CliState:
                       message="dockyard version %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, runroot: str | None, log_level: str) -> None:
-    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(log_level, log_level.upper())
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if log_level != "warn":
+        # Only configured when asked: importing logging costs every `ps`/`run` several ms, and at the
+        # default level Python's last-resort handler already prints warnings to stderr.
+        import logging
+
+        level = {"fatal": "CRITICAL"}.get(log_level, log_level.upper())
+        logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
     ctx.obj = CliState(root, runroot)
 
 

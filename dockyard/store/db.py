@@ -17,22 +17,22 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 from dockyard.errors import StoreError
 
-_MIGRATIONS_PACKAGE = "dockyard.store.migrations"
+_MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
 
-def _known_migrations() -> list[tuple[str, str]]:
-    files = resources.files(_MIGRATIONS_PACKAGE)
-    out = []
-    for entry in files.iterdir():
-        if entry.name.endswith(".sql"):
-            out.append((entry.name[:-4], entry.read_text()))
-    out.sort()
-    return out
+def _migration_names() -> list[str]:
+    # A directory listing, not importlib.resources: every command opens the store, and the SQL is
+    # only read when a migration is actually missing.
+    return sorted(n[:-4] for n in os.listdir(_MIGRATIONS_DIR) if n.endswith(".sql"))
+
+
+def _read_migration(name: str) -> str:
+    with open(os.path.join(_MIGRATIONS_DIR, name + ".sql"), encoding="utf-8") as f:
+        return f.read()
 
 
 class Database:
@@ -112,8 +112,8 @@ class Database:
 
     # -- schema ------------------------------------------------------------------------------
     def _migrate(self) -> None:
-        known = _known_migrations()
-        names = {n for n, _ in known}
+        known = _migration_names()
+        names = set(known)
         try:
             applied = {r[0] for r in self.conn.execute("SELECT id FROM schema_migrations")}
         except sqlite3.OperationalError:
@@ -127,10 +127,10 @@ class Database:
         with self.write() as c:
             c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at REAL)")
             applied = {r[0] for r in c.execute("SELECT id FROM schema_migrations")}
-            for name, sql in known:
+            for name in known:
                 if name in applied:
                     continue
-                for stmt in _split_sql(sql):
+                for stmt in _split_sql(_read_migration(name)):
                     c.execute(stmt)
                 c.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
 
