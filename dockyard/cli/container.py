@@ -87,12 +87,18 @@ def _create_options(f: Any) -> Any:
         click.option("--platform", help="Set platform (os/arch[/variant]) the image must match."),
         click.option("--network", "--net", "network", help="Connect a container to a network (none, host, NAME)."),
         click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."),
-        click.option("-v", "--volume", multiple=True, help="Bind mount a volume (/host:/container[:ro])."),
+        click.option("-v", "--volume", multiple=True,
+                     help="Bind mount a host path or a named volume (SRC:DST[:OPTIONS]), or DST for an anonymous one."),
+        click.option("--mount", "mount", multiple=True,
+                     help="Attach a filesystem mount (type=bind|volume|tmpfs,source=...,target=...,...)."),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (DST[:OPTIONS])."),
+        click.option("--shm-size", help="Size of /dev/shm (e.g. 64m)."),
         click.option("--dns", multiple=True, help="Set custom DNS servers."),
         click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
         click.option("--pid", help="PID namespace to use: host or container:NAME."),
         click.option("--ipc", help="IPC namespace to use: host or container:NAME."),
-        click.option("--volumes-from", multiple=True, help="Mount volumes from the specified container(s)."),
+        click.option("--volumes-from", multiple=True,
+                     help="Mount volumes from the specified container(s) (CONTAINER[:ro|:rw])."),
         click.option("--pull", type=click.Choice(["missing", "never", "always", "newer"]), default="missing",
                      show_default=True, help="Pull image policy."),
         click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output."),
@@ -121,7 +127,8 @@ def _build_options(image: str, command: tuple[str, ...], kw: dict[str, Any], att
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], runtime=kw["runtime"],
         log_driver=kw["log_driver"], log_opts=list(kw["log_opt"]), platform=kw["platform"], network=kw["network"],
         publish=list(kw["publish"]), volumes=list(kw["volume"]), dns=list(kw["dns"]), add_host=list(kw["add_host"]),
-        pid=kw["pid"], ipc=kw["ipc"], volumes_from=list(kw["volumes_from"]))
+        pid=kw["pid"], ipc=kw["ipc"], volumes_from=list(kw["volumes_from"]),
+        mounts=list(kw["mount"]), tmpfs=list(kw["tmpfs"]), shm_size=kw["shm_size"])
 
 
 def _ensure_image(state: Any, image: str, pull: str, quiet: bool, progress: str = "auto") -> None:

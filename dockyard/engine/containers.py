@@ -219,6 +219,9 @@ class CreateOptions:
     pid: str | None = None
     ipc: str | None = None
     volumes_from: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    shm_size: str | None = None
 
 
 @dataclass
@@ -357,7 +360,7 @@ class ContainerService:
         stop_signal = opts.stop_signal or img_cfg.get("StopSignal")
 
         hc: dict[str, Any] = {
-            "Binds": list(opts.volumes),
+            "Binds": list(opts.volumes) or None,
             "NetworkMode": "",
             "PortBindings": {},
             "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": restart_max},
@@ -384,19 +387,15 @@ class ContainerService:
 
         resolve_caps(opts.cap_add, opts.cap_drop, opts.privileged)  # rejects unknown names now
         self.runtime(opts.runtime)  # rejects unknown runtimes now
-        mounts = [self._parse_volume(v) for v in opts.volumes]
-        for ref in opts.volumes_from:
-            other_ref, _, mode = ref.partition(":")
-            if mode not in ("", "ro", "rw"):
-                raise InvalidArgument(f"invalid --volumes-from {ref!r}: mode must be ro or rw")
-            other = self.row(other_ref)
-            for m in json.loads(other["settings"]).get("mounts") or []:
-                m = dict(m)
-                if mode:
-                    m["RW"] = mode == "rw"
-                    m["Mode"] = mode
-                if all(x["Destination"] != m["Destination"] for x in mounts):
-                    mounts.append(m)
+        from dockyard.storage import mountspec
+
+        specs = mountspec.parse(opts.volumes, opts.mounts, opts.tmpfs, shm_size=opts.shm_size)
+        if opts.volumes_from:
+            specs += self.engine.volumes.volumes_from(opts.volumes_from)
+            mountspec.check_duplicates(specs)
+        hc["Mounts"] = [_docker_mount(m) for m in specs if m.origin == "mount"] or None
+        hc["Tmpfs"] = {m.target: ",".join(m.tmpfs_options) for m in specs if m.origin == "tmpfs"} or None
+        hc["ShmSize"] = next((m.tmpfs_size for m in specs if m.origin == "shm"), mountspec.SHM_DEFAULT_SIZE)
         hc["VolumesFrom"] = list(opts.volumes_from) or None
         hc["PidMode"] = self._ns_mode(opts.pid, "--pid")
         hc["IpcMode"] = self._ns_mode(opts.ipc, "--ipc", default="private")
@@ -436,7 +435,7 @@ class ContainerService:
             config["StopSignal"] = stop_signal
         if opts.stop_timeout is not None:
             config["StopTimeout"] = opts.stop_timeout
-        settings = {"publish": list(opts.publish), "mounts": mounts}
+        settings = {"publish": list(opts.publish), "mounts": [], "mount_specs": [m.to_dict() for m in specs]}
 
         d = self.ctr_dir(cid)
         log_path = ""
@@ -465,6 +464,16 @@ class ContainerService:
                 "VALUES (?,?,?,?,?,?,?,?)",
                 (cid, name, image.id, opts.image, time.time(), json.dumps(config), json.dumps(hc),
                  json.dumps(settings)))
+            # Same transaction as the row: the volumes count as in use from the moment the container
+            # exists, and a failure here takes the row back with it.
+            try:
+                settings["mounts"] = self.engine.volumes.reserve(cid, specs, {"Volumes": config.get("Volumes")})
+            except BaseException:
+                from dockyard.image.layers import remove_tree
+
+                remove_tree(d)
+                raise
+            c.execute("UPDATE containers SET settings=? WHERE id=?", (json.dumps(settings), cid))
         return cid
 
     def _ns_mode(self, value: str | None, flag: str, default: str = "") -> str:
@@ -594,25 +603,6 @@ class ContainerService:
                 hc["Ulimits"].append({"Name": r["type"][len("RLIMIT_"):].lower(), "Soft": r["soft"],
                                       "Hard": r["hard"]})
 
-    def _parse_volume(self, spec: str) -> dict[str, Any]:
-        parts = spec.split(":")
-        if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
-            raise InvalidArgument(f"invalid volume specification: {spec!r} (want /host/path:/container/path[:ro])")
-        src, dest = parts[0], parts[1]
-        opts = parts[2].split(",") if len(parts) == 3 else []
-        if not src.startswith(("/", ".")):
-            raise InvalidArgument(f"named volumes are not supported here yet: {spec!r}")
-        if not dest.startswith("/"):
-            raise InvalidArgument(f"invalid volume specification: {spec!r}: destination must be absolute")
-        src = os.path.abspath(src)
-        if not os.path.exists(src):
-            raise InvalidArgument(f"invalid volume specification: bind source path does not exist: {src}")
-        for o in opts:
-            if o not in ("ro", "rw", "z", "Z"):
-                raise InvalidArgument(f"invalid volume option {o!r} in {spec!r}")
-        return {"Type": "bind", "Source": src, "Destination": dest, "Mode": ",".join(opts),
-                "RW": "ro" not in opts, "Propagation": "rprivate"}
-
     # -- start ------------------------------------------------------------------------------------
     def start(self, ref: str, *, attach: bool = False) -> StartHandle | None:
         """Start the container.  With ``attach``, return once it is created and its monitor waits for the
@@ -728,10 +718,15 @@ class ContainerService:
         cfg = dict(config)
         if mode == "host":
             cfg["Hostname"] = os.uname().nodename
-        extra = []
-        for m in settings.get("mounts") or []:
-            opts = ["rbind", "rprivate"] + (["ro"] if not m.get("RW", True) else [])
-            extra.append({"destination": m["Destination"], "type": "bind", "source": m["Source"], "options": opts})
+        from dockyard.storage.mountspec import MountSpec, override_defaults
+
+        specs = [MountSpec.from_dict(m) for m in settings.get("mount_specs") or []]
+        extra, mounts = self.engine.volumes.prepare(
+            cid, specs, {"Volumes": config.get("Volumes"), "User": config.get("User")}, rootfs)
+        if mounts != settings.get("mounts"):
+            settings["mounts"] = mounts
+            with self._db().write() as c:
+                c.execute("UPDATE containers SET settings=? WHERE id=?", (json.dumps(settings), cid))
         init_bin = shutil.which("catatonit") or ("/usr/libexec/podman/catatonit"
                                                  if os.path.exists("/usr/libexec/podman/catatonit") else None)
         if hc.get("Init") and not init_bin:
@@ -748,7 +743,10 @@ class ContainerService:
                 join[typ] = f"/proc/{int(other['pid'])}/ns/{typ}"
         ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=netns,
                                   init_binary=init_bin, extra_mounts=extra, join=join)
-        return specgen.generate(cfg, hc, ctx)
+        spec = specgen.generate(cfg, hc, ctx)
+        # A user mount on a default's destination (--shm-size, --tmpfs /dev/shm) replaces the default.
+        spec["mounts"] = override_defaults(spec["mounts"][:len(spec["mounts"]) - len(extra)], extra)
+        return spec
 
     def _monitor_config(self, cid: str, config: dict[str, Any], hc: dict[str, Any], settings: dict[str, Any],
                         runtime: OCIRuntime, attach: bool) -> str:
@@ -941,13 +939,15 @@ class ContainerService:
         self._teardown(str(r["id"]), r)
         hc = json.loads(r["host_config"])
         if hc.get("AutoRemove"):
-            self._remove_files_and_row(str(r["id"]))
+            self._remove_files_and_row(str(r["id"]), remove_volumes=True)
 
     def _teardown(self, cid: str, r: sqlite3.Row) -> None:
         hc = json.loads(r["host_config"])
         self._runtime_delete(self.runtime(hc.get("Runtime")), cid)
         if _uses_network_service(hc.get("NetworkMode") or "none"):
             self.engine.networks.teardown(cid)
+        with contextlib.suppress(DockyardError):
+            self.engine.volumes.detach(cid)
         from dockyard.image.layers import unmount_rootfs
 
         with contextlib.suppress(OSError):
@@ -960,9 +960,12 @@ class ContainerService:
             with contextlib.suppress(DockyardError):
                 runtime.delete(cid, force=True)
 
-    def _remove_files_and_row(self, cid: str) -> None:
+    def _remove_files_and_row(self, cid: str, remove_volumes: bool = False) -> None:
         from dockyard.image.layers import remove_tree
 
+        # --rm and rm -v take the container's anonymous volumes along, as Docker does.
+        with contextlib.suppress(DockyardError):
+            self.engine.volumes.release(cid, remove_anonymous=remove_volumes)
         with self._db().write() as c:
             c.execute("DELETE FROM containers WHERE id=?", (cid,))
         for d in (self.ctr_dir(cid), self.run_dir(cid)):
@@ -988,7 +991,8 @@ class ContainerService:
             self._wait_status(cid, lambda row: str(row["status"]) not in ("running", "paused", "restarting"), 30)
         self._monitor_gone(cid)
         self._teardown(cid, r)
-        self._remove_files_and_row(cid)
+        auto_remove = bool(json.loads(r["host_config"]).get("AutoRemove"))
+        self._remove_files_and_row(cid, remove_volumes=volumes or auto_remove)
         return cid
 
     def prune(self) -> tuple[list[str], int]:
@@ -1079,8 +1083,7 @@ class ContainerService:
                                "FailingStreak": int(r["failing_streak"]), "Log": log}
         args = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
         d = self.ctr_dir(cid)
-        mounts = [{"Type": m["Type"], "Source": m["Source"], "Destination": m["Destination"], "Mode": m["Mode"],
-                   "RW": m["RW"], "Propagation": m["Propagation"]} for m in settings.get("mounts") or []]
+        mounts = list(settings.get("mounts") or [])
         out: dict[str, Any] = {
             "Id": cid,
             "Created": now_rfc3339(r["created"]),
@@ -1166,8 +1169,7 @@ class ContainerService:
             "Labels": config.get("Labels") or {},
             "State": status,
             "Status": st,
-            "Mounts": [{"Type": m["Type"], "Source": m["Source"], "Destination": m["Destination"],
-                        "Mode": m["Mode"], "RW": m["RW"]} for m in settings.get("mounts") or []],
+            "Mounts": list(settings.get("mounts") or []),
             "NetworkSettings": {"Networks": ns.get("Networks") or {}},
             "HostConfig": {"NetworkMode": ""},
         }
@@ -1728,3 +1730,18 @@ def _mem_total() -> int:
     except OSError:
         pass
     return 0
+
+
+def _docker_mount(s: Any) -> dict[str, Any]:
+    """A --mount as Docker's HostConfig.Mounts shows it."""
+    m: dict[str, Any] = {"Type": s.type, "Source": s.source, "Target": s.target}
+    if s.read_only:
+        m["ReadOnly"] = True
+    if s.type == "bind" and (s.propagation or s.nonrecursive):
+        m["BindOptions"] = {k: v for k, v in (("Propagation", s.propagation), ("NonRecursive", s.nonrecursive)) if v}
+    if s.type == "volume" and (s.nocopy or s.volume_labels or s.driver or s.volume_opts):
+        m["VolumeOptions"] = {"NoCopy": s.nocopy, "Labels": s.volume_labels or None,
+                              "DriverConfig": {"Name": s.driver, "Options": s.volume_opts or None}}
+    if s.type == "tmpfs" and (s.tmpfs_size or s.tmpfs_mode is not None):
+        m["TmpfsOptions"] = {k: v for k, v in (("SizeBytes", s.tmpfs_size), ("Mode", s.tmpfs_mode)) if v}
+    return m
