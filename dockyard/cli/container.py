@@ -94,6 +94,12 @@ def _create_options(f: Any) -> Any:
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (DST[:OPTIONS])."),
         click.option("--shm-size", help="Size of /dev/shm (e.g. 64m)."),
         click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
+        click.option("--dns-option", multiple=True, help="Set DNS options."),
+        click.option("--network-alias", multiple=True, help="Add a network-scoped alias for the container."),
+        click.option("--ip", help="IPv4 address (e.g. 172.30.100.104)."),
+        click.option("--mac-address", help="Container MAC address (e.g. 92:d0:c6:0a:29:33)."),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
         click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
         click.option("--pid", help="PID namespace to use: host or container:NAME."),
         click.option("--ipc", help="IPC namespace to use: host or container:NAME."),
@@ -128,7 +134,9 @@ def _build_options(image: str, command: tuple[str, ...], kw: dict[str, Any], att
         log_driver=kw["log_driver"], log_opts=list(kw["log_opt"]), platform=kw["platform"], network=kw["network"],
         publish=list(kw["publish"]), volumes=list(kw["volume"]), dns=list(kw["dns"]), add_host=list(kw["add_host"]),
         pid=kw["pid"], ipc=kw["ipc"], volumes_from=list(kw["volumes_from"]),
-        mounts=list(kw["mount"]), tmpfs=list(kw["tmpfs"]), shm_size=kw["shm_size"])
+        mounts=list(kw["mount"]), tmpfs=list(kw["tmpfs"]), shm_size=kw["shm_size"],
+        network_aliases=list(kw["network_alias"]), ip=kw["ip"], mac_address=kw["mac_address"],
+        dns_search=list(kw["dns_search"]), dns_options=list(kw["dns_option"]), publish_all=kw["publish_all"])
 
 
 def _ensure_image(state: Any, image: str, pull: str, quiet: bool, progress: str = "auto") -> None:

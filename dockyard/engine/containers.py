@@ -222,6 +222,12 @@ class CreateOptions:
     mounts: list[str] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
     shm_size: str | None = None
+    network_aliases: list[str] = field(default_factory=list)
+    ip: str | None = None
+    mac_address: str | None = None
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    publish_all: bool = False
 
 
 @dataclass
@@ -368,6 +374,9 @@ class ContainerService:
             "CapAdd": list(opts.cap_add) or None,
             "CapDrop": list(opts.cap_drop) or None,
             "Dns": list(opts.dns),
+            "DnsSearch": list(opts.dns_search),
+            "DnsOptions": list(opts.dns_options),
+            "PublishAllPorts": opts.publish_all,
             "ExtraHosts": list(opts.add_host) or None,
             "Privileged": opts.privileged,
             "ReadonlyRootfs": opts.read_only,
@@ -409,6 +418,7 @@ class ContainerService:
                 parse_publish(p)
         if network_mode == "host" and opts.hostname:
             raise InvalidArgument("conflicting options: hostname and the network mode")
+        self._check_endpoint_options(opts, network_mode)
 
         config: dict[str, Any] = {
             "Hostname": opts.hostname or cid[:12],
@@ -435,7 +445,10 @@ class ContainerService:
             config["StopSignal"] = stop_signal
         if opts.stop_timeout is not None:
             config["StopTimeout"] = opts.stop_timeout
-        settings = {"publish": list(opts.publish), "mounts": [], "mount_specs": [m.to_dict() for m in specs]}
+        if opts.mac_address:
+            config["MacAddress"] = opts.mac_address
+        settings = {"publish": list(opts.publish), "mounts": [], "mount_specs": [m.to_dict() for m in specs],
+                    "network_aliases": list(opts.network_aliases), "ip": opts.ip}
 
         d = self.ctr_dir(cid)
         log_path = ""
@@ -475,6 +488,29 @@ class ContainerService:
                 raise
             c.execute("UPDATE containers SET settings=? WHERE id=?", (json.dumps(settings), cid))
         return cid
+
+    @staticmethod
+    def _check_endpoint_options(opts: CreateOptions, network_mode: str) -> None:
+        """--ip, --network-alias, --mac-address: Docker's checks, made at create so a bad value
+        never reaches a start."""
+        user_net = network_mode not in ("", "none", "host", "bridge", "podman") and \
+            not network_mode.startswith("container:")
+        if opts.ip:
+            import ipaddress
+
+            try:
+                ipaddress.IPv4Address(opts.ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv4 address: {opts.ip}") from None
+            if not user_net:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+        if opts.network_aliases and not user_net:
+            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+        if opts.mac_address:
+            if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", opts.mac_address):
+                raise InvalidArgument(f"invalid MAC address: {opts.mac_address}")
+            if network_mode in ("none", "host") or network_mode.startswith("container:"):
+                raise InvalidArgument("conflicting options: mac-address and the network mode")
 
     def _ns_mode(self, value: str | None, flag: str, default: str = "") -> str:
         if not value or value == default:
@@ -699,8 +735,19 @@ class ContainerService:
             from dockyard.network.ports import parse_publish
 
             publish = [m for spec in settings.get("publish") or [] for m in parse_publish(spec)]
+            if hc.get("PublishAllPorts"):
+                from dockyard.network.ports import from_exposed
+
+                # -P: EXPOSE'd ports that -p did not map already get random host ports.
+                mapped = {(m.container_port, m.protocol) for m in publish}
+                publish += [m for m in from_exposed(config.get("ExposedPorts") or {})
+                            if (m.container_port, m.protocol) not in mapped]
             net = self.engine.networks.setup(cid, str(r["name"]), mode, hostname=hostname, publish=publish,
-                                             dns=hc.get("Dns") or [], extra_hosts=hc.get("ExtraHosts") or [])
+                                             aliases=settings.get("network_aliases") or None,
+                                             ip=settings.get("ip"), mac=config.get("MacAddress") or None,
+                                             dns=hc.get("Dns") or [], dns_search=hc.get("DnsSearch") or [],
+                                             dns_options=hc.get("DnsOptions") or [],
+                                             extra_hosts=hc.get("ExtraHosts") or [])
         else:
             net = _local_network(mode, hostname, hc)
         netns: str | None = net["netns"]
@@ -1678,15 +1725,16 @@ def _local_network(mode: str, hostname: str, hc: dict[str, Any]) -> dict[str, An
     settings = {"Networks": {mode: endpoint}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "IPPrefixLen": 0,
                 "Gateway": "", "MacAddress": ""}
     extra = hc.get("ExtraHosts") or []
+    resolv = files.resolv_conf(dns=hc.get("Dns") or [], dns_search=hc.get("DnsSearch") or [],
+                               dns_options=hc.get("DnsOptions") or [])
     if mode == "host":
         with open("/etc/hosts") as f:
             hosts_text = f.read()
         hosts_text += "".join(files.hosts(hostname="localhost", extra_hosts=extra).splitlines(keepends=True)[6:])
-        return {"netns": None, "NetworkSettings": settings, "hosts": hosts_text,
-                "resolv_conf": files.resolv_conf(dns=hc.get("Dns") or []),
+        return {"netns": None, "NetworkSettings": settings, "hosts": hosts_text, "resolv_conf": resolv,
                 "hostname": files.hostname_file(os.uname().nodename)}
     return {"netns": "", "NetworkSettings": settings, "hosts": files.hosts(hostname=hostname, extra_hosts=extra),
-            "resolv_conf": files.resolv_conf(dns=hc.get("Dns") or []), "hostname": files.hostname_file(hostname)}
+            "resolv_conf": resolv, "hostname": files.hostname_file(hostname)}
 
 
 def _api_ports(ports: dict[str, Any]) -> list[dict[str, Any]]:

@@ -95,3 +95,57 @@ def test_network_settings_shape(ctr):
     for k in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "NetworkID"):
         assert k in ep
     assert ns["IPAddress"] == ep["IPAddress"]
+
+
+def _rm_all(ctr, net: str) -> None:
+    ids = ctr("ps", "-aq").stdout.split()
+    if ids:
+        ctr("rm", "-f", *ids)
+    ctr("network", "rm", net)
+
+
+def test_alias_ip_and_dns_flags_on_a_custom_network(ctr):
+    net = unique_name("tn")
+    ctr("network", "create", "--subnet", "10.231.7.0/24", net, check=True)
+    try:
+        ctr("run", "-d", "--name", "aliased", "--network", net, "--network-alias", "db", "--network-alias", "store",
+            "--ip", "10.231.7.50", "--mac-address", "92:d0:c6:0a:29:33", IMAGE, "sleep", "300", check=True)
+        ep = json.loads(ctr("inspect", "-f", "{{json .NetworkSettings.Networks}}", "aliased").stdout)[net]
+        assert ep["IPAddress"] == "10.231.7.50"
+        assert ep["MacAddress"] == "92:d0:c6:0a:29:33"
+        assert {"db", "store"} <= set(ep["Aliases"] or []), ep
+        for alias in ("db", "store"):
+            p = ctr("run", "--rm", "--network", net, IMAGE, "nslookup", alias)
+            assert p.returncode == 0 and "10.231.7.50" in p.stdout, p.stdout + p.stderr
+        p = ctr("run", "--rm", "--cap-add=NET_RAW", "--network", net, IMAGE, "ping", "-c", "1", "-W", "5", "db")
+        assert p.returncode == 0, p.stderr
+        p = ctr("run", "--rm", "--network", net, "--dns-search", "example.internal", "--dns-option", "ndots:3",
+                IMAGE, "cat", "/etc/resolv.conf")
+        assert p.returncode == 0
+        assert "search example.internal" in p.stdout and "options ndots:3" in p.stdout, p.stdout
+        # an address outside the subnet, or --ip on the default bridge, is refused before anything runs
+        p = ctr("run", "--rm", "--network", net, "--ip", "10.99.0.5", IMAGE, "true")
+        assert p.returncode != 0 and "10.99.0.5" in p.stderr
+        p = ctr("create", "--ip", "10.88.0.9", IMAGE, "true")
+        assert p.returncode == 125 and "user defined networks" in p.stderr
+        p = ctr("create", "--network-alias", "x", IMAGE, "true")
+        assert p.returncode == 125 and "user defined networks" in p.stderr
+    finally:
+        _rm_all(ctr, net)
+
+
+def test_publish_all_publishes_exposed_ports(ctr):
+    ctr("create", "--name", "base", IMAGE, "true", check=True)
+    image = unique_name("exposed").lower()
+    ctr("commit", "--change", "EXPOSE 80 81/udp", "base", image, check=True)
+    try:
+        ctr("run", "-d", "--name", "pall", "-P", image, "httpd", "-f", "-p", "80", "-h", "/etc", check=True)
+        out = ctr("port", "pall").stdout.splitlines()
+        assert len(out) == 2, out
+        assert any(line.startswith("80/tcp -> 0.0.0.0:") for line in out), out
+        assert any(line.startswith("81/udp -> 0.0.0.0:") for line in out), out
+        port = int(next(line for line in out if line.startswith("80/tcp")).rsplit(":", 1)[1])
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/hostname").strip() != "", timeout=15, what="httpd")
+    finally:
+        ctr("rm", "-f", "pall", "base")
+        ctr("rmi", image)
