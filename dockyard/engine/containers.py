@@ -1013,6 +1013,8 @@ class ContainerService:
         # --rm and rm -v take the container's anonymous volumes along, as Docker does.
         with contextlib.suppress(DockyardError):
             self.engine.volumes.release(cid, remove_anonymous=remove_volumes)
+        # `network connect` is part of the container's configuration: it goes with the container.
+        self.engine.networks.forget(cid)
         with self._db().write() as c:
             c.execute("DELETE FROM containers WHERE id=?", (cid,))
         for d in (self.ctr_dir(cid), self.run_dir(cid)):

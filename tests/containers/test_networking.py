@@ -149,3 +149,24 @@ def test_publish_all_publishes_exposed_ports(ctr):
     finally:
         ctr("rm", "-f", "pall", "base")
         ctr("rmi", image)
+
+
+def test_rm_forgets_network_connections(ctr):
+    import sqlite3
+
+    net = unique_name("tn")
+    ctr("network", "create", net, check=True)
+    try:
+        cid = ctr("create", "--name", "later", IMAGE, "true", check=True).stdout.strip()
+        ctr("network", "connect", net, "later", check=True)
+
+        def recorded() -> int:
+            with sqlite3.connect(ctr.root / "dockyard.db") as db:
+                return db.execute("SELECT COUNT(*) FROM container_networks WHERE container_id = ?",
+                                  (cid,)).fetchone()[0]
+
+        assert recorded() == 1
+        ctr("rm", "later", check=True)
+        assert recorded() == 0
+    finally:
+        _rm_all(ctr, net)
