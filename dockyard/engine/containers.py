@@ -1157,12 +1157,30 @@ class ContainerService:
                                                       "MergedDir": str(d / "rootfs")}},
             "Mounts": mounts,
             "Config": config,
-            "NetworkSettings": json.loads(r["network_settings"] or "{}"),
+            "NetworkSettings": self._live_network_settings(cid, r, hc, running),
         }
         if size:
             out["SizeRw"] = _dir_size(d / "upper")
             out["SizeRootFs"] = out["SizeRw"]
         return out
+
+    def _live_network_settings(self, cid: str, r: sqlite3.Row, hc: dict[str, Any], running: bool) -> dict[str, Any]:
+        """What start recorded, with networks and ports read from the network service while the
+        container runs, so `network connect`/`disconnect` show at once, as in Docker."""
+        ns: dict[str, Any] = json.loads(r["network_settings"] or "{}")
+        mode = hc.get("NetworkMode") or "none"
+        if not (running and ns and _uses_network_service(mode)) or mode.startswith("container:"):
+            return ns
+        from dockyard.network.ports import docker_ports
+
+        nets = self.engine.networks.endpoints(cid)
+        ns["Networks"] = nets
+        ns["Ports"] = docker_ports(self.engine.networks.published(cid))
+        top = nets.get("bridge")  # the default network alone fills the top-level fields, as in Docker
+        for k, empty in (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""), ("MacAddress", "")):
+            if k in ns:
+                ns[k] = top[k] if top else empty
+        return ns
 
     def list_containers(self, all_: bool = False, filters: list[str] | None = None, last: int = 0,
              size: bool = False) -> list[dict[str, Any]]:

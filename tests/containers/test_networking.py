@@ -170,3 +170,29 @@ def test_rm_forgets_network_connections(ctr):
         assert recorded() == 0
     finally:
         _rm_all(ctr, net)
+
+
+def test_inspect_follows_connect_and_disconnect(ctr):
+    net = unique_name("tn")
+    ctr("network", "create", net, check=True)
+    try:
+        ctr("run", "-d", "--name", "hop", IMAGE, "sleep", "300", check=True)
+
+        def networks() -> dict:
+            return json.loads(ctr("inspect", "-f", "{{json .NetworkSettings.Networks}}", "hop").stdout)
+
+        assert list(networks()) == ["bridge"]
+        ctr("network", "connect", "--alias", "hopper", net, "hop", check=True)
+        nets = networks()
+        assert sorted(nets) == sorted(["bridge", net])
+        assert nets[net]["IPAddress"] and "hopper" in (nets[net]["Aliases"] or [])
+        # the new address is live in the container's namespace
+        p = ctr("exec", "hop", "ip", "-4", "addr")
+        assert nets[net]["IPAddress"] in p.stdout, p.stdout
+        ctr("network", "disconnect", net, "hop", check=True)
+        assert list(networks()) == ["bridge"]
+        ctr("network", "disconnect", "bridge", "hop", check=True)
+        assert networks() == {}
+        assert ctr("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "hop").stdout.strip() == ""
+    finally:
+        _rm_all(ctr, net)
