@@ -700,7 +700,8 @@ def restore(state):
         click.echo(cid)
 
 
-@click.group(cls=LazyGroup, help="Manage containers.")
+# `container image ...` reaches the image group: the tutorial prunes images with `container image prune`.
+@click.group(cls=LazyGroup, lazy={"image": "dockyard.cli.image:image"}, help="Manage containers.")
 def container():
     pass
 
