@@ -5,28 +5,9 @@ from __future__ import annotations
 import click
 
 from dockyard.cli import LazyGroup
+from dockyard.cli._common import parse_filters, parse_pairs
 from dockyard.cli.output import print_inspect, print_rows
-from dockyard.errors import DockyardError, InvalidArgument
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not k:
-            raise InvalidArgument(f"invalid {what} {v!r}: expected KEY=VALUE")
-        out[k] = val
-    return out
-
-
-def _filters(values: tuple[str, ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not sep or not k:
-            raise InvalidArgument(f"bad format of filter {v!r} (expected name=value)")
-        out.setdefault(k, []).append(val)
-    return out
+from dockyard.errors import DockyardError
 
 
 def _row(n: dict, trunc: bool) -> dict:
@@ -54,8 +35,8 @@ def network():
 @click.pass_obj
 def create(state, driver, subnet, gateway, ip_range, internal, label, opt, name):
     n = state.engine.networks.create(name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
-                                     internal=internal, labels=_pairs(label, "label"),
-                                     options=_pairs(opt, "option"))
+                                     internal=internal, labels=parse_pairs(label, "label"),
+                                     options=parse_pairs(opt, "option"))
     click.echo(n["Id"])
 
 
@@ -66,7 +47,7 @@ def create(state, driver, subnet, gateway, ip_range, internal, label, opt, name)
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
 @click.pass_obj
 def ls(state, filters, fmt, quiet, no_trunc):
-    nets = state.engine.networks.list(_filters(filters))
+    nets = state.engine.networks.list(parse_filters(filters, label_negation=False))
     rows = [_row(n, not no_trunc) for n in nets]
     if quiet:
         for r in rows:
@@ -130,7 +111,7 @@ def prune(state, force, filters):
         click.echo("WARNING! This will remove all custom networks not used by at least one container.")
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    removed = state.engine.networks.prune(_filters(filters))
+    removed = state.engine.networks.prune(parse_filters(filters, label_negation=False))
     if removed:
         click.echo("Deleted Networks:")
         for name in removed:

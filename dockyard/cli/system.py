@@ -3,6 +3,7 @@ from __future__ import annotations
 import click
 
 from dockyard.cli import LazyGroup
+from dockyard.cli._common import parse_filters
 from dockyard.cli.output import print_format
 
 
@@ -31,20 +32,6 @@ def system():
 
 
 system.add_command(info)
-
-
-def _df_filters(values: tuple[str, ...]) -> dict[str, list[str]]:
-    from dockyard.errors import InvalidArgument
-
-    out: dict[str, list[str]] = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not sep or not k:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {v}")
-        if k == "label" and val.startswith("!"):
-            k, val = "label!", val[1:]
-        out.setdefault(k, []).append(val)
-    return out
 
 
 def _reclaimable(n: int, total: int) -> str:
@@ -138,7 +125,7 @@ def prune(state, all_, volumes, force, filters):
     from dockyard.formatting.containers import human_size
     from dockyard.storage.df import prune_system
 
-    flt = _df_filters(filters)
+    flt = parse_filters(filters)
     if not force:
         lines = ["all stopped containers", "all networks not used by at least one container"]
         if volumes:

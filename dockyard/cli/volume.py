@@ -7,30 +7,9 @@ import sys
 import click
 
 from dockyard.cli import LazyGroup
+from dockyard.cli._common import parse_filters, parse_pairs
 from dockyard.cli.output import print_format, print_json, print_rows
-from dockyard.errors import DockyardError, InvalidArgument
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, _, val = v.partition("=")
-        if not k:
-            raise InvalidArgument(f"invalid {what} {v!r}: expected KEY=VALUE")
-        out[k] = val
-    return out
-
-
-def _filters(values: tuple[str, ...]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not sep or not k:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {v}")
-        if k == "label" and val.startswith("!"):
-            k, val = "label!", val[1:]
-        out.setdefault(k, []).append(val)
-    return out
+from dockyard.errors import DockyardError
 
 
 @click.group(cls=LazyGroup, help="Manage volumes.")
@@ -45,7 +24,7 @@ def volume():
 @click.argument("name", required=False)
 @click.pass_obj
 def create(state, driver, label, opt, name):
-    v = state.engine.volumes.create(name, driver=driver, labels=_pairs(label, "label"), options=_pairs(opt, "option"))
+    v = state.engine.volumes.create(name, driver=driver, labels=parse_pairs(label, "label"), options=parse_pairs(opt, "option"))
     click.echo(v["Name"])
 
 
@@ -55,7 +34,7 @@ def create(state, driver, label, opt, name):
 @click.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
 @click.pass_obj
 def ls(state, filters, fmt, quiet):
-    vols = state.engine.volumes.list_volumes(_filters(filters))
+    vols = state.engine.volumes.list_volumes(parse_filters(filters))
     if quiet:
         for v in vols:
             click.echo(v["Name"])
@@ -120,7 +99,7 @@ volume.add_command(rm, "remove")
 @click.option("--filter", "filters", multiple=True, help="Filter (label=KEY[=VALUE], label!=..., until=...).")
 @click.pass_obj
 def prune(state, all_, force, filters):
-    flt = _filters(filters)
+    flt = parse_filters(filters)
     if not force:
         click.echo("WARNING! This will remove all local volumes not used by at least one container.")
         if not click.confirm("Are you sure you want to continue?", default=False):
