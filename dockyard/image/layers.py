@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from dockyard.errors import InvalidArgument, Unsupported
+from dockyard.osutil import copy_metadata
 
 log = logging.getLogger(__name__)
 
@@ -600,19 +601,6 @@ def _is_opaque(path: str, names: list[str]) -> bool:
         return False
 
 
-def _copy_meta(src: str, dst: Path, st: os.stat_result) -> None:
-    is_link = stat.S_ISLNK(st.st_mode)
-    if os.geteuid() == 0:
-        os.lchown(dst, st.st_uid, st.st_gid)
-    if not is_link:
-        with contextlib.suppress(OSError):
-            for name in os.listxattr(src, follow_symlinks=False):
-                if not name.startswith("trusted.overlay."):
-                    os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
 def _copy_layer(src: Path, dst: Path, links: dict[tuple[int, int], Path]) -> None:
     """Apply one layer directory onto ``dst`` (whiteouts of either format included)."""
     with os.scandir(src) as it:
@@ -643,7 +631,7 @@ def _copy_layer(src: Path, dst: Path, links: dict[tuple[int, int], Path]) -> Non
             if dst_st is None:
                 os.mkdir(d, 0o700)
             _copy_layer(Path(e.path), d, links)
-            _copy_meta(e.path, d, st)
+            copy_metadata(e.path, d, st)
             continue
         _remove(d)
         key = (st.st_dev, st.st_ino)
@@ -660,4 +648,4 @@ def _copy_layer(src: Path, dst: Path, links: dict[tuple[int, int], Path]) -> Non
             continue  # sockets and devices never come from a verified layer
         if st.st_nlink > 1:
             links[key] = d
-        _copy_meta(e.path, d, st)
+        copy_metadata(e.path, d, st)

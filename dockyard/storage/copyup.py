@@ -7,11 +7,12 @@ host), and owners, modes, times, xattrs, hard links, symlinks and device nodes c
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
 from pathlib import Path
+
+from dockyard.osutil import copy_metadata
 
 _MAX_LINKS = 40
 
@@ -45,18 +46,6 @@ def resolve_in_root(root: Path, path: str) -> Path | None:
     return root.joinpath(*cur)
 
 
-def _meta(src: str, dst: str, st: os.stat_result) -> None:
-    if os.geteuid() == 0:
-        os.lchown(dst, st.st_uid, st.st_gid)
-    if not stat.S_ISLNK(st.st_mode):
-        with contextlib.suppress(OSError):
-            for name in os.listxattr(src, follow_symlinks=False):
-                if not name.startswith("trusted.overlay."):
-                    os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
 def _copy_tree(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
     with os.scandir(src) as it:
         entries = list(it)
@@ -84,7 +73,7 @@ def _copy_tree(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
             continue  # sockets belong to a process, not to content
         if st.st_nlink > 1:
             links[key] = d
-        _meta(e.path, d, st)
+        copy_metadata(e.path, d, st)
 
 
 def copy_up(rootfs: Path, target: str, volume_data: Path) -> bool:
@@ -96,5 +85,5 @@ def copy_up(rootfs: Path, target: str, volume_data: Path) -> bool:
         return False
     _copy_tree(str(src), str(volume_data), {})
     # The volume's root takes the directory's owner and mode, so a service that owns it still does.
-    _meta(str(src), str(volume_data), os.lstat(src))
+    copy_metadata(str(src), str(volume_data), os.lstat(src))
     return True
