@@ -25,3 +25,17 @@ def copy_metadata(src: StrPath, dst: StrPath, st: os.stat_result) -> None:
         os.chmod(dst, stat.S_IMODE(st.st_mode))
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists; EPERM means it does but belongs to someone else.
+
+    Non-positive pids are never a process: kill(0|-n, 0) would probe a whole process group."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from dockyard.errors import InvalidArgument, Unsupported
-from dockyard.osutil import copy_metadata
+from dockyard.osutil import copy_metadata, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -413,16 +413,6 @@ def unpack_layer(src: IO[bytes], dest: Path, *, expected_diff_id: str | None = N
     return info
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temp(layers_dir: Path, older_than: float = 3600.0) -> None:
     """Remove temp dirs of writers that died: their pid is gone, or they are older than ``older_than``
     (pids get reused).  Age is the ctime, which a tar's timestamps cannot fake.  This process's own
@@ -441,7 +431,7 @@ def clean_stale_temp(layers_dir: Path, older_than: float = 3600.0) -> None:
         if pid == me:
             continue
         with contextlib.suppress(OSError):
-            if (pid and not _pid_alive(pid)) or e.stat(follow_symlinks=False).st_ctime < cutoff:
+            if (pid and not pid_alive(pid)) or e.stat(follow_symlinks=False).st_ctime < cutoff:
                 remove_tree(e.path)
 
 

@@ -8,9 +8,9 @@ volumes and containers' writable layers, layer content sizes for images).
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
+from dockyard.osutil import pid_alive
 from dockyard.storage.volumes import data_dir, disk_size
 
 if TYPE_CHECKING:
@@ -19,18 +19,6 @@ if TYPE_CHECKING:
 
 def _tables(engine: Engine) -> set[str]:
     return {r[0] for r in engine.db.query("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _images(engine: Engine, tables: set[str], users: dict[str, int]) -> tuple[list[dict[str, Any]], int]:
@@ -78,7 +66,7 @@ def _containers(engine: Engine, tables: set[str]) -> list[dict[str, Any]]:
     for r in engine.db.query("SELECT * FROM containers ORDER BY created DESC"):
         config = json.loads(r["config"] or "{}")
         state = str(r["status"])
-        if state in ("running", "paused") and not _pid_alive(int(r["pid"])):
+        if state in ("running", "paused") and not pid_alive(int(r["pid"])):
             state = "exited"
         upper = engine.roots.root / "containers" / r["id"] / "upper"
         size_rw = disk_size(upper) if upper.is_dir() else 0
