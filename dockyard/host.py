@@ -128,6 +128,18 @@ def overlay_supported() -> bool:
     return "overlay" in filesystems()
 
 
+def mem_total() -> int:
+    """Bytes of RAM the kernel reports (MemTotal), 0 if /proc/meminfo can't be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def kernel() -> str:
     return os.uname().release
 

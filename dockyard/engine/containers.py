@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dockyard import host
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound
+from dockyard.formatting.containers import human_duration
 
 if TYPE_CHECKING:
     import sqlite3
@@ -102,32 +104,6 @@ def parse_duration(text: str, flag: str) -> int:
     return int(total)
 
 
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, as `docker ps` prints it."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def signal_number(sig: str | int) -> int:
@@ -1393,7 +1369,7 @@ class ContainerService:
         """One sample of a container's resource use from its cgroup (cpu_ns is cumulative)."""
         r = self.row(ref)
         cid = str(r["id"])
-        out: dict[str, Any] = {"ID": cid, "Name": r["name"], "mem_usage": 0, "mem_limit": _mem_total(),
+        out: dict[str, Any] = {"ID": cid, "Name": r["name"], "mem_usage": 0, "mem_limit": host.mem_total(),
                                "cpu_ns": 0, "pids": 0, "net_rx": 0, "net_tx": 0, "blk_read": 0, "blk_write": 0,
                                "running": False}
         if self._live_status(r) not in ("running", "paused"):
@@ -1789,15 +1765,6 @@ def _human_size(n: float) -> str:
     return f"{n:.4g}{units[i]}"
 
 
-def _mem_total() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _docker_mount(s: Any) -> dict[str, Any]:

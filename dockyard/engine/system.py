@@ -39,7 +39,7 @@ class SystemService:
                 "os": rel.get("PRETTY_NAME", "linux"),
                 "arch": host.go_arch(),
                 "cpus": os.cpu_count(),
-                "memTotal": _mem_total(),
+                "memTotal": host.mem_total(),
                 "rootless": os.geteuid() != 0,
                 "cgroupVersion": cg.version,
                 "cgroupControllers": cg.controllers,
@@ -60,14 +60,3 @@ class SystemService:
             "defaultRuntime": "dockyard",
             "version": self.version(),
         }
-
-
-def _mem_total() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
