@@ -17,6 +17,11 @@ from dockyard.runtime import attach_warmup
 from dockyard.runtime import state as st
 from dockyard.runtime.channel import Channel
 
+# Annotations only (typing/socket at import would cost every start); mypy treats TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+
 PR_SET_CHILD_SUBREAPER = 36
 
 # Device nodes every container may use whatever its cgroup device rules say (runc's list).
@@ -217,18 +222,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         c.save()
         os.mkfifo(c.fifo, 0o622)
         os.chmod(c.fifo, 0o622)  # not the umask's: the init may have switched to another user when it opens it
-        console_fd = None
-        if terminal:
-            if opts.console_socket:
-                from dockyard.runtime import console
-
-                console_parent = console.connect(opts.console_socket)
-                console_fd = console_parent.fileno()
-            else:
-                import socket
-
-                console_parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                console_fd = child_sock.detach()
+        console_parent, console_fd = _console_channel(terminal, opts.console_socket)
         ctx = {"spec": spec, "rootfs": rootfs, "bundle": bundle, "fifo": c.fifo, "no_pivot": opts.no_pivot,
                "console_fd": console_fd, "keep_fds": 3 + opts.preserve_fds,
                "seccomp_prog": _compile_seccomp(root, linux.get("seccomp"))}
@@ -652,19 +646,7 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
 
     if not opts.detach:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
-    console_parent = None
-    console_fd = None
-    if terminal:
-        import socket
-
-        if opts.console_socket:
-            from dockyard.runtime import console
-
-            console_parent = console.connect(opts.console_socket)
-            console_fd = console_parent.fileno()
-        else:
-            console_parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            console_fd = child_sock.detach()
+    console_parent, console_fd = _console_channel(terminal, opts.console_socket)
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     sys.stdout.flush()
@@ -770,3 +752,19 @@ def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_f
     except BaseException as e:  # noqa: BLE001
         print(f"Error: {init._describe(e)}", file=sys.stderr, flush=True)
     os._exit(127)
+
+
+def _console_channel(terminal: bool, console_socket: str | None) -> tuple[socket.socket | None, int | None]:
+    """Where the init sends its pty master: the caller's --console-socket, or (without one) our end
+    of a socketpair so `run`/`exec` can attach the current terminal.  Returns (our socket, child's fd)."""
+    if not terminal:
+        return None, None
+    if console_socket:
+        from dockyard.runtime import console
+
+        sock = console.connect(console_socket)
+        return sock, sock.fileno()
+    import socket
+
+    ours, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return ours, child_sock.detach()
