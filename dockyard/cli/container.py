@@ -454,40 +454,15 @@ def container_inspect(state, fmt, size, containers):
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
 def exec_(state, detach, env, env_file, interactive, tty, user, workdir, privileged, container, command):
-    import subprocess
-
+    from dockyard.engine import execs
     from dockyard.engine.containers import _read_env_file
 
-    svc = _svc(state)
     envs = [e for path in env_file for e in _read_env_file(path)] + list(env)
     if tty and not detach and interactive and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY")
-    argv, pfile, logf = svc.exec_command(container, list(command), interactive=interactive, tty=tty, env=envs,
-                                         user=user, workdir=workdir, detach=detach, privileged=privileged)
-    try:
-        stdin = None if interactive else subprocess.DEVNULL
-        p = subprocess.run(argv, stdin=stdin)
-        code = p.returncode
-        if code != 0:
-            from dockyard.engine.oci import classify_start_error, clean_error
-
-            try:
-                text = logf.read_text()
-            except OSError:
-                text = ""
-            errors = [ln for ln in text.replace('": "', '":"').splitlines()
-                      if '"level":"error"' in ln or '"level":"fatal"' in ln]
-            if errors:
-                # The runtime printed the error itself on the stderr it shares with the process;
-                # only Docker's exit code (126/127/125) is left to give.
-                return classify_start_error(clean_error(errors[-1])).exit_code
-        return code
-    finally:
-        for f in (pfile, logf):
-            try:
-                f.unlink()
-            except OSError:
-                pass
+    return execs.run(state.engine, execs.ExecConfig(
+        container=container, cmd=list(command), tty=tty, stdin=interactive, env=envs, user=user,
+        workdir=workdir, privileged=privileged, detach=detach))
 
 
 # ----------------------------------------------------------------------------------------------
