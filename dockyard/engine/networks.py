@@ -404,9 +404,8 @@ class NetworkService:
         rows = self.db.query(sql + " WHERE network_id = ?", (net_id,)) if net_id else self.db.query(sql)
         if not rows:
             return 0
-        present = bridge.link_names()
         # The namespace file gone counts too: the kernel deletes the veth asynchronously.
-        dead = [e for e in rows if e["host_ifname"] not in present or not os.path.exists(e["netns_path"])]
+        dead = [e for e in rows if not bridge.link_present(e["host_ifname"]) or not os.path.exists(e["netns_path"])]
         for e in dead:
             with contextlib.suppress(NotFound):
                 self.detach(e["container_id"], e["network_id"])
@@ -774,6 +773,10 @@ class NetworkService:
     def unpublish(self, container_id: str) -> None:
         from dockyard.network import firewall
 
+        # The rows and the forwarding rules are written in one transaction, so without rows
+        # there is nothing in the firewall either (and no nft work on every container's removal).
+        if not self.db.query_one("SELECT 1 FROM published_ports WHERE container_id = ?", (container_id,)):
+            return
         with self._host_lock(), self.db.write() as c:
             firewall.remove_ports(container_id)
             c.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))

@@ -92,8 +92,7 @@ def wait_gone(names: list[str], timeout: float = 0.5) -> bool:
 
 
 def link_exists(name: str) -> bool:
-    with _ipr() as ipr:
-        return bool(ipr.link_lookup(ifname=name))
+    return link_present(name)
 
 
 def link_addresses(name: str) -> list[str]:
@@ -136,17 +135,17 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 0) -> None
 
 def delete_link(name: str) -> None:
     """Delete a link if it exists (idempotent, so it is safe after a crash)."""
-    from pyroute2.netlink.exceptions import NetlinkError
+    from dockyard.network import nl
 
-    with _ipr() as ipr:
-        idx = ipr.link_lookup(ifname=name)
-        if not idx:
-            return
-        try:
-            ipr.link("del", index=idx[0])
-        except NetlinkError as e:
-            if e.code != errno.ENODEV:
-                raise DockyardError(f"cannot delete interface {name}: {os.strerror(e.code)}") from None
+    idx = nl.ifindex(name) if "/" not in name else None
+    if idx is None:
+        return
+    try:
+        with nl.Rtnl() as ipr:
+            ipr.del_link(idx)
+    except nl.NetlinkError as e:
+        if e.errno != errno.ENODEV:
+            raise DockyardError(f"cannot delete interface {name}: {os.strerror(e.errno)}") from None
 
 
 def bridge_ports(name: str) -> list[str]:
@@ -182,50 +181,47 @@ def add_veth(bridge: str, netns_path: str, ifname: str, address: str, prefixlen:
     """Plug a namespace into ``bridge``: a veth pair whose peer is ``ifname`` inside the namespace,
     with the address, up, and (optionally) the default route via ``gateway``.  Returns the host end's
     name.  On any failure nothing is left behind (deleting one end of a veth deletes both).
+
+    Every container start comes through here, so it uses the lean client in ``nl``: three
+    round trips (create the pair enslaved and up; look up the peer; address, links up and route
+    in one batch) instead of pyroute2's IPRoute and a forked NetNS helper.
     """
-    from pyroute2.netlink.exceptions import NetlinkError
+    from dockyard.network import nl
 
     host = "veth" + secrets.token_hex(4)[:7]
+    br = nl.ifindex(bridge)
+    if br is None:
+        raise NotFound(f"bridge {bridge} does not exist")
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with _ipr() as ipr:
-            br = ipr.link_lookup(ifname=bridge)
-            if not br:
-                raise NotFound(f"bridge {bridge} does not exist")
-            peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": fd, "address": mac}
-            kw: dict[str, Any] = {"ifname": host, "kind": "veth", "peer": peer}
-            if mtu:
-                kw["mtu"] = mtu
-                peer["mtu"] = mtu
+        with nl.Rtnl() as ipr:
             try:
-                ipr.link("add", **kw)
-            except NetlinkError as e:
-                if e.code == errno.EEXIST:
-                    raise Conflict(f"interface {ifname} already exists in the container's network namespace") from None
-                raise DockyardError(f"cannot create veth pair: {os.strerror(e.code)}") from None
+                ipr.add_veth(host, ifname, fd, br, mac, mtu)
+            except nl.NetlinkError as e:
+                if e.errno == errno.EEXIST:
+                    raise Conflict(f"interface {ifname} (or {host}) already exists") from None
+                raise DockyardError(f"cannot attach to bridge {bridge}: cannot create veth pair: "
+                                    f"{os.strerror(e.errno)}") from None
             try:
-                hidx = ipr.link_lookup(ifname=host)[0]
-                ipr.link("set", index=hidx, master=br[0], state="up")
                 # With br_netfilter the DNAT of a container's packet to its own published port is
                 # bridged straight back out of the port it came in on: allowed only in hairpin mode
                 # (Docker sets it too when it relies on NAT rather than its userland proxy).
                 with open(f"/sys/class/net/{host}/brport/hairpin_mode", "w") as f:
                     f.write("1")
-                with _netns(netns_path) as ns:
-                    lo = ns.link_lookup(ifname="lo")
-                    if lo:
-                        ns.link("set", index=lo[0], state="up")
-                    cidx = ns.link_lookup(ifname=ifname)[0]
-                    ns.addr("add", index=cidx, address=address, prefixlen=prefixlen)
-                    ns.link("set", index=cidx, state="up")
+                with nl.open_in(netns_path) as ns:
+                    cidx = ns.index_of(ifname)
+                    reqs = [ns.set_up(1), ns.add_addr(cidx, address, prefixlen), ns.set_up(cidx)]
                     if default_route and gateway:
-                        ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=cidx)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    ipr.link("del", ifname=host)
+                        reqs.append(ns.default_route(gateway, cidx))
+                    ns.call(*reqs)
+            except BaseException as e:
+                idx = nl.ifindex(host)
+                if idx is not None:
+                    with contextlib.suppress(OSError):
+                        ipr.del_link(idx)
+                if isinstance(e, nl.NetlinkError):
+                    raise DockyardError(f"cannot attach to bridge {bridge}: {os.strerror(e.errno)}") from None
                 raise
-    except NetlinkError as e:
-        raise DockyardError(f"cannot attach to bridge {bridge}: {os.strerror(e.code)}") from None
     finally:
         os.close(fd)
     return host

@@ -24,17 +24,19 @@ def path_for(container_id: str) -> str:
 def create(container_id: str, lo_up: bool = True) -> str:
     """Create the container's namespace, with loopback up unless the caller (attaching a network,
     which brings it up anyway) says so; returns its path."""
-    from pyroute2 import NetNS, netns
+    from dockyard.network import nl
 
     path = path_for(container_id)
-    if not os.path.exists(path):
-        netns.create(name_for(container_id))
-    if not lo_up:
-        return path
-    with contextlib.closing(NetNS(path)) as ns:
-        lo = ns.link_lookup(ifname="lo")
-        if lo:
-            ns.link("set", index=lo[0], state="up")
+    if os.path.exists(path):
+        if not lo_up:
+            return path
+        rt = nl.open_in(path)
+    else:
+        os.makedirs(NETNS_DIR, exist_ok=True)
+        rt = nl.create_netns(path)
+    with rt:
+        if lo_up:
+            rt.call(rt.set_up(1))
     return path
 
 
