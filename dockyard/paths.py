@@ -12,7 +12,22 @@ from pathlib import Path
 
 
 def is_rootless() -> bool:
-    return os.geteuid() != 0
+    """An unprivileged user, also once inside the rootless user namespace (where euid is 0)."""
+    global _rootless
+    if _rootless is None:
+        _rootless = os.geteuid() != 0 or _in_userns()
+    return _rootless
+
+
+_rootless: bool | None = None
+
+
+def _in_userns() -> bool:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return " ".join(f.read().split()) != "0 0 4294967295"
+    except OSError:
+        return False
 
 
 def default_root() -> Path:

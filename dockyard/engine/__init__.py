@@ -29,6 +29,11 @@ class Engine:
     def __init__(self, root: str | os.PathLike[str] | None = None,
                  runroot: str | os.PathLike[str] | None = None) -> None:
         self.roots = Roots.resolve(root, runroot)
+        if os.geteuid() != 0:
+            # Rootless: everything runs in the user's user + mount namespace (engine/rootless.py).
+            from dockyard.engine.rootless import join
+
+            join(self.roots.runroot)
 
     @cached_property
     def db(self) -> Database:

@@ -204,6 +204,9 @@ class CreateOptions:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     publish_all: bool = False
+    userns: str | None = None
+    uidmap: list[str] = field(default_factory=list)
+    gidmap: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -395,6 +398,11 @@ class ContainerService:
         if network_mode == "host" and opts.hostname:
             raise InvalidArgument("conflicting options: hostname and the network mode")
         self._check_endpoint_options(opts, network_mode)
+        from dockyard.engine import rootless
+
+        hc["UsernsMode"], idmaps = rootless.parse_userns(
+            opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
+        rootless.check_resources(hc)
 
         config: dict[str, Any] = {
             "Hostname": opts.hostname or cid[:12],
@@ -424,7 +432,7 @@ class ContainerService:
         if opts.mac_address:
             config["MacAddress"] = opts.mac_address
         settings = {"publish": list(opts.publish), "mounts": [], "mount_specs": [m.to_dict() for m in specs],
-                    "network_aliases": list(opts.network_aliases), "ip": opts.ip}
+                    "network_aliases": list(opts.network_aliases), "ip": opts.ip, "idmaps": idmaps}
 
         d = self.ctr_dir(cid)
         log_path = ""
@@ -499,10 +507,11 @@ class ContainerService:
 
     def _network_mode(self, network: str | None) -> str:
         """--network as stored: none, host, container:<full id>, or network names (checked to exist)."""
+        from dockyard.paths import is_rootless
+
         if not network:
-            # Rootless bridge networking is not wired yet: a rootless container gets loopback only.
-            return "bridge" if os.geteuid() == 0 else "none"
-        if network in ("none", "host"):
+            return "slirp4netns" if is_rootless() else "bridge"  # Podman's defaults
+        if network in ("none", "host") or network == "slirp4netns" or network.startswith("slirp4netns:"):
             return network
         if network.startswith("container:"):
             other = self.row(network.split(":", 1)[1])
@@ -515,6 +524,11 @@ class ContainerService:
                 raise InvalidArgument(f"--network {n} cannot be combined with other networks")
             self.engine.networks.resolve(n)
         return ",".join(names)
+
+    def _auto_maps(self) -> list[Any]:
+        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
+        rows = self._db().query("SELECT settings FROM containers")
+        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
 
     def _check_platform(self, platform: str | None, image: Any) -> None:
         if not platform:
@@ -767,6 +781,9 @@ class ContainerService:
         ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=netns,
                                   init_binary=init_bin, extra_mounts=extra, join=join)
         spec = specgen.generate(cfg, hc, ctx)
+        from dockyard.engine import rootless
+
+        rootless.apply(spec, settings.get("idmaps"))
         # A user mount on a default's destination (--shm-size, --tmpfs /dev/shm) replaces the default.
         spec["mounts"] = override_defaults(spec["mounts"][:len(spec["mounts"]) - len(extra)], extra)
         return spec
@@ -1145,7 +1162,7 @@ class ContainerService:
         container runs, so `network connect`/`disconnect` show at once, as in Docker."""
         ns: dict[str, Any] = json.loads(r["network_settings"] or "{}")
         mode = hc.get("NetworkMode") or "none"
-        if not (running and ns and _uses_network_service(mode)) or mode.startswith("container:"):
+        if not (running and ns and _uses_network_service(mode)) or mode.startswith(("container:", "slirp4netns")):
             return ns
         from dockyard.network.ports import docker_ports
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, Unsupported
+from dockyard.paths import is_rootless
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -94,7 +95,7 @@ class NetworkService:
         return self.engine.db
 
     def _host_lock(self) -> contextlib.AbstractContextManager[None]:
-        if os.geteuid() != 0:
+        if is_rootless():
             # Nothing host-wide to guard without privileges (slirp4netns only); /run is not ours.
             self.engine.roots.runroot.mkdir(parents=True, exist_ok=True)
             return host_lock(str(self.engine.roots.runroot / "network.lock"))
@@ -193,7 +194,7 @@ class NetworkService:
             raise Unsupported(f"network driver {driver!r} is not supported (only bridge)")
         if (gateway or ip_range) and not subnet:
             raise InvalidArgument("--gateway and --ip-range need --subnet")
-        if os.geteuid() != 0:
+        if is_rootless():
             raise Unsupported("creating bridge networks needs root (rootless containers use slirp4netns)")
         options = dict(options or {})
         mtu = 0
@@ -326,8 +327,8 @@ class NetworkService:
         r = self._get(network)
         if r["driver"] != "bridge":
             raise InvalidArgument(f"network {r['name']} ({r['driver']}) is not attached to, it is a network mode")
-        if os.geteuid() != 0:
-            raise Unsupported("bridge networks need root; rootless networking is not available yet")
+        if is_rootless():
+            raise Unsupported("bridge networks need root; rootless containers use slirp4netns")
         if ip and not r["builtin"] and not r["subnet"]:
             raise InvalidArgument("--ip needs a network with a configured subnet")
         if r["builtin"] and (ip or aliases):
@@ -521,9 +522,11 @@ class NetworkService:
         from dockyard.network import netns as N
 
         hostname = hostname or container_id[:12]
-        if os.geteuid() != 0 and mode not in ("host", "none") and not mode.startswith("container:"):
-            raise Unsupported("bridge networks need root: rootless containers get slirp4netns "
-                              "(NetworkService.setup_rootless once the process exists)")
+        if mode == "slirp4netns" or mode.startswith("slirp4netns:"):
+            return self.setup_rootless(container_id, mode, publish, hostname=hostname, dns=dns,
+                                       dns_search=dns_search, dns_options=dns_options, extra_hosts=extra_hosts)
+        if is_rootless() and mode not in ("host", "none") and not mode.startswith("container:"):
+            raise Unsupported("bridge networks need root: rootless containers use --network slirp4netns")
         settings: dict[str, Any] = {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "",
                                     "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}
         if mode == "host":
@@ -553,7 +556,7 @@ class NetworkService:
         for r in nets:
             if r["driver"] != "bridge":
                 raise InvalidArgument(f"network {r['name']} cannot be combined with other networks")
-        if os.geteuid() != 0:
+        if is_rootless():
             # Rootless --network none: the runtime makes the namespace inside the container's userns.
             settings["Networks"]["none"] = self._mode_endpoint("none")
             return {"netns": "", "NetworkSettings": settings, "resolv_conf": files.resolv_conf(dns=dns or []),
@@ -599,7 +602,6 @@ class NetworkService:
         """Undo ``setup``: detach from every network, unpublish ports, delete the namespace.
         Idempotent, so cleanup after a crash can call it again."""
         from dockyard.network import netns as N
-        from dockyard.network import rootless
 
         # The namespace first: the kernel then deletes the container's veths with it, so the
         # detach below usually has no link left to delete and need not load netlink at all.
@@ -609,50 +611,73 @@ class NetworkService:
             from dockyard.network import bridge
 
             bridge.wait_gone(veths)
+        self.teardown_rootless(container_id)
         self.detach(container_id)
-        rootless.stop(self._slirp_dir(container_id))
 
     def _slirp_dir(self, container_id: str) -> Path:
         return self.engine.roots.runroot / "slirp4netns" / container_id[:12]
 
-    def setup_rootless(self, container_id: str, pid: int, publish: builtins.list[PortMapping] | None = None,
-                       *, hostname: str | None = None, dns: builtins.list[str] | None = None,
-                       dns_search: builtins.list[str] | None = None, dns_options: builtins.list[str] | None = None,
+    def _rootless_netns(self, container_id: str) -> Path:
+        return self.engine.roots.runroot / "netns" / container_id
+
+    def setup_rootless(self, container_id: str, mode: str = "slirp4netns",
+                       publish: builtins.list[PortMapping] | None = None, *, hostname: str | None = None,
+                       dns: builtins.list[str] | None = None, dns_search: builtins.list[str] | None = None,
+                       dns_options: builtins.list[str] | None = None,
                        extra_hosts: builtins.list[str] | None = None) -> dict[str, Any]:
-        """Rootless networking (slirp4netns) for the namespaces of the container's process ``pid``,
-        which the runtime made; call between the runtime's create and start.  Publishes ports on the
-        host through slirp4netns.  Returns NetworkSettings and the /etc file contents as ``setup``."""
+        """``--network slirp4netns[:allow_host_loopback=true]`` (rootless default, as Podman): a network
+        namespace of our own with slirp4netns behind tap0, ports published by slirp4netns on the host.
+        Returns what ``setup`` returns; on failure everything made so far is undone."""
         from dockyard.network import files, rootless
 
+        allow_loopback = False
+        for opt in filter(None, mode.partition(":")[2].split(",")):
+            k, _, v = opt.partition("=")
+            if k != "allow_host_loopback" or v not in ("true", "false"):
+                raise InvalidArgument(f"invalid slirp4netns option {opt!r} (supported: allow_host_loopback=true|false)")
+            allow_loopback = v == "true"
         rundir = self._slirp_dir(container_id)
+        path = self._rootless_netns(container_id)
         hostname = hostname or container_id[:12]
         try:
+            self.teardown_rootless(container_id)  # what a crash or an earlier run left
+            rootless.create_netns(path)
             with self._host_lock(), self.db.write() as c:
                 out = self._resolve_ports(c, publish or [], set())
-                rootless.start(rundir, pid)
+                rootless.start(rundir, str(path), allow_host_loopback=allow_loopback)
                 for m in out:
                     rootless.add_forward(rundir, m.protocol, m.host_ip, m.host_port, m.container_port)
                     c.execute("INSERT INTO published_ports VALUES (?, ?, ?, ?, ?, ?)",
                               (container_id, m.host_ip, m.host_port, m.protocol, m.container_port,
                                rootless.GUEST_IP))
         except BaseException:
-            rootless.stop(rundir)
+            self.teardown_rootless(container_id)
             raise
         endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
                     "NetworkID": "slirp4netns", "EndpointID": "", "Gateway": rootless.GATEWAY,
                     "IPAddress": rootless.GUEST_IP, "IPPrefixLen": rootless.PREFIXLEN, "IPv6Gateway": "",
                     "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
         settings = {"Networks": {"slirp4netns": endpoint}, "Ports": self._ports_dict(out),
-                    "SandboxKey": f"/proc/{pid}/ns/net", "IPAddress": rootless.GUEST_IP,
+                    "SandboxKey": str(path), "IPAddress": rootless.GUEST_IP,
                     "IPPrefixLen": rootless.PREFIXLEN, "Gateway": rootless.GATEWAY, "MacAddress": ""}
         return {
-            "NetworkSettings": settings,
+            "netns": str(path), "NetworkSettings": settings,
             "hosts": files.hosts(hostname=hostname, addresses=[rootless.GUEST_IP], extra_hosts=extra_hosts or [],
                                  gateway=rootless.GATEWAY),
             "resolv_conf": files.resolv_conf(dns=dns or [rootless.DNS], dns_search=dns_search or [],
                                              dns_options=dns_options or []),
             "hostname": files.hostname_file(hostname),
         }
+
+    def teardown_rootless(self, container_id: str) -> None:
+        """Undo ``setup_rootless`` (stop slirp4netns, drop its ports, delete the namespace); idempotent."""
+        from dockyard.network import rootless
+
+        rootless.stop(self._slirp_dir(container_id))
+        if rootless.remove_netns(self._rootless_netns(container_id)) and self.db.query_one(
+                "SELECT 1 FROM published_ports WHERE container_id = ?", (container_id,)):
+            with self.db.write() as c:
+                c.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))
 
     def _mode_endpoint(self, name: str) -> dict[str, Any]:
         r = self._get(name)

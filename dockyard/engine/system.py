@@ -40,7 +40,8 @@ class SystemService:
                 "arch": host.go_arch(),
                 "cpus": os.cpu_count(),
                 "memTotal": host.mem_total(),
-                "rootless": os.geteuid() != 0,
+                "rootless": _rootless(),
+                **_id_mappings(),
                 "cgroupVersion": cg.version,
                 "cgroupControllers": cg.controllers,
                 "cgroupV1Mounts": cg.v1_mounts,
@@ -60,3 +61,23 @@ class SystemService:
             "defaultRuntime": "dockyard",
             "version": self.version(),
         }
+
+
+def _rootless() -> bool:
+    from dockyard.paths import is_rootless
+
+    return is_rootless()
+
+
+def _id_mappings() -> dict[str, Any]:
+    """Podman's host.idMappings: the ranges of the (rootless) user namespace the engine runs in."""
+    from dockyard.paths import is_rootless
+
+    if not is_rootless():
+        return {}
+    out = {}
+    for key, name in (("uidmap", "uid_map"), ("gidmap", "gid_map")):
+        with open(f"/proc/self/{name}") as f:
+            out[key] = [{"container_id": int(c), "host_id": int(h), "size": int(s)}
+                        for c, h, s in (line.split() for line in f if line.strip())]
+    return {"idMappings": out}

@@ -1,8 +1,8 @@
 """Rootless networking with slirp4netns: a user-mode TCP/IP stack behind a tap device in the
 container's namespace, so a user without privileges gets outbound traffic and published ports.
 
-The container's process must exist (its user and network namespaces are made by the runtime);
-slirp4netns joins them by pid.  Ports are published through its API socket (``add_hostfwd``):
+The network namespace is made first (``create_netns``, owned by the user's rootless user namespace)
+and slirp4netns joins it by path before the runtime starts the container in it, as Podman does.  Ports are published through its API socket (``add_hostfwd``):
 slirp4netns itself listens on the host port, as the user, so 127.0.0.1 and other hosts work.
 """
 
@@ -37,8 +37,59 @@ def _pid(rundir: Path) -> int | None:
     return pid if b"slirp4netns" in cmd and str(rundir).encode() in cmd else None
 
 
-def start(rundir: Path, pid: int, timeout: float = 10.0) -> int:
-    """Start slirp4netns for the namespaces of ``pid``; returns once tap0 is configured."""
+def create_netns(path: Path) -> None:
+    """A network namespace bound on ``path``, loopback up, made by a forked child so this process
+    keeps its own (rootless: root of the user's namespace owns it, so slirp4netns may join it)."""
+    import fcntl
+    import struct
+
+    from dockyard.runtime import linux as L
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            L.unshare(L.CLONE_NEWNET)
+            L.mount(f"/proc/{os.getpid()}/ns/net", str(path), None, L.MS_BIND)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                siocsifflags, iff_up = 0x8914, 1
+                fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", iff_up))
+            code = 0
+        except OSError as e:
+            os.write(w, (e.strerror or str(e)).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        err = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        remove_netns(path)
+        raise DockyardError(f"cannot create the container's network namespace: {err or status}")
+
+
+def remove_netns(path: Path) -> bool:
+    """Unmount and delete a namespace from ``create_netns``; idempotent."""
+    from dockyard.runtime import linux as L
+
+    if not path.exists():
+        return False
+    with contextlib.suppress(OSError):
+        L.umount(str(path), L.MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return True
+
+
+def start(rundir: Path, netns: str, timeout: float = 10.0, allow_host_loopback: bool = False) -> int:
+    """Start slirp4netns for the network namespace at path ``netns``; returns once tap0 is configured.
+
+    The host's loopback stays unreachable through 10.0.2.2 unless ``allow_host_loopback`` (Podman's
+    slirp4netns:allow_host_loopback=true)."""
     exe = shutil.which("slirp4netns")
     if exe is None:
         raise Unsupported("rootless networking needs slirp4netns (apt-get install slirp4netns)")
@@ -52,8 +103,9 @@ def start(rundir: Path, pid: int, timeout: float = 10.0) -> int:
     try:
         with open(rundir / "slirp4netns.log", "ab") as log:
             proc = subprocess.Popen(
-                [exe, "--configure", f"--mtu={MTU}", "--disable-host-loopback", "--enable-sandbox",
-                 "--api-socket", str(sock), "--ready-fd", str(w), str(pid), "tap0"],
+                [exe, "--configure", f"--mtu={MTU}", "--enable-sandbox", "--api-socket", str(sock),
+                 "--ready-fd", str(w), "--netns-type=path"]
+                + ([] if allow_host_loopback else ["--disable-host-loopback"]) + [netns, "tap0"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(w,), start_new_session=True)
         os.close(w)
         w = -1

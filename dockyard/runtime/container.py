@@ -111,7 +111,14 @@ def _write(path: str, text: str) -> None:
 
 
 def _rootless() -> bool:
-    return os.geteuid() != 0
+    """Unprivileged, or root of a user namespace (rootless engine): no cgroupfs, no mknod (runc's test)."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        with open("/proc/self/uid_map") as f:
+            return " ".join(f.read().split()) != "0 0 4294967295"
+    except OSError:
+        return False
 
 
 class Options:
@@ -225,7 +232,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         console_parent, console_fd = _console_channel(terminal, opts.console_socket)
         ctx = {"spec": spec, "rootfs": rootfs, "bundle": bundle, "fifo": c.fifo, "no_pivot": opts.no_pivot,
                "console_fd": console_fd, "keep_fds": 3 + opts.preserve_fds,
-               "seccomp_prog": _compile_seccomp(root, linux.get("seccomp"))}
+               "seccomp_prog": _compile_seccomp(root, linux.get("seccomp")), "in_userns": c.data["rootless"]}
         # What both sides need, loaded once before the fork rather than by each of them.
         from dockyard import host
         from dockyard.runtime import _libc  # noqa: F401
@@ -236,7 +243,8 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         sys.stdout.flush()
         sys.stderr.flush()
         attach_warmup.join()
-        ctx["born_in_pidns"] = _fork_into_new_pidns(linux)
+        # Root of a user namespace (rootless engine) may not setns back into the host's PID namespace.
+        ctx["born_in_pidns"] = _fork_into_new_pidns(linux) and not c.data["rootless"]
         own_pidns = -1
         if ctx["born_in_pidns"]:
             # The child is forked straight into the container's PID namespace as its PID 1, saving

@@ -237,7 +237,8 @@ def container_init(ch: Channel, ctx: dict) -> None:
         os.setsid()
         from dockyard.runtime import rlimits, rootfs
 
-        rootfs.prepare(ctx["rootfs"], spec, ctx["bundle"], "user" in ns_types, "cgroup" in ns_types)
+        rootfs.prepare(ctx["rootfs"], spec, ctx["bundle"], "user" in ns_types or ctx.get("in_userns", False),
+                       "cgroup" in ns_types)
         hooks = spec.get("hooks") or {}
         state: dict = {}
         if any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer", "startContainer")):

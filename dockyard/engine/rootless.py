@@ -1,0 +1,332 @@
+"""Rootless mode and user namespaces (``--userns``, ``--uidmap``, ``--gidmap``), the way Podman does them.
+
+An unprivileged user's dockyard works inside one long-lived user + mount namespace per runroot, held
+open by a pause process: container 0 is the user, 1..N the user's ranges in /etc/subuid and
+/etc/subgid (written by the setuid newuidmap/newgidmap).  Every rootless command joins it first
+(``join``), so the engine runs as root of that namespace with the code root uses: layers unpack with
+their real owners (stored on disk as the mapped ids), overlay mounts are allowed (kernel >= 5.11) and
+live in the shared mount namespace where the monitor, the runtime and later commands see them, and
+files owned by the mapped ids can be removed.  Containers run in that namespace unless ``--userns``
+asks for a nested one (keep-id, nomap, auto, explicit maps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+from dockyard.errors import Conflict, DockyardError, InvalidArgument, Unsupported
+
+Mapping = list[list[int]]  # [[container id, host id, size], ...]
+
+FULL_MAP = "0 0 4294967295"
+AUTO_SIZE = 65536
+_PAUSE_MARK = "dockyard-pause"
+
+
+# -- /etc/subuid, /etc/subgid ---------------------------------------------------------------------
+def subid_ranges(path: str, name: str, ident: int) -> list[tuple[int, int]]:
+    """The (start, count) ranges of ``path`` for the user ``name`` (or their numeric id)."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in (name, str(ident)) and parts[1].isdigit() and parts[2].isdigit():
+                    out.append((int(parts[1]), int(parts[2])))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def default_maps(uid: int, gid: int) -> tuple[Mapping, Mapping]:
+    """The rootless namespace's maps: 0 -> the user, 1.. -> the user's subordinate ranges."""
+    name = _user_name(uid)
+    maps = []
+    for path, own in (("/etc/subuid", uid), ("/etc/subgid", gid)):
+        m = [[0, own, 1]]
+        nxt = 1
+        for start, count in subid_ranges(path, name, uid):
+            m.append([nxt, start, count])
+            nxt += count
+        maps.append(m)
+    return maps[0], maps[1]
+
+
+# -- the pause process and joining it -------------------------------------------------------------
+def _pause_pid(runroot: Path) -> int | None:
+    try:
+        pid = int((runroot / "pause.pid").read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0")[0]
+    except (OSError, ValueError):
+        return None
+    return pid if argv0 == f"{_PAUSE_MARK}:{runroot}".encode() else None
+
+
+def _write_maps(pid: int, uid_map: Mapping, gid_map: Mapping) -> None:
+    import subprocess
+
+    for prog, maps in (("newuidmap", uid_map), ("newgidmap", gid_map)):
+        argv = [prog, str(pid)] + [str(x) for m in maps for x in m]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise Unsupported(f"rootless mode needs {prog} (Debian package uidmap)") from None
+        if p.returncode != 0:
+            raise DockyardError(f"{prog} failed: {p.stderr.strip() or p.returncode}")
+
+
+def _start_pause(runroot: Path) -> int:
+    """Fork a process into a new user + mount namespace, map it, and leave it asleep to hold both."""
+    from dockyard.runtime import linux as L
+
+    uid_map, gid_map = default_maps(os.getuid(), os.getgid())
+    if len(uid_map) == 1 or len(gid_map) == 1:
+        import logging
+
+        logging.getLogger(__name__).warning(f"no subordinate ids for {_user_name(os.getuid())} in /etc/subuid or /etc/subgid: "
+             "only your own id is mapped, images with other owners will fail to unpack")
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r1)
+            os.close(w2)
+            os.setsid()
+            L.unshare(L.CLONE_NEWUSER | L.CLONE_NEWNS)
+            os.write(w1, b"1")
+            if os.read(r2, 1) != b"1":
+                os._exit(1)
+            os.chdir("/")
+            fd = os.open("/dev/null", os.O_RDWR)
+            for n in (0, 1, 2):
+                os.dup2(fd, n)
+            os.closerange(3, 65536)
+            os.execv("/bin/sleep", [f"{_PAUSE_MARK}:{runroot}", "infinity"])
+        finally:
+            os._exit(127)
+    os.close(w1)
+    os.close(r2)
+    try:
+        if os.read(r1, 1) != b"1":
+            raise DockyardError("cannot create the rootless user namespace (are unprivileged user "
+                                "namespaces disabled? see /proc/sys/user/max_user_namespaces)")
+        if len(uid_map) == 1 and len(gid_map) == 1:
+            with open(f"/proc/{pid}/uid_map", "w") as f:
+                f.write(f"0 {os.getuid()} 1\n")
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+            with open(f"/proc/{pid}/gid_map", "w") as f:
+                f.write(f"0 {os.getgid()} 1\n")
+        else:
+            _write_maps(pid, uid_map, gid_map)
+        os.write(w2, b"1")
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(r1)
+        os.close(w2)
+    (runroot / "pause.pid").write_text(str(pid))
+    return pid
+
+
+def join(runroot: Path) -> None:
+    """Enter the user's rootless user + mount namespace (starting its pause process if needed).
+
+    Must run while the process is single-threaded (setns into a user namespace requires it)."""
+    from dockyard.runtime import linux as L
+
+    if os.geteuid() == 0:
+        return
+    runroot.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = os.open(runroot / "pause.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        pid = _pause_pid(runroot) or _start_pause(runroot)
+        fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in ("user", "mnt")]
+    finally:
+        os.close(lock)
+    cwd = os.getcwd()
+    try:
+        L.setns(fds[0], L.CLONE_NEWUSER)
+        L.setns(fds[1], L.CLONE_NEWNS)
+    except OSError as e:
+        raise DockyardError(f"cannot join the rootless namespaces of pause process {pid}: {e.strerror}") from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    with contextlib.suppress(OSError):
+        os.setgroups([])
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
+
+
+def stop_pause(runroot: Path) -> bool:
+    """End the pause process (Podman's `system migrate`): the next command starts a fresh one."""
+    pid = _pause_pid(runroot)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 9)
+    with contextlib.suppress(FileNotFoundError):
+        (runroot / "pause.pid").unlink()
+    return True
+
+
+# -- --userns / --uidmap / --gidmap ---------------------------------------------------------------
+def _parse_map(items: list[str], flag: str) -> Mapping:
+    out = []
+    for item in items:
+        for part in item.split(","):
+            bits = part.split(":")
+            if len(bits) != 3 or not all(b.isdigit() for b in bits) or int(bits[2]) == 0:
+                raise InvalidArgument(f"invalid {flag} {part!r}: expected CONTAINER_ID:HOST_ID:SIZE")
+            out.append([int(b) for b in bits])
+    return out
+
+
+def _auto_range(size: int, taken: list[Mapping]) -> int:
+    """First host id of a free ``size`` block for root's --userns=auto: from the "containers" ranges
+    in /etc/subuid, as Podman, skipping blocks other containers hold."""
+    ranges = subid_ranges("/etc/subuid", "containers", -1)
+    if not ranges:
+        raise InvalidArgument("--userns=auto needs ranges for the user \"containers\" in /etc/subuid and "
+                              "/etc/subgid (e.g. containers:2147483647:2147483648)")
+    used = sorted((m[1], m[1] + m[2]) for maps in taken for m in maps)
+    for start, count in ranges:
+        cand = start
+        while cand + size <= start + count:
+            clash = next((hi for lo, hi in used if lo < cand + size and cand < hi), None)
+            if clash is None:
+                return cand
+            cand = clash
+    raise Conflict("--userns=auto: no free id range left in /etc/subuid for \"containers\"")
+
+
+def parse_userns(mode: str | None, uidmap: list[str], gidmap: list[str],
+                 taken: list[Mapping]) -> tuple[str, dict[str, Any] | None]:
+    """Validate the flags at create; returns HostConfig.UsernsMode and the maps to keep (or None).
+
+    Rootless, host ids of --uidmap/--gidmap count in the rootless namespace (0 = you, 1.. = your
+    subordinate ids), as in Podman.  ``taken``: the maps of existing --userns=auto containers."""
+    from dockyard.paths import is_rootless
+
+    mode = mode or ""
+    rootless = is_rootless()
+    if uidmap or gidmap:
+        if mode not in ("", "private"):
+            raise InvalidArgument("--userns and --uidmap/--gidmap cannot be combined")
+        u = _parse_map(uidmap or gidmap, "--uidmap")
+        g = _parse_map(gidmap or uidmap, "--gidmap")
+        return "private", {"uid": u, "gid": g}
+    if mode in ("", "host"):
+        return mode, None
+    name, _, opts = mode.partition(":")
+    if name == "keep-id":
+        if not rootless:
+            raise InvalidArgument("--userns=keep-id is only supported in rootless mode")
+        uid, gid = os.getuid(), os.getgid()
+        for opt in filter(None, opts.split(",")):
+            k, _, v = opt.partition("=")
+            if k not in ("uid", "gid") or not v.isdigit():
+                raise InvalidArgument(f"invalid --userns=keep-id option {opt!r}")
+            uid, gid = (int(v), gid) if k == "uid" else (uid, int(v))
+        return mode, {"keep_id": [uid, gid]}
+    if name == "nomap" and not opts:
+        if not rootless:
+            raise InvalidArgument("--userns=nomap is only supported in rootless mode")
+        return mode, {"nomap": True}
+    if name == "auto":
+        size = AUTO_SIZE
+        for opt in filter(None, opts.split(",")):
+            k, _, v = opt.partition("=")
+            if k != "size" or not v.isdigit() or int(v) == 0:
+                raise InvalidArgument(f"invalid --userns=auto option {opt!r}")
+            size = int(v)
+        if rootless:
+            # Inside the rootless namespace: container 0.. -> the subordinate ids (1..), not you.
+            return mode, {"uid": [[0, 1, size]], "gid": [[0, 1, size]]}
+        start = _auto_range(size, taken)
+        return mode, {"uid": [[0, start, size]], "gid": [[0, start, size]]}
+    raise InvalidArgument(f"invalid --userns {mode!r}: expected host, keep-id, nomap, auto or private")
+
+
+def _outer(uid: bool) -> int:
+    """The size of the id range of the namespace we run in (the rootless one: 1 + subordinate ids)."""
+    with open("/proc/self/uid_map" if uid else "/proc/self/gid_map") as f:
+        return sum(int(line.split()[2]) for line in f if line.strip())
+
+
+def _keep_id_map(inner: int, outer: int) -> Mapping:
+    """Container ``inner`` -> you (0 of the rootless namespace); the other ids keep their order."""
+    m = [[inner, 0, 1]]
+    if inner > 0:
+        m.append([0, 1, min(inner, outer - 1)])
+    if outer - 1 > inner:
+        m.append([inner + 1, inner + 1, outer - 1 - inner])
+    return m
+
+
+def apply(spec: dict[str, Any], maps: dict[str, Any] | None) -> None:
+    """Give the OCI spec the user namespace the container's --userns flags asked for."""
+    if not maps:
+        return
+    if "keep_id" in maps:
+        uid, gid = maps["keep_id"]
+        u, g = _keep_id_map(uid, _outer(True)), _keep_id_map(gid, _outer(False))
+        user = spec["process"]["user"]
+        if user.get("uid", 0) == 0:
+            user.update(uid=uid, gid=gid)
+    elif maps.get("nomap"):
+        u, g = [[0, 1, _outer(True) - 1]], [[0, 1, _outer(False) - 1]]
+    else:
+        u, g = maps["uid"], maps["gid"]
+    linux = spec["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in u]
+    linux["gidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in g]
+    # sysfs can only be mounted by the user namespace owning the network namespace: one made before
+    # (slirp4netns, --network host/container:) is not the nested namespace's, so bind the host's, as runc.
+    if any(ns["type"] == "network" and ns.get("path") for ns in linux["namespaces"]) or \
+            not any(ns["type"] == "network" for ns in linux["namespaces"]):
+        for m in spec["mounts"]:
+            if m["destination"] == "/sys" and m["type"] == "sysfs":
+                m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+
+
+_CGROUP_LIMITS = {"Memory": "--memory", "MemoryReservation": "--memory-reservation", "MemorySwap": "--memory-swap",
+                  "NanoCpus": "--cpus", "CpuShares": "--cpu-shares", "PidsLimit": "--pids-limit"}
+
+
+def check_resources(hc: dict[str, Any]) -> None:
+    """Refuse cgroup limits at create when they cannot apply: rootless needs a cgroup v2 subtree
+    delegated to the user (systemd's user@.service); on cgroup v1 and hybrid hosts there is none."""
+    from dockyard.paths import is_rootless
+
+    flags = [f for k, f in _CGROUP_LIMITS.items() if hc.get(k)]
+    if not flags or not is_rootless():
+        return
+    from dockyard import host
+
+    if host.cgroup_info().version != "v2":
+        raise Unsupported(f"{', '.join(flags)}: rootless containers cannot have resource limits on this "
+                          f"{host.cgroup_info().version} cgroup host (they need a delegated cgroup v2 subtree)")
