@@ -1,0 +1,110 @@
+"""`build` / `image build`: Podman's flags, Podman's progress lines (STEP n/m, COMMIT, -->)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+
+def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
+    kv = {}
+    for item in spec.split(","):
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise click.UsageError(f"invalid --secret {spec!r}: want id=ID,src=FILE or id=ID,env=VAR")
+        kv[k.strip().lower()] = v.strip()
+    sid = kv.get("id")
+    if not sid:
+        raise click.UsageError(f"invalid --secret {spec!r}: id= is required")
+    typ = kv.get("type")
+    src = kv.get("src") or kv.get("source")
+    if kv.get("env") or (typ == "env" and not src):
+        return sid, ("env", kv.get("env") or src or sid)
+    if typ == "env":
+        return sid, ("env", src or sid)
+    if src:
+        return sid, ("file", src)
+    # Like buildx: a bare id=X reads the environment variable X, else the file X.
+    return sid, ("env", sid) if sid in os.environ else ("file", sid)
+
+
+def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> dict[str, str]:
+    out = {}
+    for v in values:
+        k, eq, val = v.partition("=")
+        if not k:
+            raise click.UsageError(f"invalid {what} {v!r}: want KEY=VALUE")
+        if not eq:
+            if not env_fallback:
+                raise click.UsageError(f"invalid {what} {v!r}: want KEY=VALUE")
+            if k not in os.environ:
+                continue  # Docker drops --build-arg NAME when NAME is not set in the environment
+            val = os.environ[k]
+        out[k] = val
+    return out
+
+
+@click.command("build", help="Build an image from a Containerfile or Dockerfile.")
+@click.argument("context", required=False, default=".")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="Name (and tag) of the image.")
+@click.option("-f", "--file", "dockerfile", metavar="PATH", help="Containerfile/Dockerfile ('-' reads stdin).")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY[=VALUE]", help="Set a build-time ARG.")
+@click.option("--target", metavar="STAGE", help="Build this stage and stop.")
+@click.option("--no-cache", is_flag=True, help="Do not use cached steps.")
+@click.option("--layers", type=click.BOOL, default=True, show_default=True, metavar="BOOL",
+              help="Cache intermediate steps.")
+@click.option("--pull", is_flag=False, flag_value="always", default="missing", metavar="POLICY",
+              help="Pull the base images: always, missing (default), never, newer.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Add a label to the image.")
+@click.option("--annotation", "annotations", multiple=True, metavar="[TYPE:]KEY=VALUE",
+              help="Add an annotation to the image manifest.")
+@click.option("--platform", metavar="OS/ARCH", help="Target platform (the host's only).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
+@click.option("--format", "fmt", default="oci", show_default=True, type=click.Choice(["oci", "docker"]),
+              help="Image manifest and config format.")
+@click.option("--secret", "secret_specs", multiple=True, metavar="id=ID,src=FILE|env=VAR",
+              help="A secret RUN --mount=type=secret can read.")
+@click.option("--network", default="host", show_default=True, metavar="MODE", help="RUN steps' network: host or none.")
+@click.option("--iidfile", metavar="FILE", help="Write the image ID to FILE.")
+@click.option("-o", "--output", metavar="type=local,dest=DIR", help="Also export the image's filesystem.")
+@click.option("--runtime", default="dockyard", show_default=True, help="OCI runtime for RUN steps.")
+@click.option("--rm/--no-rm", "rm_", default=True, help="Accepted: build containers are always removed.")
+@click.option("--force-rm", is_flag=True, help="Accepted: build containers are always removed.")
+@click.option("--squash", is_flag=True, help="Not supported (a clear error).")
+@click.pass_obj
+def build(state, context, tags, dockerfile, build_args, target, no_cache, layers, pull, labels, annotations,
+          platform, quiet, fmt, secret_specs, network, iidfile, output, runtime, rm_, force_rm, squash):
+    from dockyard.engine.build import BuildOptions, BuildService
+    from dockyard.errors import Unsupported
+
+    if squash:
+        raise Unsupported("--squash is not supported by dockyard build (use a multi-stage build)")
+    text = None
+    if dockerfile == "-" or context == "-":
+        text = sys.stdin.read()
+        dockerfile = None
+    if context == "-":
+        import tempfile
+
+        context = tempfile.mkdtemp(prefix="dockyard-empty-context-")
+    secrets = dict(_parse_secret(s) for s in secret_specs)
+
+    def report(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    opts = BuildOptions(
+        context=context, dockerfile=dockerfile, dockerfile_text=text, tags=list(tags),
+        build_args=_pairs(build_args, "--build-arg", env_fallback=True), target=target, no_cache=no_cache,
+        layers=layers, pull={"true": "always", "false": "missing"}.get(pull.lower(), pull.lower()),
+        labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
+        platform=platform, fmt=fmt, secrets=secrets, network=network, runtime=runtime, output=output,
+        quiet=quiet, report=report, run_stdout=None)
+    sys.stdout.flush()
+    image_id = BuildService(state.engine).build(opts)
+    if iidfile:
+        with open(iidfile, "w") as f:
+            f.write(image_id)
+    click.echo(image_id.split(":", 1)[1])

@@ -1,0 +1,1231 @@
+"""``dockyard build``: a Dockerfile/Containerfile becomes an image in the local store.
+
+Each stage starts from an image (or ``scratch``); each RUN/COPY/ADD mounts the stage's layers with
+the engine's overlay machinery plus a fresh upper directory, changes it (RUN through the OCI
+runtime, COPY/ADD by confined copies), and the upper directory becomes the step's diff layer
+(overlay whiteouts converted to OCI ``.wh.`` markers).  Metadata instructions only change the
+config and add an ``empty_layer`` history entry.
+
+The cache maps a key per step (the previous step's key, the instruction after substitution, the
+build args it sees, and for COPY/ADD a digest of the sources' content) to the stage's state after
+it, under ``ROOT/build/cache``; layer blobs live in the blob store and the unpacked layers a later
+RUN stacks on live under ``ROOT/build/layers`` until the image store holds them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from dockyard.errors import DockyardError, InvalidArgument, NotFound, Unsupported
+
+if TYPE_CHECKING:
+    from dockyard.build.context import Ignore, Source
+    from dockyard.build.parser import Instruction
+    from dockyard.engine import Engine
+
+NS = 1_000_000_000
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+# Config keys of a stage's container config that a build carries forward.
+_META_ONLY = ("ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "ENTRYPOINT", "CMD", "HEALTHCHECK", "VOLUME",
+              "STOPSIGNAL", "SHELL", "ONBUILD", "MAINTAINER")
+# Mount points the runtime creates in a RUN step's root filesystem; they are not the step's changes.
+_RUNTIME_MOUNTPOINTS = ("/proc", "/sys", "/dev", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
+
+
+class BuildStepError(DockyardError):
+    """A RUN step exited non-zero: the build exits with that status, as Podman's does."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.exit_code = status if 0 < status < 256 else 1
+
+
+@dataclass
+class BuildOptions:
+    context: str = "."
+    dockerfile: str | None = None  # path, "-" for stdin text in dockerfile_text
+    dockerfile_text: str | None = None
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    layers: bool = True
+    pull: str = "missing"  # always | missing | never | newer
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    platform: str | None = None
+    fmt: str = "oci"
+    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> ("file"|"env", value)
+    network: str = "host"
+    runtime: str = "dockyard"
+    output: str | None = None
+    quiet: bool = False
+    # Progress lines (STEP, COMMIT, -->) and the fd RUN steps write their output to.
+    report: Callable[[str], None] = print
+    run_stdout: int | None = None
+
+
+@dataclass
+class LayerRef:
+    media_type: str
+    digest: str
+    size: int
+    diff_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, "diffId": self.diff_id}
+
+
+@dataclass
+class State:
+    """A stage as built so far: its layers and its image config."""
+
+    layers: list[LayerRef]
+    config: dict[str, Any]
+    key: str
+
+    @property
+    def container(self) -> dict[str, Any]:
+        c: dict[str, Any] = self.config.setdefault("config", {})
+        return c
+
+    def id(self) -> str:
+        from dockyard.image.config import config_bytes
+
+        return "sha256:" + hashlib.sha256(config_bytes(self.config)).hexdigest()
+
+    def copy(self) -> State:
+        return State(list(self.layers), json.loads(json.dumps(self.config)), self.key)
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str | None
+    from_ins: Instruction
+    body: list[Instruction]
+    base: str = ""
+    state: State | None = None
+    image_id: str | None = None
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _env_map(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in env:
+        k, _, v = e.partition("=")
+        out[k] = v
+    return out
+
+
+def _set_env(cfg: dict[str, Any], key: str, value: str) -> None:
+    env = [e for e in cfg.get("Env") or [] if e.partition("=")[0] != key]
+    env.append(f"{key}={value}")
+    cfg["Env"] = env
+
+
+def _duration(s: str, what: str) -> int:
+    import re
+
+    total = 0.0
+    if not re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", s):
+        raise InvalidArgument(f"HEALTHCHECK --{what}: invalid duration {s!r}")
+    units = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
+    for num, _, unit in re.findall(r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", s):
+        total += float(num) * units[unit]
+    return int(total)
+
+
+class BuildService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dir = engine.roots.root / "build"
+        self.cache_dir = self.dir / "cache"
+        self.layers_dir = self.dir / "layers"
+        self.tmp = engine.roots.tmp
+
+    # -- entry point -----------------------------------------------------------------------------------
+    def build(self, opts: BuildOptions) -> str:
+        """Build and commit; returns the image ID."""
+        from dockyard.build import parser
+        from dockyard.build.context import Ignore
+        from dockyard.image.manifest import host_platform, parse_platform
+
+        if opts.fmt not in ("oci", "docker"):
+            raise InvalidArgument(f"unrecognized image type {opts.fmt!r}: oci or docker")
+        if opts.network not in ("host", "none", "default", "private", "bridge"):
+            raise InvalidArgument(f"--network {opts.network!r}: a build step can use host or none")
+        if opts.pull not in ("always", "missing", "never", "newer", "true", "false"):
+            raise InvalidArgument(f"invalid --pull value {opts.pull!r}: always, missing, never or newer")
+        self.opts = opts
+        self.platform = host_platform()
+        want = parse_platform(opts.platform)
+        if want:
+            self._check_platform(want, "--platform")
+        ctx = Path(opts.context)
+        if not ctx.is_dir():
+            raise NotFound(f"build context {opts.context}: no such directory")
+        self.context = ctx.resolve()
+        if opts.dockerfile_text is not None:
+            text, dfname, dfpath = opts.dockerfile_text, "Dockerfile", None
+        else:
+            dfpath = self._find_dockerfile(opts.dockerfile)
+            text, dfname = dfpath.read_text(errors="replace"), dfpath.name
+        self.df = parser.parse(text, dfname)
+        self.escape = self.df.escape
+        self.ignore: Ignore = Ignore.load(self.context, dfpath)
+        for d in (self.cache_dir, self.layers_dir, self.tmp):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.used_args: set[str] = set()
+        stages = self._stages()
+        target = self._target(stages)
+        needed = self._needed(stages, target)
+        multi = len(needed) > 1
+        for st in stages:
+            if st.index not in needed:
+                continue
+            self._prefix = f"[{needed.index(st.index) + 1}/{len(needed)}] " if multi else ""
+            self._build_stage(st, final=st is target)
+        unused = sorted(set(opts.build_args) - self.used_args - self._predefined_args())
+        if unused:
+            self.opts.report(f"[Warning] one or more build-args {unused} were not consumed")
+        assert target.image_id is not None
+        return target.image_id
+
+    def _find_dockerfile(self, name: str | None) -> Path:
+        if name:
+            p = Path(name)
+            if not p.is_absolute() and not p.exists():
+                p = self.context / name
+            if not p.is_file():
+                raise NotFound(f"the Dockerfile (Containerfile) {name} does not exist")
+            return p
+        for cand in ("Containerfile", "Dockerfile"):
+            if (self.context / cand).is_file():
+                return self.context / cand
+        raise NotFound(f"no Containerfile or Dockerfile specified or found in context directory, {self.context}")
+
+    def _check_platform(self, want: dict[str, str], what: str) -> None:
+        if want.get("os", "linux") != self.platform["os"] or \
+                want.get("architecture") not in (None, self.platform["architecture"]):
+            have = f"{self.platform['os']}/{self.platform['architecture']}"
+            raise Unsupported(f"{what}: building for {want.get('os')}/{want.get('architecture')} is not supported: "
+                              f"only the host platform {have} (no emulation)")
+
+    def _predefined_args(self) -> set[str]:
+        return {"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                "ftp_proxy", "no_proxy", "all_proxy", *self._platform_args()}
+
+    def _platform_args(self) -> dict[str, str]:
+        p = self.platform
+        plat = f"{p['os']}/{p['architecture']}" + (f"/{p['variant']}" if p.get("variant") else "")
+        return {"TARGETPLATFORM": plat, "TARGETOS": p["os"], "TARGETARCH": p["architecture"],
+                "TARGETVARIANT": p.get("variant", ""), "BUILDPLATFORM": plat, "BUILDOS": p["os"],
+                "BUILDARCH": p["architecture"], "BUILDVARIANT": p.get("variant", "")}
+
+    # -- stages ----------------------------------------------------------------------------------------
+    def _stages(self) -> list[Stage]:
+        from dockyard.build import parser
+
+        self.global_args: dict[str, str | None] = {}
+        stages: list[Stage] = []
+        for ins in self.df.instructions:
+            if ins.cmd == "FROM":
+                stages.append(Stage(len(stages), None, ins, []))
+                continue
+            if not stages:  # ARG before the first FROM: the global scope FROM lines see
+                scope = {**self._platform_args(),
+                         **{k: v for k, v in self.global_args.items() if v is not None}}
+                for name, default in self._arg_decls(ins, scope):
+                    self.global_args[name] = self.opts.build_args.get(name, default)
+                    if name in self.opts.build_args:
+                        self.used_args.add(name)
+                continue
+            stages[-1].body.append(ins)
+        gscope = {**self._platform_args(), **{k: v for k, v in self.global_args.items() if v is not None}}
+        names: set[str] = set()
+        for st in stages:
+            ins = st.from_ins
+            words = parser.expand_words(ins.rest, gscope, self.escape)
+            if len(words) == 3 and words[1].lower() == "as":
+                st.name = words[2].lower()
+                if st.name in names:
+                    raise ins.fail(f"duplicate stage name {words[2]!r}")
+                names.add(st.name)
+            elif len(words) != 1:
+                raise ins.fail("requires either one or three arguments (FROM image [AS name])")
+            if not words[0]:
+                raise ins.fail("has an empty base image name (an ARG without a value?)")
+            st.base = words[0]
+            plat = ins.flag("platform")
+            if plat:
+                from dockyard.image.manifest import parse_platform
+
+                want = parse_platform(parser.expand(plat, gscope, self.escape))
+                if want:
+                    self._check_platform(want, f"line {ins.line}: FROM --platform")
+        return stages
+
+    def _arg_decls(self, ins: Instruction, scope: dict[str, str]) -> list[tuple[str, str | None]]:
+        from dockyard.build import parser
+
+        out: list[tuple[str, str | None]] = []
+        words = parser.expand_words(ins.rest, scope, self.escape)
+        if not words:
+            raise ins.fail("requires at least one argument")
+        for w in words:
+            name, eq, default = w.partition("=")
+            if not name or not name.replace("_", "a").isalnum():
+                raise ins.fail(f"has an invalid name {name!r}")
+            out.append((name, default if eq else None))
+        return out
+
+    def _target(self, stages: list[Stage]) -> Stage:
+        if not self.opts.target:
+            return stages[-1]
+        for st in stages:
+            if st.name == self.opts.target.lower():
+                return st
+        raise NotFound(f"target stage {self.opts.target!r} could not be found")
+
+    def _stage_ref(self, ref: str, before: int) -> Stage | None:
+        low = ref.lower()
+        for st in self.stages_all[:before]:
+            if st.name == low or (ref.isdigit() and st.index == int(ref)):
+                return st
+        return None
+
+    def _needed(self, stages: list[Stage], target: Stage) -> list[int]:
+        from dockyard.build import parser
+
+        self.stages_all = stages
+        need: set[int] = set()
+
+        def visit(st: Stage) -> None:
+            if st.index in need:
+                return
+            need.add(st.index)
+            refs = [st.base]
+            for ins in st.body:
+                if ins.cmd == "COPY" and ins.flag("from"):
+                    refs.append(ins.flag("from") or "")
+                if ins.cmd == "RUN":
+                    for m in ins.flags.get("mount", []):
+                        frm = parser.parse_kv_mount(m).get("from")
+                        if frm:
+                            refs.append(frm)
+            for r in refs:
+                dep = self._stage_ref(r, st.index)
+                if dep is not None:
+                    visit(dep)
+
+        visit(target)
+        return sorted(need)
+
+    # -- one stage -------------------------------------------------------------------------------------
+    def _build_stage(self, st: Stage, final: bool) -> None:
+        steps = 1 + len(st.body)
+        self._step_no, self._steps = 0, steps
+        self._report_step(st.from_ins, f"FROM {st.base}" + (f" AS {st.name}" if st.name else ""))
+        state = self._from(st)
+        self.args: dict[str, str] = {}
+        self.cmd_set = False
+        self.onbuild: list[str] = []
+        triggers = list(state.container.pop("OnBuild", None) or [])
+        body = list(st.body)
+        if triggers:
+            # The base image's ONBUILD triggers run first, as if written right after FROM.
+            from dockyard.build import parser
+
+            trig = [ins for t in triggers
+                    for ins in parser.parse("FROM scratch\n" + t, "ONBUILD trigger").instructions[1:]]
+            body = trig + body
+            self._steps += len(trig)
+        for ins in body:
+            self._step_no += 1
+            self._report_step(ins)
+            state = self._step(st, state, ins)
+        st.state = state
+        if final:
+            st.image_id = self._commit(state, self.opts.tags, final=True)
+        elif self.opts.layers:
+            st.image_id = self._commit(state, [], final=False)
+
+    def _report_step(self, ins: Instruction, text: str = "") -> None:
+        if not self.opts.quiet:
+            self.opts.report(f"{self._prefix}STEP {self._step_no + 1}/{self._steps}: {text or ins.original}")
+
+    def _report_done(self, state: State, cached: bool) -> None:
+        if self.opts.quiet:
+            return
+        if cached:
+            self.opts.report(f"--> Using cache {state.id().split(':', 1)[1]}")
+        self.opts.report(f"--> {state.id().split(':', 1)[1][:12]}")
+
+    def _from(self, st: Stage) -> State:
+        from dockyard.image import manifest as mf
+
+        base = st.base
+        dep = self._stage_ref(base, st.index)
+        if dep is not None:
+            assert dep.state is not None
+            s = dep.state.copy()
+            s.key = _key("stage", s.key)
+            return s
+        if base.lower() == "scratch":
+            cfg = {"architecture": self.platform["architecture"], "os": self.platform["os"],
+                   "config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+            if self.platform.get("variant"):
+                cfg["variant"] = self.platform["variant"]
+            return State([], cfg, _key("scratch", self.platform))
+        img = self._image(base)
+        cfg = json.loads(img.config_bytes)
+        layers = [LayerRef(mf.to_oci_layer_type(lay.media_type), lay.digest, lay.size, lay.diff_id)
+                  for lay in img.layers]
+        cfg.setdefault("config", {})
+        if cfg.get("os", "linux") != "linux" or cfg.get("architecture") != self.platform["architecture"]:
+            self.opts.report(f"WARNING: image platform ({cfg.get('os')}/{cfg.get('architecture')}) does not match "
+                             f"the expected platform ({self.platform['os']}/{self.platform['architecture']})")
+        return State(layers, cfg, _key("image", img.id))
+
+    def _image(self, name: str) -> Any:
+        images = self.engine.images
+        pull = self.opts.pull
+        if pull in ("always", "true") or (pull in ("missing", "newer", "false") and not images.exists(name)):
+            if pull == "false" and images.exists(name):
+                return images.get(name)
+            try:
+                if not self.opts.quiet:
+                    self.opts.report(f"Resolving {name!r} ...")
+                res = self.engine.registry.pull(name)
+                ref = getattr(res, "image_id", None) or getattr(res, "id", None)
+                return images.get(ref or name)
+            except DockyardError as e:
+                if pull in ("always", "true") or not images.exists(name):
+                    raise DockyardError(f"creating build container: pulling {name}: {e}") from None
+        try:
+            return images.get(name)
+        except NotFound:
+            raise NotFound(f"{name}: image not known (pull policy is {pull})") from None
+
+    # -- one step --------------------------------------------------------------------------------------
+    def _scope(self, state: State) -> dict[str, str]:
+        return {**self.args, **_env_map(state.container.get("Env") or [])}
+
+    def _step(self, st: Stage, state: State, ins: Instruction) -> State:
+        from dockyard.build import parser
+
+        cmd = ins.cmd
+        scope = self._scope(state)
+        if cmd == "ARG":
+            for name, default in self._arg_decls(ins, scope):
+                if name in self.opts.build_args:
+                    val: str | None = self.opts.build_args[name]
+                    self.used_args.add(name)
+                elif default is not None:
+                    val = default
+                elif name in self.global_args:
+                    val = self.global_args[name]
+                elif name in self._platform_args():
+                    val = self._platform_args()[name]
+                else:
+                    val = None
+                if val is not None:
+                    self.args[name] = val
+                else:
+                    self.args.pop(name, None)
+            # ARG values reach RUN steps, so they are part of every later step's key.
+            state = state.copy()
+            state.key = _key(state.key, "ARG", sorted(self.args.items()))
+            self._report_done(state, False)
+            return state
+        if cmd in ("RUN", "COPY", "ADD"):
+            return self._layer_step(st, state, ins, scope)
+        expanded = parser.expand(ins.rest, scope, self.escape) if cmd in parser.EXPANDED else ins.rest
+        key = _key(state.key, cmd, expanded, ins.flags)
+        cached = self._cache_get(key)
+        if cached is not None:
+            self._after_meta(ins)
+            self._report_done(cached, True)
+            return cached
+        new = state.copy()
+        new.key = key
+        shown = self._apply_meta(new, ins, scope) or (expanded if cmd in parser.EXPANDED else ins.rest)
+        self._history(new, f"/bin/sh -c #(nop) {ins.cmd} {shown}", empty=True)
+        self._cache_put(new)
+        self._report_done(new, False)
+        return new
+
+    def _after_meta(self, ins: Instruction) -> None:
+        if ins.cmd == "CMD":
+            self.cmd_set = True
+
+    def _history(self, state: State, created_by: str, empty: bool) -> None:
+        from dockyard.image.config import rfc3339
+
+        now = rfc3339(time.time())
+        h: dict[str, Any] = {"created": now, "created_by": created_by}
+        if empty:
+            h["empty_layer"] = True
+        state.config.setdefault("history", []).append(h)
+        state.config["created"] = now
+
+    def _cmd_form(self, state: State, ins: Instruction) -> list[str]:
+        args = ins.json_args()
+        if args is not None:
+            return args
+        shell = state.container.get("Shell") or DEFAULT_SHELL
+        return [*shell, ins.rest]
+
+    def _apply_meta(self, state: State, ins: Instruction, scope: dict[str, str]) -> str:
+        """Apply a metadata instruction to the config; returns its text for the history ("" = as written)."""
+        from dockyard.build import parser
+
+        c = state.container
+        cmd, rest = ins.cmd, ins.rest
+        shown = ""
+        if cmd == "ENV" or cmd == "LABEL":
+            pairs = self._pairs(ins, scope)
+            shown = " ".join(f"{k}={v}" for k, v in pairs)
+            for k, v in pairs:
+                if cmd == "ENV":
+                    _set_env(c, k, v)
+                    scope[k] = v
+                else:
+                    c.setdefault("Labels", {})
+                    c["Labels"][k] = v
+        elif cmd == "WORKDIR":
+            wd = parser.expand(rest, scope, self.escape)
+            if not wd:
+                raise ins.fail("requires exactly one argument")
+            c["WorkingDir"] = os.path.normpath(os.path.join(c.get("WorkingDir") or "/", wd))
+        elif cmd == "USER":
+            user = parser.expand(rest, scope, self.escape)
+            if not user:
+                raise ins.fail("requires exactly one argument")
+            c["User"] = user
+        elif cmd == "EXPOSE":
+            ports = c.setdefault("ExposedPorts", {})
+            for p in parser.expand_words(rest, scope, self.escape):
+                port, _, proto = p.partition("/")
+                proto = (proto or "tcp").lower()
+                lo, _, hi = port.partition("-")
+                if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("tcp", "udp", "sctp"):
+                    raise ins.fail(f"has an invalid port {p!r}")
+                for n in range(int(lo), int(hi or lo) + 1):
+                    ports[f"{n}/{proto}"] = {}
+        elif cmd == "ENTRYPOINT":
+            c["Entrypoint"] = self._cmd_form(state, ins) if rest else None
+            if not self.cmd_set:
+                c["Cmd"] = None  # Docker: an ENTRYPOINT resets a CMD inherited from the base image
+        elif cmd == "CMD":
+            c["Cmd"] = self._cmd_form(state, ins)
+            self.cmd_set = True
+        elif cmd == "SHELL":
+            args = ins.json_args()
+            if not args:
+                raise ins.fail("requires the arguments to be in JSON form")
+            c["Shell"] = args
+        elif cmd == "VOLUME":
+            vols = ins.json_args()
+            if vols is None:
+                vols = parser.expand_words(rest, scope, self.escape)
+            if not vols or any(not v for v in vols):
+                raise ins.fail("specified can not be an empty string")
+            c.setdefault("Volumes", {}).update({v: {} for v in vols})
+        elif cmd == "STOPSIGNAL":
+            sig = parser.expand(rest, scope, self.escape)
+            if not sig:
+                raise ins.fail("requires exactly one argument")
+            c["StopSignal"] = sig
+        elif cmd == "MAINTAINER":
+            state.config["author"] = rest
+        elif cmd == "ONBUILD":
+            word = rest.split(None, 1)[0].upper() if rest else ""
+            if word in ("ONBUILD", "FROM", "MAINTAINER", ""):
+                raise ins.fail(f"isn't allowed as an ONBUILD trigger: {word or '(empty)'}")
+            c.setdefault("OnBuild", []).append(rest)
+        elif cmd == "HEALTHCHECK":
+            self._healthcheck(c, ins)
+        for k in ("Labels", "ExposedPorts", "Volumes"):
+            if k in c and c[k] == {}:
+                del c[k]
+        return shown
+
+    def _pairs(self, ins: Instruction, scope: dict[str, str]) -> list[tuple[str, str]]:
+        from dockyard.build import parser
+
+        rest = ins.rest
+        first = rest.split(None, 1)[0] if rest.strip() else ""
+        if not first:
+            raise ins.fail("requires at least one argument")
+        if "=" not in first:
+            # Legacy "ENV key value with spaces".
+            parts = rest.split(None, 1)
+            if len(parts) < 2:
+                raise ins.fail("requires two arguments (or key=value)")
+            return [(parts[0], parser.expand(parts[1].strip(), scope, self.escape))]
+        out = []
+        local = dict(scope)
+        for w in self._raw_words(rest):
+            k, eq, v = w.partition("=")
+            if not eq or not k:
+                raise ins.fail(f"syntax error - can't find = in {w!r}. Must be of the form: name=value")
+            key = parser.expand(k, local, self.escape)
+            val = parser.expand(v, local, self.escape)
+            out.append((key, val))
+            if ins.cmd == "ENV":
+                local[key] = val  # later pairs of the same ENV do not see it in Docker; harmless superset
+        return out
+
+    def _raw_words(self, text: str) -> list[str]:
+        """Split on unquoted whitespace, keeping quotes and escapes for a later expand()."""
+        words, cur, quote, i = [], [], "", 0
+        while i < len(text):
+            ch = text[i]
+            if ch == self.escape and quote != "'" and i + 1 < len(text):
+                cur.append(text[i:i + 2])
+                i += 2
+                continue
+            if quote:
+                if ch == quote:
+                    quote = ""
+            elif ch in "'\"":
+                quote = ch
+            elif ch.isspace():
+                if cur:
+                    words.append("".join(cur))
+                    cur = []
+                i += 1
+                continue
+            cur.append(ch)
+            i += 1
+        if cur:
+            words.append("".join(cur))
+        return words
+
+    def _healthcheck(self, c: dict[str, Any], ins: Instruction) -> None:
+        rest = ins.rest
+        word, _, args = rest.partition(" ")
+        if word.upper() == "NONE":
+            if args.strip():
+                raise ins.fail("NONE takes no arguments")
+            c["Healthcheck"] = {"Test": ["NONE"]}
+            return
+        if word.upper() != "CMD":
+            raise ins.fail("requires CMD or NONE")
+        args = args.strip()
+        if not args:
+            raise ins.fail("CMD requires a command")
+        sub = type(ins)(ins.cmd, args, ins.line, ins.original)
+        exec_form = sub.json_args()
+        hc: dict[str, Any] = {"Test": ["CMD", *exec_form] if exec_form is not None else ["CMD-SHELL", args]}
+        for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                          ("start-interval", "StartInterval")):
+            v = ins.flag(flag)
+            if v is not None:
+                hc[key] = _duration(v, flag)
+        if ins.flag("retries") is not None:
+            r = ins.flag("retries") or ""
+            if not r.isdigit():
+                raise ins.fail(f"--retries: invalid number {r!r}")
+            hc["Retries"] = int(r)
+        c["Healthcheck"] = hc
+
+    # -- RUN / COPY / ADD --------------------------------------------------------------------------------
+    def _layer_step(self, st: Stage, state: State, ins: Instruction, scope: dict[str, str]) -> State:
+        if ins.cmd == "RUN":
+            return self._run_step(st, state, ins, scope)
+        return self._copy_step(st, state, ins, scope)
+
+    def _cache_get(self, key: str) -> State | None:
+        if self.opts.no_cache or not self.opts.layers:
+            return None
+        try:
+            data = json.loads((self.cache_dir / key).read_text())
+        except (OSError, ValueError):
+            return None
+        layers = [LayerRef(d["mediaType"], d["digest"], d["size"], d["diffId"]) for d in data["layers"]]
+        # A cached layer whose blob was pruned is no cache hit.
+        if any(not self.engine.blobs.has(lay.digest) for lay in layers):
+            return None
+        return State(layers, data["config"], key)
+
+    def _cache_put(self, state: State) -> None:
+        if not self.opts.layers:
+            return
+        from dockyard.store.blobs import atomic_write
+
+        data = json.dumps({"layers": [lay.to_json() for lay in state.layers], "config": state.config})
+        atomic_write(self.cache_dir / state.key, data.encode())
+
+    def _layer_dirs(self, state: State) -> list[Path]:
+        """Directories of the state's layers, unpacking build layers the image store lacks."""
+        from dockyard.image.layers import unpack_layer
+
+        images = self.engine.images
+        dirs = []
+        for lay in state.layers:
+            if not images.needs_layer(lay.diff_id):
+                dirs.append(images.layer_dir(lay.diff_id))
+                continue
+            d = self.layers_dir / lay.diff_id.split(":", 1)[1]
+            if not d.is_dir():
+                with self.engine.blobs.open(lay.digest) as f:
+                    unpack_layer(f, d, expected_diff_id=lay.diff_id)
+            dirs.append(d)
+        return dirs
+
+    @contextlib.contextmanager
+    def _workdir(self) -> Iterator[Path]:
+        from dockyard.image.layers import mounts_under, remove_tree, temp_name, unmount_rootfs
+
+        work = Path(tempfile.mkdtemp(dir=self.tmp, prefix=temp_name("build")))
+        try:
+            yield work
+        finally:
+            for mp in mounts_under(work):
+                with contextlib.suppress(OSError):
+                    unmount_rootfs(Path(mp))
+            if mounts_under(work):
+                raise DockyardError(f"cannot unmount build mounts under {work}")
+            remove_tree(work)
+
+    def _mount(self, state: State, work: Path, name: str = "") -> tuple[Path, Path]:
+        """The state's root filesystem mounted writable at work/<name>rootfs; returns (rootfs, upper)."""
+        from dockyard.image.layers import mount_rootfs
+
+        upper, wd, rootfs = work / f"{name}upper", work / f"{name}work", work / f"{name}rootfs"
+        lowers = self._layer_dirs(state)
+        driver = mount_rootfs(lowers, upper, wd, rootfs)
+        if driver != "overlay" and lowers:
+            raise Unsupported("dockyard build needs overlayfs to record each step's changes "
+                              "(run as root on a kernel with overlay)")
+        return rootfs, upper
+
+    def _commit_layer(self, state: State, upper: Path, created_by: str, work: Path) -> State:
+        """The changes in ``upper`` as a new layer of ``state`` (or an empty_layer history entry)."""
+        from dockyard.build.diff import pack_upper
+        from dockyard.image import manifest as mf
+        from dockyard.image.layers import unpack_layer
+
+        new = state.copy()
+        tar_path = work / "layer.tar"
+        with open(tar_path, "wb") as f:
+            entries = pack_upper(upper, f)
+        if entries == 0:
+            self._history(new, created_by, empty=True)
+            return new
+        with open(tar_path, "rb") as f:
+            diff_id = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+        gz_path = work / "layer.tar.gz"
+        with open(tar_path, "rb") as src, open(gz_path, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
+                shutil.copyfileobj(src, gz, 1 << 20)
+        size = gz_path.stat().st_size
+        with open(gz_path, "rb") as f:
+            digest = self.engine.blobs.put_stream(f, None, size)
+        dest = self.layers_dir / diff_id.split(":", 1)[1]
+        if not dest.is_dir() and self.engine.images.needs_layer(diff_id):
+            with open(tar_path, "rb") as f:
+                unpack_layer(f, dest, expected_diff_id=diff_id)
+        new.layers.append(LayerRef(mf.OCI_LAYER_GZIP, digest, size, diff_id))
+        new.config.setdefault("rootfs", {"type": "layers"}).setdefault("diff_ids", []).append(diff_id)
+        self._history(new, created_by, empty=False)
+        return new
+
+    # RUN
+    def _run_step(self, st: Stage, state: State, ins: Instruction, scope: dict[str, str]) -> State:
+        from dockyard.build import parser
+
+        mounts = [parser.parse_kv_mount(m) for m in ins.flags.get("mount", [])]
+        network = ins.flag("network") or self.opts.network
+        if network not in ("host", "none", "default", "private", "bridge"):
+            raise ins.fail(f"--network={network}: a build step can use host, none or default")
+        if ins.flag("security") not in (None, "sandbox"):
+            raise ins.fail("--security=insecure is not allowed")
+        argv = self._run_argv(state, ins)
+        shown = [m for m in ins.flags.get("mount", [])]
+        for m in mounts:
+            if m.get("type", "bind") not in ("secret", "cache", "bind", "tmpfs"):
+                raise ins.fail(f"--mount type={m.get('type')} is not supported (secret, cache, bind, tmpfs)")
+        from_keys = []
+        for m in mounts:
+            if m.get("from"):
+                from_keys.append(self._source_state(m["from"], st, ins).key)
+            elif m.get("type", "bind") == "bind":
+                from dockyard.build.context import hash_sources, resolve_sources
+
+                src = resolve_sources(self.context, m.get("source", m.get("src", ".")), self.ignore,
+                                      f"line {ins.line}: RUN --mount")
+                from_keys.append(hash_sources(src, self.ignore, False))
+        key = _key(state.key, "RUN", argv, shown, network, sorted(self.args.items()), from_keys)
+        cached = self._cache_get(key)
+        if cached is not None:
+            self._report_done(cached, True)
+            return cached
+        created_by = " ".join(argv) if ins.json_args() is not None else f"{' '.join(argv[:-1])} {argv[-1]}"
+        if self.args:
+            # Podman records the build args a RUN saw ("|N K=V ..."), never secret values.
+            created_by = f"|{len(self.args)} " + " ".join(f"{k}={v}" for k, v in sorted(self.args.items())) \
+                + " " + created_by
+        with self._workdir() as work:
+            rootfs, upper = self._mount(state, work)
+            self._ensure_workdir(state, rootfs)
+            self._run_container(state, ins, argv, mounts, network, rootfs, work, st)
+            from dockyard.image.layers import unmount_rootfs
+
+            unmount_rootfs(rootfs)
+            new = self._commit_layer(state, upper, created_by, work)
+        new.key = key
+        self._cache_put(new)
+        self._report_done(new, False)
+        return new
+
+    def _run_argv(self, state: State, ins: Instruction) -> list[str]:
+        args = ins.json_args()
+        if args is not None:
+            if not args:
+                raise ins.fail("requires at least one argument")
+            return args
+        shell = list(state.container.get("Shell") or DEFAULT_SHELL)
+        script = ins.rest
+        if ins.heredocs:
+            hd = ins.heredocs[0]
+            before = script.split("<<", 1)[0].strip()
+            if not before and len(ins.heredocs) == 1:
+                return [*shell, hd.body]
+            script = script + "\n" + "".join(f"{h.body}{h.name}\n" for h in ins.heredocs)
+        if not script.strip():
+            raise ins.fail("requires at least one argument")
+        return [*shell, script]
+
+    def _ensure_workdir(self, state: State, rootfs: Path) -> None:
+        from dockyard.runtime.rootfs import secure_join
+
+        wd = state.container.get("WorkingDir")
+        if wd:
+            p = secure_join(str(rootfs), wd)
+            if not os.path.isdir(p):
+                os.makedirs(p, 0o755)
+
+    def _run_container(self, state: State, ins: Instruction, argv: list[str], mounts: list[dict[str, str]],
+                       network: str, rootfs: Path, work: Path, st: Stage) -> None:
+        from dockyard.engine import specgen
+        from dockyard.engine.oci import OCIRuntime
+        from dockyard.runtime.rootfs import secure_join
+
+        cid = "build-" + secrets.token_hex(16)
+        userdata = work / "userdata"
+        userdata.mkdir()
+        (userdata / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                        f"127.0.1.1\t{cid[:12]}\n")
+        if network != "none":
+            with contextlib.suppress(OSError):
+                shutil.copyfile("/etc/resolv.conf", userdata / "resolv.conf")
+        (userdata / "hostname").write_text(cid[:12] + "\n")
+        extra: list[dict[str, Any]] = []
+        env_extra: list[str] = []
+        secret_dir = self.engine.roots.runroot / "build-secrets" / cid
+        for m in mounts:
+            self._prepare_mount(m, ins, st, work, secret_dir, extra, env_extra)
+        # The paths the runtime and our mounts create in the root filesystem are not the step's changes.
+        created: list[str] = []
+        for dest in [*_RUNTIME_MOUNTPOINTS, *(m["destination"] for m in extra)]:
+            parts = [p for p in dest.split("/") if p]
+            for i in range(1, len(parts) + 1):
+                sub = "/" + "/".join(parts[:i])
+                if not os.path.lexists(secure_join(str(rootfs), sub)):
+                    created.append(sub)
+                    break
+        c = state.container
+        cfg: dict[str, Any] = {"Env": [*(c.get("Env") or []),
+                                       *(f"{k}={v}" for k, v in self.args.items()
+                                         if k not in _env_map(c.get("Env") or []))], "Cmd": argv,
+                               "WorkingDir": c.get("WorkingDir") or "/", "User": c.get("User") or "",
+                               "Hostname": cid[:12]}
+        cfg["Env"] += env_extra
+        ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata,
+                                  netns=None if network in ("host", "default", "private", "bridge") else "",
+                                  extra_mounts=extra)
+        try:
+            spec = specgen.generate(cfg, {}, ctx)
+        except InvalidArgument as e:
+            raise ins.fail(f"cannot run: {e}") from None
+        bundle = work / "bundle"
+        bundle.mkdir()
+        (bundle / "config.json").write_text(json.dumps(spec))
+        runtime = OCIRuntime(self.opts.runtime, self.engine.roots.runroot / "build-runtime")
+        runtime.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out = self.opts.run_stdout
+        if self.opts.quiet:
+            out = subprocess.DEVNULL
+        try:
+            p = subprocess.run(runtime.command("run", "--bundle", str(bundle), cid), stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=out if self.opts.quiet else None)
+        finally:
+            with contextlib.suppress(DockyardError):
+                runtime.delete(cid, force=True)
+            if secret_dir.exists():
+                shutil.rmtree(secret_dir, ignore_errors=True)
+            for path in sorted(created, key=len, reverse=True):
+                host = secure_join(str(rootfs), path)
+                with contextlib.suppress(OSError):
+                    if os.path.isdir(host) and not os.path.islink(host):
+                        _rmdir_empty_tree(host)
+                    elif os.path.lexists(host) and os.lstat(host).st_size == 0:
+                        os.unlink(host)
+        if p.returncode != 0:
+            raise BuildStepError(f"building at STEP \"{ins.original}\": while running runtime: exit status "
+                                 f"{p.returncode}", p.returncode)
+
+    def _prepare_mount(self, m: dict[str, str], ins: Instruction, st: Stage, work: Path, secret_dir: Path,
+                       extra: list[dict[str, Any]], env_extra: list[str]) -> None:
+        typ = m.get("type", "bind")
+        target = m.get("target") or m.get("dst") or m.get("destination") or ""
+        if typ == "secret":
+            sid = m.get("id") or (os.path.basename(target) if target else "")
+            if not sid:
+                raise ins.fail("--mount=type=secret needs an id")
+            src = self.opts.secrets.get(sid)
+            if src is None:
+                if m.get("required", "false").lower() in ("true", "1"):
+                    raise ins.fail(f"secret {sid!r} is required but was not given (--secret id={sid},src=FILE)")
+                return
+            kind, val = src
+            if kind == "env":
+                if val not in os.environ:
+                    raise InvalidArgument(f"secret {sid}: environment variable {val} is not set")
+                data = os.environ[val].encode()
+            else:
+                try:
+                    data = Path(val).read_bytes()
+                except OSError as e:
+                    raise InvalidArgument(f"secret {sid}: cannot read {val}: {e.strerror}") from None
+            if m.get("env"):
+                env_extra.append(f"{m['env']}={data.decode(errors='replace')}")
+                if not target:
+                    return
+            # The secret lives on the runroot (tmpfs) for this RUN only and is bind-mounted read-only.
+            secret_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = secret_dir / secrets.token_hex(8)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(path, int(m.get("mode", "0400"), 8))
+            os.chown(path, int(m.get("uid", "0")), int(m.get("gid", "0")))
+            extra.append({"destination": target or f"/run/secrets/{sid}", "type": "bind", "source": str(path),
+                          "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
+            return
+        if not target:
+            raise ins.fail(f"--mount=type={typ} needs a target")
+        if typ == "tmpfs":
+            extra.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
+                          "options": ["nosuid", "nodev", "size=" + m.get("size", "65536k")]})
+            return
+        if typ == "cache":
+            cid = m.get("id") or target
+            d = self.dir / "cache-mounts" / hashlib.sha256(cid.encode()).hexdigest()[:32]
+            d.mkdir(parents=True, exist_ok=True, mode=0o755)
+            ro = m.get("readonly", m.get("ro", "false")).lower() in ("true", "1")
+            extra.append({"destination": target, "type": "bind", "source": str(d),
+                          "options": ["rbind", "ro" if ro else "rw", "nosuid", "nodev"]})
+            return
+        # bind: from the context, or another stage's or image's filesystem; writes are thrown away.
+        src_path = m.get("source") or m.get("src") or "/"
+        rw = m.get("rw", m.get("readwrite", "false")).lower() in ("true", "1")
+        if m.get("from"):
+            sstate = self._source_state(m["from"], st, ins)
+            name = f"m{len(extra)}"
+            root, _ = self._mount(sstate, work, name)
+        else:
+            root = self.context
+        from dockyard.build.context import NO_IGNORE, resolve_sources
+
+        ign = NO_IGNORE if m.get("from") else self.ignore
+        srcs: list[Source] = resolve_sources(root, src_path, ign, f"line {ins.line}: RUN --mount")
+        host = srcs[0].path
+        if rw:
+            copy = work / f"bind{len(extra)}"
+            if os.path.isdir(host):
+                shutil.copytree(host, copy, symlinks=True)
+            else:
+                shutil.copy2(host, copy)
+            host = str(copy)
+        extra.append({"destination": target, "type": "bind", "source": host,
+                      "options": ["rbind", "rw" if rw else "ro", "nosuid", "nodev"]})
+
+    def _source_state(self, ref: str, st: Stage, ins: Instruction) -> State:
+        dep = self._stage_ref(ref, st.index)
+        if dep is not None:
+            if dep.state is None:
+                raise ins.fail(f"stage {ref!r} is not built")
+            return dep.state
+        if ref.isdigit():
+            raise ins.fail(f"invalid stage index {ref}: only earlier stages can be named")
+        from dockyard.image import manifest as mf
+
+        img = self._image(ref)
+        return State([LayerRef(mf.to_oci_layer_type(lay.media_type), lay.digest, lay.size, lay.diff_id)
+                      for lay in img.layers], json.loads(img.config_bytes), _key("image", img.id))
+
+    # COPY / ADD
+    def _copy_step(self, st: Stage, state: State, ins: Instruction, scope: dict[str, str]) -> State:
+        from dockyard.build import parser
+        from dockyard.build.context import NO_IGNORE, hash_sources, resolve_sources
+
+        args = ins.json_args()
+        if args is None:
+            words = self._raw_words(ins.rest)
+            args = [parser.expand(w, scope, self.escape) for w in words]
+        else:
+            args = [parser.expand(a, scope, self.escape) for a in args]
+        heredoc_names = {h.name for h in ins.heredocs}
+        if len(args) < 2:
+            raise ins.fail("requires at least two arguments, but only one was provided. Destination could not "
+                           "be determined")
+        srcs, dest = args[:-1], args[-1]
+        frm = ins.flag("from")
+        if frm and ins.cmd == "ADD":
+            raise ins.fail("--from is not supported for ADD")
+        chown = parser.expand(ins.flag("chown") or "", scope, self.escape)
+        chmod = ins.flag("chmod")
+        if chmod is not None and not all(ch in "01234567" for ch in chmod):
+            raise ins.fail(f"--chmod={chmod}: only octal modes are supported")
+        src_state: State | None = None
+        what = f"line {ins.line}: {ins.cmd}"
+        with self._workdir() as work:
+            if frm:
+                src_state = self._source_state(parser.expand(frm, scope, self.escape), st, ins)
+                src_root, _ = self._mount(src_state, work, "src")
+                ignore = NO_IGNORE
+            else:
+                src_root, ignore = self.context, self.ignore
+            resolved = []
+            urls = []
+            inline = []
+            for s in srcs:
+                if ins.cmd == "ADD" and s.startswith(("http://", "https://")):
+                    urls.append(s)
+                elif ins.cmd == "ADD" and (s.startswith("git@") or s.endswith(".git")):
+                    raise ins.fail(f"git sources are not supported ({s}): clone in a RUN step instead")
+                elif s.startswith("<<") and s.lstrip("<-").strip("'\"") in heredoc_names:
+                    name = s.lstrip("<-").strip("'\"")
+                    hd = next(h for h in ins.heredocs if h.name == name)
+                    inline.append((name, parser.expand(hd.body, scope, self.escape) if hd.expand else hd.body))
+                else:
+                    resolved.extend(resolve_sources(src_root, s, ignore, what))
+            n_items = len(resolved) + len(urls) + len(inline)
+            if n_items > 1 and not dest.endswith("/"):
+                raise ins.fail("with more than one source file, the destination must be a directory and end "
+                               "with a /")
+            digest = hash_sources(resolved, ignore, with_owner=bool(frm))
+            key = _key(state.key, ins.cmd, args, chown, chmod, digest, src_state.key if src_state else "",
+                       urls, inline)
+            cached = self._cache_get(key)
+            if cached is not None:
+                self._report_done(cached, True)
+                return cached
+            rootfs, upper = self._mount(state, work)
+            self._ensure_workdir(state, rootfs)
+            self._do_copy(state, ins, rootfs, resolved, urls, inline, dest, chown, chmod, ignore, bool(frm), work)
+            from dockyard.image.layers import unmount_rootfs
+
+            unmount_rootfs(rootfs)
+            created_by = f"/bin/sh -c #(nop) {ins.cmd} {'file' if len(resolved) == 1 and not resolved[0].is_dir else 'dir'}:" \
+                         f"{digest} in {dest} "
+            new = self._commit_layer(state, upper, created_by, work)
+        new.key = key
+        self._cache_put(new)
+        self._report_done(new, False)
+        return new
+
+    def _do_copy(self, state: State, ins: Instruction, rootfs: Path, resolved: list[Source], urls: list[str],
+                 inline: list[tuple[str, str]], dest: str, chown: str, chmod: str | None, ignore: Ignore,
+                 keep_owner: bool, work: Path) -> None:
+        from dockyard.build.context import Owner, copy_entry, dest_path, make_parents
+        from dockyard.engine import specgen
+
+        uid: int | None = None if keep_owner else 0
+        gid: int | None = None if keep_owner else 0
+        if chown:
+            u, _, g = chown.partition(":")
+            try:
+                res = specgen.resolve_user(rootfs, chown if u else f"0:{g}")
+            except InvalidArgument as e:
+                raise ins.fail(f"--chown={chown}: {e}") from None
+            uid = int(res["uid"])
+            gid = int(res["gid"]) if (g or not u.isdigit()) else (int(g) if g else int(res["uid"]))
+            if u.isdigit() and not g:
+                gid = int(u)
+        owner = Owner(uid, gid, int(chmod, 8) if chmod else None)
+        in_image, host_dest = dest_path(rootfs, dest, state.container.get("WorkingDir") or "/")
+        dest_is_dir = in_image.endswith("/") or os.path.isdir(host_dest)
+        links: dict[tuple[int, int], str] = {}
+        items: list[tuple[str, str, str]] = []  # (host source, name, rel for ignore)
+        for s in resolved:
+            items.append((s.path, os.path.basename(s.rel) or "", s.rel))
+        for url in urls:
+            items.append((self._download(url, ins, work), _url_name(url), ""))
+        for name, body in inline:
+            p = work / f"heredoc-{name}"
+            p.write_text(body)
+            os.chmod(p, 0o644)
+            items.append((str(p), name, ""))
+        for src, name, rel in items:
+            if os.path.isdir(src):
+                # A directory's contents are copied, not the directory itself.
+                target = host_dest
+                make_parents(rootfs, target + "/x")
+                copy_entry(src, target, rel, ignore, owner, rootfs, links)
+                continue
+            if ins.cmd == "ADD" and rel != "" and _is_archive(src):
+                self._extract(src, rootfs, host_dest, in_image, owner, work)
+                continue
+            target = os.path.join(host_dest, name) if dest_is_dir else host_dest
+            make_parents(rootfs, target)
+            copy_entry(src, target, rel, ignore, owner, rootfs, links)
+
+    def _download(self, url: str, ins: Instruction, work: Path) -> str:
+        import urllib.error
+        import urllib.request
+
+        path = work / ("url-" + secrets.token_hex(4))
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(path, "wb") as f:  # noqa: S310
+                shutil.copyfileobj(resp, f)
+        except (urllib.error.URLError, OSError) as e:
+            raise ins.fail(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+        os.chmod(path, 0o600)  # Docker gives downloaded files mode 600
+        return str(path)
+
+    def _extract(self, src: str, rootfs: Path, host_dest: str, in_image: str, owner: Any, work: Path) -> None:
+        """ADD of a local tar archive: unpacked (safely, like a layer) into the destination directory."""
+        from dockyard.build.context import Owner, copy_entry, make_parents
+        from dockyard.image.layers import stage_layer
+
+        with open(src, "rb") as f:
+            tmp, _ = stage_layer(f, work, "add", what=f"ADD {os.path.basename(src)}", overlay_whiteouts=False)
+        make_parents(rootfs, host_dest.rstrip("/") + "/x")
+        keep = Owner(owner.uid if owner.uid != 0 or owner.gid != 0 else None,
+                     owner.gid if owner.uid != 0 or owner.gid != 0 else None, owner.mode)
+        copy_entry(str(tmp), host_dest.rstrip("/") or host_dest, "", _no_ignore(), keep, rootfs, {})
+
+    # -- commit ----------------------------------------------------------------------------------------
+    def _commit(self, state: State, tags: list[str], final: bool) -> str:
+        from dockyard.image import manifest as mf
+        from dockyard.image.config import config_bytes
+
+        cfg = json.loads(json.dumps(state.config))
+        c = cfg.setdefault("config", {})
+        if final and self.opts.labels:
+            c.setdefault("Labels", {}).update(self.opts.labels)
+        cfg["rootfs"] = {"type": "layers", "diff_ids": [lay.diff_id for lay in state.layers]}
+        cfg.setdefault("created", state.config.get("created") or _now())
+        cb = config_bytes(cfg)
+        docker = self.opts.fmt == "docker"
+        annotations = _annotations(self.opts.annotations) if final else {}
+        if docker and annotations and not self.opts.quiet:
+            self.opts.report("WARNING: annotations are not supported by the docker manifest format; dropped")
+        man = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, mf.digest_of(cb), len(cb)),
+                                [mf.Descriptor(lay.media_type, lay.digest, lay.size) for lay in state.layers],
+                                docker=docker, annotations=annotations or None)
+        if final and not self.opts.quiet:
+            self.opts.report(f"{self._prefix}COMMIT {' '.join(tags)}".rstrip())
+        img = self.engine.images.add_from_manifest(man, mf.DOCKER_MANIFEST if docker else mf.OCI_MANIFEST, cb,
+                                                   tags=tags)
+        if final and not self.opts.quiet:
+            self.opts.report(f"--> {img.short_id}")
+            from dockyard.image.reference import parse as parse_ref
+
+            for t in tags:
+                ref = parse_ref(t)
+                self.opts.report(f"Successfully tagged {ref.name}:{ref.tag or 'latest'}")
+        if final and self.opts.output:
+            self._export(state, self.opts.output)
+        return str(img.id)
+
+    def _export(self, state: State, spec: str) -> None:
+        """``-o type=local,dest=DIR`` / ``type=tar,dest=FILE`` / ``DIR``: the final root filesystem."""
+        from dockyard.build import parser
+        from dockyard.build.context import NO_IGNORE, Owner, copy_entry
+
+        kv = parser.parse_kv_mount(spec) if "=" in spec else {"type": "local", "dest": spec}
+        typ, dest = kv.get("type", "local"), kv.get("dest", "")
+        if not dest or typ not in ("local", "tar"):
+            raise InvalidArgument(f"invalid --output {spec!r}: type=local,dest=DIR or type=tar,dest=FILE")
+        with self._workdir() as work:
+            rootfs, _ = self._mount(state, work)
+            if typ == "local":
+                os.makedirs(dest, exist_ok=True)
+                for child in sorted(os.listdir(rootfs)):
+                    copy_entry(str(rootfs / child), os.path.join(dest, child), child, NO_IGNORE,
+                               Owner(None, None, None), Path(dest), {})
+            else:
+                from dockyard.image.layers import pack_directory
+
+                out: IO[bytes]
+                with (open(dest, "wb") if dest != "-" else os.fdopen(os.dup(1), "wb")) as out:
+                    pack_directory(rootfs, out)
+
+
+def _rmdir_empty_tree(path: str) -> None:
+    for dirpath, _dirs, _files in os.walk(path, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
+
+
+def _now() -> str:
+    from dockyard.image.config import rfc3339
+
+    return rfc3339(time.time())
+
+
+def _url_name(url: str) -> str:
+    from urllib.parse import urlparse
+
+    name = os.path.basename(urlparse(url).path)
+    return name or "index.html"
+
+
+def _is_archive(path: str) -> bool:
+    import tarfile
+
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _no_ignore() -> Ignore:
+    from dockyard.build.context import NO_IGNORE
+
+    return NO_IGNORE
+
+
+def _annotations(raw: dict[str, str]) -> dict[str, str]:
+    """buildx's ``--annotation [TYPE:]key=value``: a single-platform image has only its manifest, so
+    manifest and descriptor annotations both land there."""
+    out = {}
+    for k, v in raw.items():
+        typ, sep, rest = k.partition(":")
+        if sep and typ.split("[", 1)[0] in ("manifest", "manifest-descriptor", "index", "index-descriptor"):
+            k = rest
+        out[k] = v
+    return out
