@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "load": "dockyard.cli.image:image_load",
     "import": "dockyard.cli.image:image_import",
     "history": "dockyard.cli.image:image_history",
+    "build": "dockyard.cli.build:build",
     "container": "dockyard.cli.container:container",
     "run": "dockyard.cli.container:run",
     "create": "dockyard.cli.container:create",

@@ -459,6 +459,7 @@ def image_untag(state, image, names):
 IMAGE_LAZY = {
     "pull": "dockyard.cli.pull:pull",
     "push": "dockyard.cli.pull:push",
+    "build": "dockyard.cli.build:build",
 }
 
 
