@@ -103,6 +103,9 @@ def _create_options(f: Any) -> Any:
         click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
         click.option("--pid", help="PID namespace to use: host or container:NAME."),
         click.option("--ipc", help="IPC namespace to use: host or container:NAME."),
+        click.option("--userns", help="User namespace: host, keep-id[:uid=N,gid=N], nomap, auto[:size=N]."),
+        click.option("--uidmap", multiple=True, help="UID map for a new user namespace (CONTAINER:HOST:SIZE)."),
+        click.option("--gidmap", multiple=True, help="GID map for a new user namespace (CONTAINER:HOST:SIZE)."),
         click.option("--volumes-from", multiple=True,
                      help="Mount volumes from the specified container(s) (CONTAINER[:ro|:rw])."),
         click.option("--pull", type=click.Choice(["missing", "never", "always", "newer"]), default="missing",
@@ -136,7 +139,8 @@ def _build_options(image: str, command: tuple[str, ...], kw: dict[str, Any], att
         pid=kw["pid"], ipc=kw["ipc"], volumes_from=list(kw["volumes_from"]),
         mounts=list(kw["mount"]), tmpfs=list(kw["tmpfs"]), shm_size=kw["shm_size"],
         network_aliases=list(kw["network_alias"]), ip=kw["ip"], mac_address=kw["mac_address"],
-        dns_search=list(kw["dns_search"]), dns_options=list(kw["dns_option"]), publish_all=kw["publish_all"])
+        dns_search=list(kw["dns_search"]), dns_options=list(kw["dns_option"]), publish_all=kw["publish_all"],
+        userns=kw["userns"], uidmap=list(kw["uidmap"]), gidmap=list(kw["gidmap"]))
 
 
 def _ensure_image(state: Any, image: str, pull: str, quiet: bool, progress: str = "auto") -> None:

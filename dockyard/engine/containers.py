@@ -207,6 +207,9 @@ class CreateOptions:
     userns: str | None = None
     uidmap: list[str] = field(default_factory=list)
     gidmap: list[str] = field(default_factory=list)
+    userns: str | None = None
+    uidmap: list[str] = field(default_factory=list)
+    gidmap: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -403,6 +406,11 @@ class ContainerService:
         hc["UsernsMode"], idmaps = rootless.parse_userns(
             opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
         rootless.check_resources(hc)
+        from dockyard.engine import rootless
+
+        hc["UsernsMode"], idmaps = rootless.parse_userns(
+            opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
+        rootless.check_resources(hc)
 
         config: dict[str, Any] = {
             "Hostname": opts.hostname or cid[:12],
@@ -524,6 +532,11 @@ class ContainerService:
                 raise InvalidArgument(f"--network {n} cannot be combined with other networks")
             self.engine.networks.resolve(n)
         return ",".join(names)
+
+    def _auto_maps(self) -> list[Any]:
+        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
+        rows = self._db().query("SELECT settings FROM containers")
+        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
 
     def _auto_maps(self) -> list[Any]:
         """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
@@ -704,7 +717,11 @@ class ContainerService:
         from dockyard.image.layers import mount_rootfs
 
         image = self.engine.images.get(r["image_id"])
-        mount_rootfs([Path(p) for p in image.layer_dirs], d / "upper", d / "work", rootfs)
+        from dockyard.engine import rootless
+
+        lowers = rootless.prepare_rootfs(self.roots.root, d, [Path(p) for p in image.layer_dirs],
+                                         json.loads(r["settings"]).get("idmaps"))
+        mount_rootfs(lowers, d / "upper", d / "work", rootfs)
         return rootfs
 
     def _prepare(self, cid: str, r: sqlite3.Row, config: dict[str, Any], hc: dict[str, Any],
@@ -781,6 +798,9 @@ class ContainerService:
         ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=netns,
                                   init_binary=init_bin, extra_mounts=extra, join=join)
         spec = specgen.generate(cfg, hc, ctx)
+        from dockyard.engine import rootless
+
+        rootless.apply(spec, settings.get("idmaps"))
         from dockyard.engine import rootless
 
         rootless.apply(spec, settings.get("idmaps"))

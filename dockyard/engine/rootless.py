@@ -244,7 +244,7 @@ def parse_userns(mode: str | None, uidmap: list[str], gidmap: list[str],
     if name == "keep-id":
         if not rootless:
             raise InvalidArgument("--userns=keep-id is only supported in rootless mode")
-        uid, gid = os.getuid(), os.getgid()
+        uid, gid = own_ids()
         for opt in filter(None, opts.split(",")):
             k, _, v = opt.partition("=")
             if k not in ("uid", "gid") or not v.isdigit():
@@ -276,6 +276,16 @@ def _outer(uid: bool) -> int:
         return sum(int(line.split()[2]) for line in f if line.strip())
 
 
+def own_ids() -> tuple[int, int]:
+    """The user's own uid and gid as the host knows them, also from inside the rootless namespace."""
+    out = []
+    for name in ("uid_map", "gid_map"):
+        with open(f"/proc/self/{name}") as f:
+            out.append(next((int(h) for c, h, _ in (line.split() for line in f if line.strip()) if c == "0"),
+                            os.getuid() if name == "uid_map" else os.getgid()))
+    return out[0], out[1]
+
+
 def _keep_id_map(inner: int, outer: int) -> Mapping:
     """Container ``inner`` -> you (0 of the rootless namespace); the other ids keep their order."""
     m = [[inner, 0, 1]]
@@ -286,20 +296,29 @@ def _keep_id_map(inner: int, outer: int) -> Mapping:
     return m
 
 
-def apply(spec: dict[str, Any], maps: dict[str, Any] | None) -> None:
-    """Give the OCI spec the user namespace the container's --userns flags asked for."""
+def resolve(maps: dict[str, Any] | None) -> tuple[Mapping, Mapping] | None:
+    """The uid and gid maps (container id, id here, size) of a container's user namespace, or None
+    when it runs in ours."""
     if not maps:
-        return
+        return None
     if "keep_id" in maps:
         uid, gid = maps["keep_id"]
-        u, g = _keep_id_map(uid, _outer(True)), _keep_id_map(gid, _outer(False))
+        return _keep_id_map(uid, _outer(True)), _keep_id_map(gid, _outer(False))
+    if maps.get("nomap"):
+        return [[0, 1, _outer(True) - 1]], [[0, 1, _outer(False) - 1]]
+    return maps["uid"], maps["gid"]
+
+
+def apply(spec: dict[str, Any], maps: dict[str, Any] | None) -> None:
+    """Give the OCI spec the user namespace the container's --userns flags asked for."""
+    resolved = resolve(maps)
+    if resolved is None or maps is None:
+        return
+    u, g = resolved
+    if "keep_id" in maps:
         user = spec["process"]["user"]
         if user.get("uid", 0) == 0:
-            user.update(uid=uid, gid=gid)
-    elif maps.get("nomap"):
-        u, g = [[0, 1, _outer(True) - 1]], [[0, 1, _outer(False) - 1]]
-    else:
-        u, g = maps["uid"], maps["gid"]
+            user.update(uid=maps["keep_id"][0], gid=maps["keep_id"][1])
     linux = spec["linux"]
     linux["namespaces"].append({"type": "user"})
     linux["uidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in u]
@@ -311,6 +330,64 @@ def apply(spec: dict[str, Any], maps: dict[str, Any] | None) -> None:
         for m in spec["mounts"]:
             if m["destination"] == "/sys" and m["type"] == "sysfs":
                 m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+
+
+def _shift(maps: Mapping, ident: int) -> int:
+    for c, h, n in maps:
+        if c <= ident < c + n:
+            return h + ident - c
+    return ident  # unmapped: shows as the overflow id (nobody) inside, as it would anyway
+
+
+def prepare_rootfs(root: Path, ctr_dir: Path, layer_dirs: list[Path], maps: dict[str, Any] | None) -> list[Path]:
+    """The lower layers for a container with its own user namespace: copies of the image's layers whose
+    owners are shifted through its maps (Podman's storage chown), made once per image layer and map
+    and shared.  The container's directory becomes traversable (0711) for its root, which is no
+    longer ours, and its writable layer's root is owned by it.  Without a user namespace: the layers."""
+    resolved = resolve(maps)
+    if resolved is None:
+        return layer_dirs
+    import hashlib
+    import json
+    import shutil
+
+    u, g = resolved
+    key = hashlib.sha256(json.dumps([u, g]).encode()).hexdigest()[:16]
+    out = []
+    for layer in layer_dirs:
+        dst = root / "idmapped-layers" / key / layer.name
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".tmp-{layer.name}-{os.getpid()}-")
+            shutil.rmtree(tmp, ignore_errors=True)
+            import subprocess
+
+            p = subprocess.run(["cp", "-a", "--reflink=auto", str(layer), str(tmp)], capture_output=True, text=True)
+            if p.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise DockyardError(f"cannot copy layer {layer.name} for the user namespace: {p.stderr.strip()}")
+            _chown_tree(tmp, u, g)
+            os.rename(tmp, dst)
+        out.append(dst)
+    for d in (root, root / "containers", ctr_dir):
+        os.chmod(d, os.stat(d).st_mode & 0o7777 | 0o711)
+    upper = ctr_dir / "upper"
+    upper.mkdir(parents=True, exist_ok=True)
+    os.chown(upper, _shift(u, 0), _shift(g, 0))
+    return out
+
+
+def _chown_tree(top: Path, u: Mapping, g: Mapping) -> None:
+    def fix(path: str) -> None:
+        st = os.lstat(path)
+        os.lchown(path, _shift(u, st.st_uid), _shift(g, st.st_gid))
+        if st.st_mode & 0o6000 and not os.path.islink(path):
+            os.chmod(path, st.st_mode & 0o7777)  # chown cleared the set-id bits
+
+    fix(str(top))
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            fix(os.path.join(dirpath, name))
 
 
 _CGROUP_LIMITS = {"Memory": "--memory", "MemoryReservation": "--memory-reservation", "MemorySwap": "--memory-swap",

@@ -47,6 +47,14 @@ def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None =
             finally:
                 os.close(fd)
         elif new & L.CLONE_NEWUSER:
+            # Namespaces joined by path (a network namespace made beforehand) are joined first, while
+            # we still hold the privileges of the namespace that owns them, as runc's nsexec does.
+            for typ in [t for t in fds if t != "mount"]:
+                fd = fds.pop(typ)
+                try:
+                    L.setns(fd, 0)
+                finally:
+                    os.close(fd)
             L.unshare(L.CLONE_NEWUSER)
             ch.send("userns")
             ch.expect("go")
@@ -254,7 +262,7 @@ def container_init(ch: Channel, ctx: dict) -> None:
             from dockyard.runtime import hooks as hk
 
             hk.run("createContainer", hooks["createContainer"], state)
-        fifo = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
+        fifo = ctx["fifo_fd"]
         rootfs.pivot(ctx["rootfs"], ctx["no_pivot"])
         if ctx.get("console_fd") is not None:
             from dockyard.runtime import console
@@ -315,6 +323,8 @@ def stage1(rfd: int, wfd: int, ctx: dict) -> None:
         # Before entering a user namespace: from there the host's Python library may be unreadable.
         preload(ctx["spec"])
         ch.expect("go")  # the parent has moved us into the cgroup
+        # Opened before the user namespace: its root may not be allowed to walk to the state directory.
+        ctx["fifo_fd"] = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
         namespaces = ((ctx["spec"].get("linux") or {}).get("namespaces")) or []
         if ctx.get("born_in_pidns"):
             # Already PID 1 of the new PID namespace; the runtime knows our pid from its fork.
