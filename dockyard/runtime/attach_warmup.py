@@ -17,19 +17,24 @@ always happens single-threaded.  The write changes no cgroup membership; when it
 (rootless, no cgroupfs) nothing is gained and nothing lost.
 """
 
-from __future__ import annotations
-
 import _thread
-import os
+import posix  # not `os`: this runs before anything else, while importing os would delay it by a millisecond
 
 _pending = None  # the warm-up thread's lock, released when its write is done
+# Commands that move a new process into a container's cgroup.
+_ATTACHING = frozenset({"create", "run", "exec"})
+# The runtime's global flags that take a separate value (cli._GLOBAL; a test keeps the two in step).
+VALUE_FLAGS = frozenset({"--root", "--log", "--log-format", "--rootless", "--criu"})
 
 
 def _own_procs_file() -> str | None:
     """cgroup.procs of a cgroup this process is in (moving into it again is a no-op)."""
     try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
+        fd = posix.open("/proc/self/cgroup", posix.O_RDONLY | posix.O_CLOEXEC)
+        try:
+            lines = posix.read(fd, 65536).decode().splitlines()
+        finally:
+            posix.close(fd)
     except OSError:
         return None
     for line in lines:
@@ -38,21 +43,21 @@ def _own_procs_file() -> str | None:
         if hid == "0":
             dirs = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
         else:
-            dirs = [os.path.join("/sys/fs/cgroup", c.removeprefix("name=")) for c in (ctrls, ctrls.split(",")[0])]
+            dirs = ["/sys/fs/cgroup/" + c.removeprefix("name=") for c in (ctrls, ctrls.split(",")[0])]
         for d in dirs:
             cand = d + path.rstrip("/") + "/cgroup.procs"
-            if os.access(cand, os.W_OK):
+            if posix.access(cand, posix.W_OK):
                 return cand
     return None
 
 
 def _migrate(path: str, pid: bytes, done) -> None:  # noqa: ANN001 - _thread locks have no public type
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
         try:
-            os.write(fd, pid)
+            posix.write(fd, pid)
         finally:
-            os.close(fd)
+            posix.close(fd)
     except OSError:
         pass
     finally:
@@ -62,14 +67,29 @@ def _migrate(path: str, pid: bytes, done) -> None:  # noqa: ANN001 - _thread loc
 def start() -> None:
     """Begin warming (root only: others cannot write their own cgroup.procs on most hosts)."""
     global _pending
-    if _pending is not None or os.geteuid() != 0:
+    if _pending is not None or posix.geteuid() != 0:
         return
     path = _own_procs_file()
     if path is None:
         return
     _pending = _thread.allocate_lock()
     _pending.acquire()
-    _thread.start_new_thread(_migrate, (path, str(os.getpid()).encode(), _pending))
+    _thread.start_new_thread(_migrate, (path, str(posix.getpid()).encode(), _pending))
+
+
+def start_for(argv: list[str]) -> None:
+    """`start` if the runtime command line ``argv`` (global flags first, as runc's) creates a process
+    in a container.  A cheap look at the command word only: the real parsing comes later."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = a in VALUE_FLAGS
+        else:
+            if a in _ATTACHING:
+                start()
+            return
 
 
 def join() -> None:

@@ -7,9 +7,10 @@ Flags and output follow runc 1.1 so it can stand in for runc.
 
 from __future__ import annotations
 
-import os
 import sys
 
+# Only this before main() runs: it starts the cgroup warm-up, and every millisecond of import
+# before that is a millisecond added to each container start (`os` is imported in main, after it).
 from dockyard.runtime import attach_warmup
 
 USAGE = """usage: dockyard runtime [--root DIR] [--log FILE] [--log-format text|json] COMMAND [OPTIONS] ...
@@ -273,9 +274,8 @@ def dispatch(argv: list[str]) -> int:  # noqa: C901 - one branch per runc comman
     if cmd not in _COMMANDS:
         raise UsageError(f"no such command: {rest[0]}")
     opts, pos = _parse(rest[1:], _COMMANDS[cmd], stop_at_positional=cmd in ("exec", "ps", "kill"))
-    if cmd in ("create", "run", "exec"):
-        # Before the imports below, so the kernel's cgroup-migration wait overlaps them.
-        attach_warmup.start()
+    import os
+
     from dockyard.runtime import state as st
 
     root = os.path.abspath(gopts.get("root") or st.default_root())
@@ -420,17 +420,24 @@ def command() -> list[str]:
 
     ``python -S`` skips site-packages processing (and an editable install's import hook), which is
     a third of the interpreter's start-up; the runtime needs only the standard library and dockyard,
-    whose parent directory is put on ``sys.path`` explicitly.
+    whose parent directory is put on ``sys.path`` explicitly.  ``-I`` keeps the working directory and
+    PYTHON* variables out of a root process's imports (and lets it cache its own bytecode).
     """
+    import os
+
     import dockyard
 
     top = os.path.dirname(os.path.dirname(os.path.abspath(dockyard.__file__)))
     boot = f"import sys;sys.path.insert(0,{top!r});from dockyard.runtime.cli import main;main()"
-    return [sys.executable, "-S", "-c", boot]
+    return [sys.executable, "-I", "-S", "-c", boot]
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    # First of all, so the kernel's cgroup-migration wait overlaps everything below (attach_warmup).
+    attach_warmup.start_for(args)
     import gc
+    import os
 
     # A short-lived process that makes no garbage cycles worth collecting: the collector's passes
     # over every imported module's objects cost more than they free, and dirty pages the forked
@@ -438,7 +445,6 @@ def main(argv: list[str] | None = None) -> None:
     gc.disable()
     from dockyard.errors import DockyardError
 
-    args = sys.argv[1:] if argv is None else argv
     try:
         code = dispatch(args)
     except UsageError as e:

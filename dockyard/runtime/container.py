@@ -233,11 +233,21 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         ctx = {"spec": spec, "rootfs": rootfs, "bundle": bundle, "fifo": c.fifo, "no_pivot": opts.no_pivot,
                "console_fd": console_fd, "keep_fds": 3 + opts.preserve_fds,
                "seccomp_prog": _compile_seccomp(root, linux.get("seccomp")), "in_userns": c.data["rootless"]}
-        # What both sides need, loaded once before the fork rather than by each of them.
-        from dockyard import host
-        from dockyard.runtime import _libc  # noqa: F401
+        # Until the cgroup is made, all this overlaps the grace period the warm-up's migration is
+        # waiting out (attach_warmup), so what the child and `start` need is imported here rather
+        # than after the fork, on the critical path.
+        import select  # noqa: F401 - for _start
 
-        host.cgroup_info()
+        from dockyard.runtime import _libc, cgroups, init
+
+        init.preload(spec)
+        if subreaper:
+            # The child forks the init and exits, and the init must be reparented to us.
+            _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        # mkdir in cgroupfs takes cgroup_mutex, which the warm-up holds until its grace period is over.
+        cg = cgroups.manager(linux.get("cgroupsPath"), cid, _rootless())
+        for w in cg.create(_resources(spec)) or []:
+            warn(w)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
         sys.stdout.flush()
@@ -261,8 +271,6 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
                 try:
                     os.close(r1)
                     os.close(w2)
-                    from dockyard.runtime import init
-
                     init.stage1(r2, w1, ctx)
                 finally:
                     os._exit(1)
@@ -277,19 +285,8 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         elif console_parent is not None:
             console_parent.close()
             console_parent = None
+        # The child waits for "go", sent once it is in the cgroup, before it unshares anything.
         ch = Channel(r1, w2)
-        # The child imports what it needs while this side makes the cgroup; it waits for "go",
-        # sent once it has been moved into the cgroup, before it unshares anything.
-        from dockyard.runtime import cgroups
-
-        cg = cgroups.manager(linux.get("cgroupsPath"), cid, _rootless())
-        for w in cg.create(_resources(spec)) or []:
-            warn(w)
-        if subreaper:
-            # Before "go": the child forks the init and exits, and the init must be reparented to us.
-            from dockyard.runtime._libc import prctl
-
-            prctl(PR_SET_CHILD_SUBREAPER, 1)
         procs = {"child": child, "init": child if ctx["born_in_pidns"] else 0}
         try:
             init_pid = _drive_init(ch, c, cg, procs, spec, bundle)
@@ -398,12 +395,15 @@ def start(root: str, cid: str) -> st.Container:
     return _start(st.Container.load(root, cid))
 
 
-def _start(c: st.Container) -> st.Container:
-    status = c.status()
-    if status != "created":
-        if status == "stopped":
-            raise RuntimeFailure("cannot start a container that has stopped")
-        raise RuntimeFailure(f"cannot start an already {status} container")
+def _start(c: st.Container, check: bool = True) -> st.Container:
+    """Let the init exec the user process.  ``check=False``: `run`, which has just created it (an init
+    that died since is still caught below)."""
+    if check:
+        status = c.status()
+        if status != "created":
+            if status == "stopped":
+                raise RuntimeFailure("cannot start a container that has stopped")
+            raise RuntimeFailure(f"cannot start an already {status} container")
     import select
 
     fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -623,7 +623,7 @@ def run(root: str, cid: str, opts: Options) -> int:
     try:
         if not opts.detach:
             _forward_signals(c.pid)
-        _start(c)  # the state `create` just wrote, without reading it back
+        _start(c, check=False)  # the state `create` just wrote, without reading it back
     except BaseException:
         destroy(c)
         raise
@@ -650,8 +650,10 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     spec = c.config
     linux = spec.get("linux") or {}
     seccomp_prog = _compile_seccomp(root, linux.get("seccomp"))
+    from dockyard.runtime import init
     from dockyard.runtime._libc import prctl
 
+    init.preload(spec)  # here, not in the child: the child may not read the host's library once in a userns
     if not opts.detach:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
     console_parent, console_fd = _console_channel(terminal, opts.console_socket)
@@ -729,7 +731,6 @@ def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_f
     from dockyard.runtime import init, rlimits
 
     try:
-        init.preload(c.config)
         if console_fd is not None:
             from dockyard.runtime import console
         ch.expect("go")

@@ -320,8 +320,8 @@ def stage1(rfd: int, wfd: int, ctx: dict) -> None:
     """First forked process of `create`: namespaces, then become (or fork) the init.  Never returns."""
     ch = Channel(rfd, wfd)
     try:
-        # Before entering a user namespace: from there the host's Python library may be unreadable.
-        preload(ctx["spec"])
+        # `create` ran preload() before forking: from inside a user namespace the host's Python
+        # library may be unreadable.
         ch.expect("go")  # the parent has moved us into the cgroup
         # Opened before the user namespace: its root may not be allowed to walk to the state directory.
         ctx["fifo_fd"] = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)

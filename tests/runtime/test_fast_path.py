@@ -1,0 +1,32 @@
+"""The runtime's start-up fast path: the cgroup warm-up must begin for every command that attaches a
+process to a container's cgroup, whatever global flags come first."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dockyard.runtime import attach_warmup, cli
+
+
+def test_warmup_knows_which_global_flags_take_a_value():
+    assert attach_warmup.VALUE_FLAGS == {f for f, (_d, takes, _m) in cli._GLOBAL.items() if takes}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the warm-up only runs as root")
+@pytest.mark.parametrize("argv, starts", [
+    (["--root", "/tmp/x", "--log-format", "json", "run", "-b", "b", "id"], True),
+    (["--root=/tmp/x", "exec", "id", "true"], True),
+    (["--debug", "create", "id"], True),
+    (["--root", "run", "state", "id"], False),  # "run" is --root's value here
+    (["state", "id"], False),
+    (["delete", "run"], False),
+])
+def test_warmup_starts_for_commands_that_attach_to_a_cgroup(argv, starts):
+    attach_warmup.join()
+    attach_warmup.start_for(argv)
+    try:
+        assert (attach_warmup._pending is not None) == starts
+    finally:
+        attach_warmup.join()
