@@ -1,0 +1,354 @@
+"""Rootless dockyard: an unprivileged user the test creates runs the engine's containers.
+
+The user gets a home, XDG_RUNTIME_DIR and /etc/subuid, /etc/subgid ranges (useradd's, or added with
+usermod), and runs ``dockyard`` through ``setpriv``.  Every user command runs inside one private mount
+namespace made by root for this module, in which:
+
+* /dev/net/tun is a 0666 copy bind-mounted over the host's node: this machine ships it 0600, so
+  slirp4netns could not open it as the user (a normal distribution has it 0666; the host's node is
+  never touched);
+* the directory under /root holding the test's Python is bind-mounted back over a tmpfs /root, because
+  /root is 0700 and the user must be able to run the same interpreter and virtualenv.
+
+Published ports are reached from the host on 127.0.0.1; outbound traffic goes to a server the test runs
+on the host's loopback, reached through slirp4netns' 10.0.2.2 with allow_host_loopback=true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import io
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, run_cli, unique_name, wait_for
+from tests.registry_peer import start_registry
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a user"),
+    pytest.mark.skipif(not all(shutil.which(p) for p in ("useradd", "setpriv", "unshare", "nsenter", "newuidmap",
+                                                           "slirp4netns")),
+                       reason="needs useradd, setpriv, unshare, nsenter, newuidmap (uidmap) and slirp4netns"),
+    pytest.mark.timeout(600),
+]
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _subid(path: str, name: str) -> tuple[int, int]:
+    with open(path) as f:
+        for line in f:
+            user, start, count = line.strip().split(":")
+            if user == name:
+                return int(start), int(count)
+    raise AssertionError(f"no range for {name} in {path}")
+
+
+def _holder_script(tmp: Path) -> str:
+    """Root's setup of the private mount namespace (see the module docstring), then it sleeps to hold it."""
+    lines = ["set -e", f"mount -t tmpfs -o mode=755 tmpfs {tmp}", f"mknod -m 0666 {tmp}/tun c 10 200",
+             f"mount --bind {tmp}/tun /dev/net/tun"]
+    python = os.path.realpath(sys.executable)
+    if python.startswith("/root/") and not os.stat("/root").st_mode & 0o001:
+        top = "/root/" + python.split("/")[2]
+        lines += [f"mkdir {tmp}/keep", f"mount --bind {top} {tmp}/keep", "mount -t tmpfs -o mode=755 tmpfs /root",
+                  f"mkdir {top}", f"mount --move {tmp}/keep {top}"]
+    return "\n".join(lines + ["exec sleep infinity"])
+
+
+class RootlessUser:
+    def __init__(self, name: str, home: Path, holder: int) -> None:
+        self.name = name
+        self.home = home
+        self.holder = holder
+        pw = pwd.getpwnam(name)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.runtime_dir = home / "run"
+        self.subuid = _subid("/etc/subuid", name)
+        self.subgid = _subid("/etc/subgid", name)
+
+    @property
+    def root(self) -> Path:
+        return self.home / ".local" / "share" / "dockyard"
+
+    @property
+    def runroot(self) -> Path:
+        return self.runtime_dir / "dockyard"
+
+    def run(self, *argv: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = [f"HOME={self.home}", f"XDG_RUNTIME_DIR={self.runtime_dir}", f"PATH={PATH}", f"USER={self.name}",
+               f"PYTHONPATH={REPO}"]
+        return subprocess.run(["nsenter", "-t", str(self.holder), "-m", "--", "setpriv", f"--reuid={self.uid}",
+                               f"--regid={self.gid}", "--init-groups", "env", "-i", *env, *argv],
+                              input=input, capture_output=True, text=True, timeout=timeout, cwd=self.home)
+
+    def dy(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, "-m", "dockyard", *args, **kw)
+
+    def ok(self, *args: str, **kw) -> str:
+        p = self.dy(*args, **kw)
+        assert p.returncode == 0, f"dockyard {' '.join(args)} exited {p.returncode}: {p.stderr}"
+        return p.stdout
+
+    def pause_pid(self) -> int | None:
+        try:
+            return int((self.runroot / "pause.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def ns_mounts(self) -> list[str]:
+        """Mounts under the user's home as the rootless mount namespace sees them."""
+        pid = self.pause_pid()
+        if pid is None:
+            return []
+        with open(f"/proc/{pid}/mountinfo") as f:
+            return [line.split()[4] for line in f if line.split()[4].startswith(str(self.home))]
+
+    def slirp_pids(self) -> list[int]:
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read()
+                with open(f"/proc/{d}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if b"slirp4netns" in cmd and str(self.home).encode() in cmd and state != "Z":
+                out.append(int(d))
+        return out
+
+
+@pytest.fixture(scope="module")
+def registry_image(tmp_path_factory):
+    """busybox (bootstrapped from the host's busybox-static) in a local registry, pushed by root."""
+    work = tmp_path_factory.mktemp("rl-registry")
+    reg = start_registry(work / "registry")
+    try:
+        root = work / "root"
+        run_cli("image", "bootstrap", "busybox", root=root, check=True)
+        ref = f"127.0.0.1:{reg.port}/rootless/busybox:1"
+        run_cli("push", "--tls-verify=false", "localhost/busybox", ref, root=root, check=True)
+        yield ref
+    finally:
+        reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def user(registry_image):
+    name = unique_name("dyrl", 24)
+    home = Path(tempfile.mkdtemp(prefix="dy-rootless-", dir="/tmp"))
+    os.chmod(home, 0o755)
+    tmp = Path(tempfile.mkdtemp(prefix="dy-rootless-ns-", dir="/tmp"))
+    holder = None
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", name], check=True)
+    try:
+        for path, flag in (("/etc/subuid", "--add-subuids"), ("/etc/subgid", "--add-subgids")):
+            if f"\n{name}:" not in "\n" + Path(path).read_text():
+                # useradd gives ranges where login.defs says so; otherwise take one far from its pool.
+                base = 1_500_000_000 + int.from_bytes(os.urandom(2), "big") * 65536
+                subprocess.run(["usermod", flag, f"{base}-{base + 65535}", name], check=True)
+        (home / "run").mkdir(mode=0o700)
+        subprocess.run(["chown", "-R", f"{name}:", str(home)], check=True)
+        holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", _holder_script(tmp)])
+        wait_for(lambda: os.stat(f"/proc/{holder.pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
+                 and open(f"/proc/{holder.pid}/cmdline", "rb").read().startswith(b"sleep"),
+                 timeout=30, what="the private mount namespace")
+        u = RootlessUser(name, home, holder.pid)
+        u.ok("pull", "--tls-verify=false", registry_image)
+        u.ok("tag", registry_image, "busybox")
+        yield u
+    finally:
+        if holder is not None:
+            u = RootlessUser(name, home, holder.pid)
+            with contextlib.suppress(Exception):
+                u.dy("rm", "-af", timeout=120)
+            pause = u.pause_pid()
+            if pause:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pause, signal.SIGKILL)
+            holder.kill()
+            holder.wait()
+        subprocess.run(["userdel", name], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(tmp)
+
+
+def test_info_reports_rootless_and_per_user_store(user):
+    info = json.loads(user.ok("info", "--format", "json"))
+    assert info["host"]["rootless"] is True
+    assert info["store"]["root"] == str(user.root)
+    assert info["store"]["runRoot"] == str(user.runroot)
+    assert info["host"]["idMappings"]["uidmap"] == [
+        {"container_id": 0, "host_id": user.uid, "size": 1},
+        {"container_id": 1, "host_id": user.subuid[0], "size": user.subuid[1]}]
+
+
+def test_run_is_root_inside_with_the_user_namespace_mapping(user):
+    out = user.ok("run", "--rm", "busybox", "sh", "-c",
+                  "id; cat /proc/self/uid_map; stat -c '%u:%g %n' /bin/busybox /etc/passwd")
+    lines = out.splitlines()
+    assert lines[0].startswith("uid=0(root) gid=0(root)")
+    assert lines[1].split() == ["0", str(user.uid), "1"]
+    assert lines[2].split() == ["1", str(user.subuid[0]), str(user.subuid[1])]
+    assert lines[3:] == ["0:0 /bin/busybox", "0:0 /etc/passwd"]
+    # The layers are the user's on disk: nothing was written as host root.
+    layers = [p for p in (user.root / "layers").rglob("busybox") if p.is_file()]
+    assert layers and all(p.stat().st_uid == user.uid for p in layers)
+
+
+def test_image_files_of_other_owners_keep_them(user):
+    """A layer with files of several owners unpacks as the user with the owners mapped through the user
+    namespace, shows them unchanged inside, and on the host belongs to the user's subordinate ids."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add("/bin/busybox", "bin/busybox", filter=lambda ti: (setattr(ti, "uid", 0), setattr(ti, "gid", 0), ti)[2])
+        for name, uid, gid, mode in (("owned", 1234, 2345, 0o640), ("setuid", 0, 0, 0o4755),
+                                     ("nobody", 65534, 65534, 0o600)):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.uid, ti.gid, ti.mode = len(name), uid, gid, mode
+            tf.addfile(ti, io.BytesIO(name.encode()))
+    archive = user.home / "owners.tar"
+    archive.write_bytes(buf.getvalue())
+    os.chown(archive, user.uid, user.gid)
+    user.ok("import", str(archive), "owners:1")
+    out = user.ok("run", "--rm", "owners:1", "/bin/busybox", "stat", "-c", "%u:%g %a %n", "/owned", "/setuid",
+                  "/nobody")
+    assert out.splitlines() == ["1234:2345 640 /owned", "0:0 4755 /setuid", "65534:65534 600 /nobody"]
+    on_disk = {p.name: p.stat() for p in (user.root / "layers").rglob("*") if p.name in ("owned", "nobody")}
+    assert (on_disk["owned"].st_uid, on_disk["owned"].st_gid) == (user.subuid[0] + 1233, user.subgid[0] + 2344)
+    assert on_disk["nobody"].st_uid == user.subuid[0] + 65533
+    user.ok("rmi", "owners:1")
+
+
+def test_lifecycle_detached_exec_logs_stop_rm_and_volumes(user):
+    name = unique_name("rl", 20)
+    user.ok("volume", "create", "rlvol")
+    try:
+        user.ok("run", "-d", "--name", name, "-v", "rlvol:/data", "busybox", "sh", "-c",
+                "echo started; echo persisted > /data/f; chown 1000:1000 /data/f; exec sleep 600")
+        wait_for(lambda: "started" in user.ok("logs", name), timeout=30, what="container output")
+        assert user.ok("exec", name, "id", "-u") == "0\n"
+        assert user.ok("exec", name, "stat", "-c", "%u:%g", "/data/f") == "1000:1000\n"
+        state = json.loads(user.ok("inspect", name))[0]
+        assert state["State"]["Running"] is True
+        assert state["HostConfig"]["NetworkMode"] == "slirp4netns"
+        user.ok("stop", "-t", "1", name)
+        assert json.loads(user.ok("inspect", name))[0]["State"]["Running"] is False
+        user.ok("rm", name)
+        out = user.ok("run", "--rm", "-v", "rlvol:/data", "busybox", "sh", "-c", "cat /data/f; stat -c %u /data/f")
+        assert out == "persisted\n1000\n"
+        # -i: stdin reaches the container.
+        assert user.ok("run", "--rm", "-i", "busybox", "cat", input="through stdin\n") == "through stdin\n"
+    finally:
+        user.dy("rm", "-f", name)
+        user.ok("volume", "rm", "rlvol")
+    assert user.slirp_pids() == []
+    assert [m for m in user.ns_mounts() if "/containers/" in m] == []
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = b"from the host loopback\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_published_port_outbound_and_teardown(user):
+    name = unique_name("rl", 20)
+    port = _free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        user.ok("run", "-d", "--name", name, "-p", f"{port}:80", "--network", "slirp4netns:allow_host_loopback=true",
+                "busybox", "sh", "-c", "mkdir -p /www && echo served-rootless > /www/index.html && "
+                "exec httpd -f -p 80 -h /www")
+        assert user.ok("port", name).strip() == f"80/tcp -> 0.0.0.0:{port}"
+
+        def fetch() -> bytes | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    return r.read()
+            except OSError:
+                return None
+
+        wait_for(lambda: fetch() == b"served-rootless\n", timeout=30, what="the published port")
+        out = user.ok("exec", name, "wget", "-qO-", f"http://10.0.2.2:{server.server_address[1]}/")
+        assert out == "from the host loopback\n"
+        assert len(user.slirp_pids()) == 1
+        user.ok("rm", "-f", name)
+    finally:
+        server.shutdown()
+        server.server_close()
+        user.dy("rm", "-f", name)
+    assert user.slirp_pids() == []
+    assert fetch() is None
+    assert list((user.runroot / "netns").iterdir()) == []
+    assert [m for m in user.ns_mounts() if "/containers/" in m or "/netns/" in m] == []
+
+
+def test_host_loopback_is_closed_by_default(user):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        p = user.dy("run", "--rm", "busybox", "wget", "-T", "5", "-qO-", f"http://10.0.2.2:{server.server_address[1]}/")
+        assert p.returncode != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_userns_keep_id_and_nomap(user):
+    out = user.ok("run", "--rm", "--userns=keep-id", "busybox", "sh", "-c", "id -u; id -g; stat -c %u /etc/passwd")
+    assert out.split() == [str(user.uid), str(user.gid), "0"]
+    name = unique_name("rl", 20)
+    user.ok("create", "--name", name, "--userns=keep-id", "busybox", "true")
+    assert json.loads(user.ok("inspect", name))[0]["HostConfig"]["UsernsMode"] == "keep-id"
+    user.ok("rm", name)
+    out = user.ok("run", "--rm", "--userns=nomap", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map")
+    assert out.split()[0] == "0" and out.split()[1:] == ["0", "1", str(user.subuid[1])]
+
+
+def test_resource_limits_are_refused_without_delegation(user):
+    from dockyard import host
+
+    if host.cgroup_info().version == "v2":
+        pytest.skip("cgroup v2 host: limits depend on systemd delegation")
+    p = user.dy("run", "--rm", "--memory", "64m", "busybox", "true")
+    assert p.returncode == 125
+    assert p.stderr.strip().startswith("Error: --memory: rootless containers cannot have resource limits")
+
+
+def test_bridge_networks_are_refused(user):
+    p = user.dy("network", "create", unique_name("rl", 12))
+    assert p.returncode == 125 and "needs root" in p.stderr
