@@ -69,7 +69,7 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("--network", default="host", show_default=True, metavar="MODE", help="RUN steps' network: host or none.")
 @click.option("--iidfile", metavar="FILE", help="Write the image ID to FILE.")
 @click.option("-o", "--output", metavar="type=local,dest=DIR", help="Also export the image's filesystem.")
-@click.option("--runtime", default="dockyard", show_default=True, help="OCI runtime for RUN steps.")
+@click.option("--runtime", metavar="NAME", help="OCI runtime for RUN steps (default $DOCKYARD_RUNTIME or dockyard).")
 @click.option("--rm/--no-rm", "rm_", default=True, help="Accepted: build containers are always removed.")
 @click.option("--force-rm", is_flag=True, help="Accepted: build containers are always removed.")
 @click.option("--squash", is_flag=True, help="Not supported (a clear error).")
@@ -100,7 +100,8 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         build_args=_pairs(build_args, "--build-arg", env_fallback=True), target=target, no_cache=no_cache,
         layers=layers, pull={"true": "always", "false": "missing"}.get(pull.lower(), pull.lower()),
         labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
-        platform=platform, fmt=fmt, secrets=secrets, network=network, runtime=runtime, output=output,
+        platform=platform, fmt=fmt, secrets=secrets, network=network,
+        runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
         quiet=quiet, report=report, run_stdout=None)
     sys.stdout.flush()
     image_id = BuildService(state.engine).build(opts)

@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -846,13 +847,13 @@ class BuildService:
         for m in mounts:
             self._prepare_mount(m, ins, st, work, secret_dir, extra, env_extra)
         # The paths the runtime and our mounts create in the root filesystem are not the step's changes.
-        created: list[str] = []
+        created: list[tuple[str, str]] = []  # (mount destination, the topmost directory made for it)
         for dest in [*_RUNTIME_MOUNTPOINTS, *(m["destination"] for m in extra)]:
-            parts = [p for p in dest.split("/") if p]
+            parts = [p for p in os.path.normpath(dest).split("/") if p]
             for i in range(1, len(parts) + 1):
                 sub = "/" + "/".join(parts[:i])
                 if not os.path.lexists(secure_join(str(rootfs), sub)):
-                    created.append(sub)
+                    created.append(("/" + "/".join(parts), sub))
                     break
         c = state.container
         cfg: dict[str, Any] = {"Env": [*(c.get("Env") or []),
@@ -884,13 +885,8 @@ class BuildService:
                 runtime.delete(cid, force=True)
             if secret_dir.exists():
                 shutil.rmtree(secret_dir, ignore_errors=True)
-            for path in sorted(created, key=len, reverse=True):
-                host = secure_join(str(rootfs), path)
-                with contextlib.suppress(OSError):
-                    if os.path.isdir(host) and not os.path.islink(host):
-                        _rmdir_empty_tree(host)
-                    elif os.path.lexists(host) and os.lstat(host).st_size == 0:
-                        os.unlink(host)
+            for dest, top in sorted(created, key=lambda x: len(x[0]), reverse=True):
+                _remove_mountpoint(rootfs, dest, top)
         if p.returncode != 0:
             raise BuildStepError(f"building at STEP \"{ins.original}\": while running runtime: exit status "
                                  f"{p.returncode}", p.returncode)
@@ -1131,6 +1127,10 @@ class BuildService:
     def _commit(self, state: State, tags: list[str], final: bool) -> str:
         from dockyard.image import manifest as mf
         from dockyard.image.config import config_bytes
+        from dockyard.image.reference import parse as parse_ref
+
+        # Podman names a build's short tags under localhost/, not docker.io.
+        given, tags = tags, [f"localhost/{t}" if parse_ref(t).is_short else t for t in tags]
 
         cfg = json.loads(json.dumps(state.config))
         c = cfg.setdefault("config", {})
@@ -1147,13 +1147,11 @@ class BuildService:
                                 [mf.Descriptor(lay.media_type, lay.digest, lay.size) for lay in state.layers],
                                 docker=docker, annotations=annotations or None)
         if final and not self.opts.quiet:
-            self.opts.report(f"{self._prefix}COMMIT {' '.join(tags)}".rstrip())
+            self.opts.report(f"{self._prefix}COMMIT {' '.join(given)}".rstrip())
         img = self.engine.images.add_from_manifest(man, mf.DOCKER_MANIFEST if docker else mf.OCI_MANIFEST, cb,
                                                    tags=tags)
         if final and not self.opts.quiet:
             self.opts.report(f"--> {img.short_id}")
-            from dockyard.image.reference import parse as parse_ref
-
             for t in tags:
                 ref = parse_ref(t)
                 self.opts.report(f"Successfully tagged {ref.name}:{ref.tag or 'latest'}")
@@ -1185,10 +1183,21 @@ class BuildService:
                     pack_directory(rootfs, out)
 
 
-def _rmdir_empty_tree(path: str) -> None:
-    for dirpath, _dirs, _files in os.walk(path, topdown=False):
+def _remove_mountpoint(rootfs: Path, dest: str, top: str) -> None:
+    """Remove the empty file or directory made as a mount point at ``dest`` and the empty directories
+    made above it, up to ``top``: none of them is a change the step made."""
+    path = dest
+    while True:
+        host = os.path.join(str(rootfs), path.lstrip("/"))
         with contextlib.suppress(OSError):
-            os.rmdir(dirpath)
+            st = os.lstat(host)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(host)  # fails (kept) when the step put something inside
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(host)
+        if path == top or path in ("/", ""):
+            return
+        path = os.path.dirname(path)
 
 
 def _now() -> str:
