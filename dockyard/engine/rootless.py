@@ -352,6 +352,7 @@ def prepare_rootfs(root: Path, ctr_dir: Path, layer_dirs: list[Path], maps: dict
     import shutil
 
     u, g = resolved
+    _check_reachable(ctr_dir.parent.parent, u, g)
     key = hashlib.sha256(json.dumps([u, g]).encode()).hexdigest()[:16]
     out = []
     for layer in layer_dirs:
@@ -375,6 +376,20 @@ def prepare_rootfs(root: Path, ctr_dir: Path, layer_dirs: list[Path], maps: dict
     upper.mkdir(parents=True, exist_ok=True)
     os.chown(upper, _shift(u, 0), _shift(g, 0))
     return out
+
+
+def _check_reachable(path: Path, u: Mapping, g: Mapping) -> None:
+    """The runtime mounts the rootfs as the container's root, which is not ours: every directory above
+    the store must let it pass (searchable by others, or owned by ids it maps, which it may override)."""
+    def mapped(maps: Mapping, ident: int) -> bool:
+        return any(h <= ident < h + n for _, h, n in maps)
+
+    for d in [path, *path.parents]:
+        st = os.stat(d)
+        if not st.st_mode & 0o001 and not (mapped(u, st.st_uid) and mapped(g, st.st_gid)):
+            raise Unsupported(f"the container's user namespace cannot reach its root filesystem: {d} is not "
+                              f"searchable by others (chmod o+x {d}, or use a storage root below a searchable "
+                              "directory)")
 
 
 def _chown_tree(top: Path, u: Mapping, g: Mapping) -> None:
