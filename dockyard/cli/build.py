@@ -66,7 +66,8 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
               help="Image manifest and config format.")
 @click.option("--secret", "secret_specs", multiple=True, metavar="id=ID,src=FILE|env=VAR",
               help="A secret RUN --mount=type=secret can read.")
-@click.option("--network", default="host", show_default=True, metavar="MODE", help="RUN steps' network: host or none.")
+@click.option("--network", default="bridge", show_default=True, metavar="MODE",
+              help="RUN steps' network: bridge (own namespace on the default network), host, none, or a network.")
 @click.option("--iidfile", metavar="FILE", help="Write the image ID to FILE.")
 @click.option("-o", "--output", metavar="type=local,dest=DIR", help="Also export the image's filesystem.")
 @click.option("--runtime", metavar="NAME", help="OCI runtime for RUN steps (default $DOCKYARD_RUNTIME or dockyard).")

@@ -70,7 +70,7 @@ class BuildOptions:
     platform: str | None = None
     fmt: str = "oci"
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> ("file"|"env", value)
-    network: str = "host"
+    network: str = "bridge"  # bridge (default network), host, none or a network name
     runtime: str = "dockyard"
     output: str | None = None
     quiet: bool = False
@@ -170,8 +170,6 @@ class BuildService:
 
         if opts.fmt not in ("oci", "docker"):
             raise InvalidArgument(f"unrecognized image type {opts.fmt!r}: oci or docker")
-        if opts.network not in ("host", "none", "default", "private", "bridge"):
-            raise InvalidArgument(f"--network {opts.network!r}: a build step can use host or none")
         if opts.pull not in ("always", "missing", "never", "newer", "true", "false"):
             raise InvalidArgument(f"invalid --pull value {opts.pull!r}: always, missing, never or newer")
         self.opts = opts
@@ -757,8 +755,8 @@ class BuildService:
 
         mounts = [parser.parse_kv_mount(m) for m in ins.flags.get("mount", [])]
         network = ins.flag("network") or self.opts.network
-        if network not in ("host", "none", "default", "private", "bridge"):
-            raise ins.fail(f"--network={network}: a build step can use host, none or default")
+        if network.startswith("container:"):
+            raise ins.fail(f"--network={network} is not supported for a build step")
         if ins.flag("security") not in (None, "sandbox"):
             raise ins.fail("--security=insecure is not allowed")
         argv = self._run_argv(state, ins)
@@ -832,15 +830,9 @@ class BuildService:
         from dockyard.engine.oci import OCIRuntime
         from dockyard.runtime.rootfs import secure_join
 
-        cid = "build-" + secrets.token_hex(16)
+        cid = secrets.token_hex(32)
         userdata = work / "userdata"
         userdata.mkdir()
-        (userdata / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                        f"127.0.1.1\t{cid[:12]}\n")
-        if network != "none":
-            with contextlib.suppress(OSError):
-                shutil.copyfile("/etc/resolv.conf", userdata / "resolv.conf")
-        (userdata / "hostname").write_text(cid[:12] + "\n")
         extra: list[dict[str, Any]] = []
         env_extra: list[str] = []
         secret_dir = self.engine.roots.runroot / "build-secrets" / cid
@@ -862,27 +854,37 @@ class BuildService:
                                "WorkingDir": c.get("WorkingDir") or "/", "User": c.get("User") or "",
                                "Hostname": cid[:12]}
         cfg["Env"] += env_extra
-        ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata,
-                                  netns=None if network in ("host", "default", "private", "bridge") else "",
-                                  extra_mounts=extra)
-        try:
-            spec = specgen.generate(cfg, {}, ctx)
-        except InvalidArgument as e:
-            raise ins.fail(f"cannot run: {e}") from None
-        bundle = work / "bundle"
-        bundle.mkdir()
-        (bundle / "config.json").write_text(json.dumps(spec))
         runtime = OCIRuntime(self.opts.runtime, self.engine.roots.runroot / "build-runtime")
         runtime.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         out = self.opts.run_stdout
         if self.opts.quiet:
             out = subprocess.DEVNULL
+        mode = "bridge" if network in ("default", "private") else network
+        networks = self.engine.networks
         try:
+            # The step's network comes from the network service like a container's: by default its own
+            # namespace on the default bridge, as Docker's and Podman's build steps get.
+            net = networks.setup(cid, "build-" + cid[:12], mode, hostname=cid[:12])
+            for name, key in (("hosts", "hosts"), ("resolv.conf", "resolv_conf"), ("hostname", "hostname")):
+                if net.get(key) is not None:
+                    (userdata / name).write_text(net[key])
+            ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=net["netns"],
+                                      extra_mounts=extra)
+            try:
+                spec = specgen.generate(cfg, {}, ctx)
+            except InvalidArgument as e:
+                raise ins.fail(f"cannot run: {e}") from None
+            bundle = work / "bundle"
+            bundle.mkdir()
+            (bundle / "config.json").write_text(json.dumps(spec))
             p = subprocess.run(runtime.command("run", "--bundle", str(bundle), cid), stdin=subprocess.DEVNULL,
                                stdout=out, stderr=out if self.opts.quiet else None)
         finally:
             with contextlib.suppress(DockyardError):
                 runtime.delete(cid, force=True)
+            with contextlib.suppress(DockyardError, OSError):
+                networks.teardown(cid)
+                networks.forget(cid)
             if secret_dir.exists():
                 shutil.rmtree(secret_dir, ignore_errors=True)
             for dest, top in sorted(created, key=lambda x: len(x[0]), reverse=True):
