@@ -471,9 +471,11 @@ class NetworkService:
             out[r["name"]] = self._endpoint(e, r)
         return out
 
-    def detach(self, container_id: str, network: str | None = None) -> None:
+    def detach(self, container_id: str, network: str | None = None, *, delete_links: bool = True) -> None:
         """Unplug the container from ``network`` (all networks when None; then also its published
-        ports).  Idempotent: safe to repeat, and after the namespace is already gone."""
+        ports).  Idempotent: safe to repeat, and after the namespace is already gone.
+        ``delete_links=False``: the caller removed the container's namespace, whose veths the
+        kernel is deleting anyway."""
         from dockyard.network import bridge, dns
 
         if network is None:
@@ -491,7 +493,7 @@ class NetworkService:
                     if network is not None:
                         raise NotFound(f"container {container_id[:12]} is not connected to network {network}")
                     continue
-                if e["host_ifname"] and bridge.link_present(e["host_ifname"]):
+                if delete_links and e["host_ifname"] and bridge.link_present(e["host_ifname"]):
                     bridge.delete_link(e["host_ifname"])
                 with self.db.write() as c:
                     c.execute("DELETE FROM network_endpoints WHERE network_id = ? AND container_id = ?",
@@ -603,16 +605,12 @@ class NetworkService:
         Idempotent, so cleanup after a crash can call it again."""
         from dockyard.network import netns as N
 
-        # The namespace first: the kernel then deletes the container's veths with it, so the
-        # detach below usually has no link left to delete and need not load netlink at all.
-        veths = [r["host_ifname"] for r in self.db.query(
-            "SELECT host_ifname FROM network_endpoints WHERE container_id = ?", (container_id,))]
-        if N.remove(container_id):
-            from dockyard.network import bridge
-
-            bridge.wait_gone(veths)
+        # The namespace first: the kernel then deletes the container's veths with it (in the
+        # background, a few ms later), so the detach below neither deletes nor waits for them --
+        # either costs a kernel RCU grace period on every container's removal.
+        gone = N.remove(container_id)
         self.teardown_rootless(container_id)
-        self.detach(container_id)
+        self.detach(container_id, delete_links=not gone)
 
     def _slirp_dir(self, container_id: str) -> Path:
         return self.engine.roots.runroot / "slirp4netns" / container_id[:12]

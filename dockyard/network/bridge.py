@@ -79,18 +79,6 @@ def link_present(name: str) -> bool:
     return bool(name) and "/" not in name and os.path.exists(f"/sys/class/net/{name}")
 
 
-def wait_gone(names: list[str], timeout: float = 0.5) -> bool:
-    """Wait for links the kernel is deleting (with their namespace) to disappear."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while any(link_present(n) for n in names):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def link_exists(name: str) -> bool:
     return link_present(name)
 
@@ -144,8 +132,8 @@ def delete_link(name: str) -> None:
         with nl.Rtnl() as ipr:
             ipr.del_link(idx)
     except nl.NetlinkError as e:
-        if e.errno != errno.ENODEV:
-            raise DockyardError(f"cannot delete interface {name}: {os.strerror(e.errno)}") from None
+        if e.code != errno.ENODEV:
+            raise DockyardError(f"cannot delete interface {name}: {os.strerror(e.code)}") from None
 
 
 def bridge_ports(name: str) -> list[str]:
@@ -198,10 +186,10 @@ def add_veth(bridge: str, netns_path: str, ifname: str, address: str, prefixlen:
             try:
                 ipr.add_veth(host, ifname, fd, br, mac, mtu)
             except nl.NetlinkError as e:
-                if e.errno == errno.EEXIST:
+                if e.code == errno.EEXIST:
                     raise Conflict(f"interface {ifname} (or {host}) already exists") from None
                 raise DockyardError(f"cannot attach to bridge {bridge}: cannot create veth pair: "
-                                    f"{os.strerror(e.errno)}") from None
+                                    f"{os.strerror(e.code)}") from None
             try:
                 # With br_netfilter the DNAT of a container's packet to its own published port is
                 # bridged straight back out of the port it came in on: allowed only in hairpin mode
@@ -220,7 +208,7 @@ def add_veth(bridge: str, netns_path: str, ifname: str, address: str, prefixlen:
                     with contextlib.suppress(OSError):
                         ipr.del_link(idx)
                 if isinstance(e, nl.NetlinkError):
-                    raise DockyardError(f"cannot attach to bridge {bridge}: {os.strerror(e.errno)}") from None
+                    raise DockyardError(f"cannot attach to bridge {bridge}: {os.strerror(e.code)}") from None
                 raise
     finally:
         os.close(fd)

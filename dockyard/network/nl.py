@@ -43,7 +43,11 @@ _libc: Any = None
 
 
 class NetlinkError(OSError):
-    """A request the kernel refused; ``errno`` says why."""
+    """A request the kernel refused; ``code`` (also ``errno``) says why."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code, os.strerror(code))
+        self.code = code
 
 
 def _codecs() -> types.SimpleNamespace:
@@ -143,7 +147,7 @@ class Rtnl:
                     code = -struct.unpack_from("=i", data, off + _HDR.size)[0]
                     pending.discard(seq)
                     if code and failed is None:
-                        failed = NetlinkError(code, os.strerror(code))
+                        failed = NetlinkError(code)
                 elif mtype != NLMSG_DONE and seq in pending:
                     replies.append(bytes(data[off:off + length]))
                 off += (length + 3) & ~3
