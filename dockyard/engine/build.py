@@ -1108,6 +1108,8 @@ class BuildService:
         try:
             with urllib.request.urlopen(url, timeout=60) as resp, open(path, "wb") as f:  # noqa: S310
                 shutil.copyfileobj(resp, f)
+        except urllib.error.HTTPError as e:
+            raise ins.fail(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, OSError) as e:
             raise ins.fail(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
         os.chmod(path, 0o600)  # Docker gives downloaded files mode 600
