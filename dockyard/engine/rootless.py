@@ -310,26 +310,37 @@ def resolve(maps: dict[str, Any] | None) -> tuple[Mapping, Mapping] | None:
 
 
 def apply(spec: dict[str, Any], maps: dict[str, Any] | None) -> None:
-    """Give the OCI spec the user namespace the container's --userns flags asked for."""
-    resolved = resolve(maps)
-    if resolved is None or maps is None:
-        return
-    u, g = resolved
-    if "keep_id" in maps:
-        user = spec["process"]["user"]
-        if user.get("uid", 0) == 0:
-            user.update(uid=maps["keep_id"][0], gid=maps["keep_id"][1])
+    """Fit the OCI spec to rootless mode and give it the user namespace --userns asked for."""
+    from dockyard.paths import is_rootless
+
     linux = spec["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in u]
-    linux["gidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in g]
-    # sysfs can only be mounted by the user namespace owning the network namespace: one made before
-    # (slirp4netns, --network host/container:) is not the nested namespace's, so bind the host's, as runc.
-    if any(ns["type"] == "network" and ns.get("path") for ns in linux["namespaces"]) or \
-            not any(ns["type"] == "network" for ns in linux["namespaces"]):
+    rootless = is_rootless()
+    if rootless:
+        from dockyard import host
+
+        if host.cgroup_info().version != "v2":
+            # No cgroup to make (resource flags were refused at create): with no path runc, like
+            # our runtime, runs the container without one instead of failing on the first mkdir.
+            linux.pop("cgroupsPath", None)
+            linux.pop("resources", None)
+    resolved = resolve(maps)
+    if resolved is not None and maps is not None:
+        u, g = resolved
+        if "keep_id" in maps:
+            user = spec["process"]["user"]
+            if user.get("uid", 0) == 0:
+                user.update(uid=maps["keep_id"][0], gid=maps["keep_id"][1])
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in u]
+        linux["gidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in g]
+    # sysfs can only be mounted by the user namespace owning the network namespace: the host's is not
+    # ours when rootless, one made before (slirp4netns, bridge) is not a nested namespace's: bind the
+    # host's /sys instead, as runc and Podman do.
+    nets = [ns for ns in linux["namespaces"] if ns["type"] == "network"]
+    if (resolved is not None and (not nets or nets[0].get("path"))) or (rootless and not nets):
         for m in spec["mounts"]:
             if m["destination"] == "/sys" and m["type"] == "sysfs":
-                m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+                m.update(type="bind", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
 
 
 def _shift(maps: Mapping, ident: int) -> int:

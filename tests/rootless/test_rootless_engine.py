@@ -352,3 +352,43 @@ def test_resource_limits_are_refused_without_delegation(user):
 def test_bridge_networks_are_refused(user):
     p = user.dy("network", "create", unique_name("rl", 12))
     assert p.returncode == 125 and "needs root" in p.stderr
+
+
+def test_network_host_and_runc_rootless(user):
+    # The host's network namespace is not the rootless user namespace's: /sys is bound, not mounted.
+    out = user.ok("run", "--rm", "--network", "host", "busybox", "sh", "-c", "id -u; ls /sys/class/net | grep -c lo")
+    assert out.split() == ["0", "1"]
+    if not shutil.which("runc"):
+        return
+    out = user.ok("run", "--rm", "--runtime", "runc", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map")
+    assert out.split()[:4] == ["0", "0", str(user.uid), "1"]
+    assert user.ok("run", "--rm", "--runtime", "runc", "--userns=keep-id", "busybox", "id", "-u") == f"{user.uid}\n"
+
+
+def test_run_with_a_terminal(user):
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        env = [f"HOME={user.home}", f"XDG_RUNTIME_DIR={user.runtime_dir}", f"PATH={PATH}", f"PYTHONPATH={REPO}"]
+        p = subprocess.Popen(["nsenter", "-t", str(user.holder), "-m", "--", "setpriv", f"--reuid={user.uid}",
+                              f"--regid={user.gid}", "--init-groups", "env", "-i", *env, sys.executable, "-m",
+                              "dockyard", "run", "--rm", "-it", "busybox", "sh", "-c", "tty; id -u"],
+                             stdin=slave, stdout=slave, stderr=slave, cwd=user.home, start_new_session=True)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert p.wait(timeout=60) == 0, out
+        assert out.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"0"]
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
