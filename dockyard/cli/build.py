@@ -70,13 +70,15 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
               help="RUN steps' network: bridge (own namespace on the default network), host, none, or a network.")
 @click.option("--iidfile", metavar="FILE", help="Write the image ID to FILE.")
 @click.option("-o", "--output", metavar="type=local,dest=DIR", help="Also export the image's filesystem.")
+@click.option("--tls-verify", type=click.BOOL, is_flag=False, flag_value=True, default=None, metavar="BOOL",
+              help="Require HTTPS and verify certificates when pulling base images (default true).")
 @click.option("--runtime", metavar="NAME", help="OCI runtime for RUN steps (default $DOCKYARD_RUNTIME or dockyard).")
 @click.option("--rm/--no-rm", "rm_", default=True, help="Accepted: build containers are always removed.")
 @click.option("--force-rm", is_flag=True, help="Accepted: build containers are always removed.")
 @click.option("--squash", is_flag=True, help="Not supported (a clear error).")
 @click.pass_obj
 def build(state, context, tags, dockerfile, build_args, target, no_cache, layers, pull, labels, annotations,
-          platform, quiet, fmt, secret_specs, network, iidfile, output, runtime, rm_, force_rm, squash):
+          platform, quiet, fmt, secret_specs, network, iidfile, output, tls_verify, runtime, rm_, force_rm, squash):
     from dockyard.engine.build import BuildOptions, BuildService
     from dockyard.errors import Unsupported
 
@@ -103,7 +105,7 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
         platform=platform, fmt=fmt, secrets=secrets, network=network,
         runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
-        quiet=quiet, report=report, run_stdout=None)
+        tls_verify=tls_verify, quiet=quiet, report=report, run_stdout=None)
     sys.stdout.flush()
     image_id = BuildService(state.engine).build(opts)
     if iidfile:

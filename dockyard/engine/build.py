@@ -73,6 +73,7 @@ class BuildOptions:
     network: str = "bridge"  # bridge (default network), host, none or a network name
     runtime: str = "dockyard"
     output: str | None = None
+    tls_verify: bool | None = None
     quiet: bool = False
     # Progress lines (STEP, COMMIT, -->) and the fd RUN steps write their output to.
     report: Callable[[str], None] = print
@@ -404,24 +405,23 @@ class BuildService:
         return State(layers, cfg, _key("image", img.id))
 
     def _image(self, name: str) -> Any:
+        """A base or --from image by the pull policy: never, missing (default), always, newer."""
         images = self.engine.images
         pull = self.opts.pull
-        if pull in ("always", "true") or (pull in ("missing", "newer", "false") and not images.exists(name)):
-            if pull == "false" and images.exists(name):
-                return images.get(name)
-            try:
-                if not self.opts.quiet:
-                    self.opts.report(f"Resolving {name!r} ...")
-                res = self.engine.registry.pull(name)
-                ref = getattr(res, "image_id", None) or getattr(res, "id", None)
-                return images.get(ref or name)
-            except DockyardError as e:
-                if pull in ("always", "true") or not images.exists(name):
-                    raise DockyardError(f"creating build container: pulling {name}: {e}") from None
-        try:
+        local = images.exists(name)
+        if pull == "never" or (local and pull in ("missing", "false")):
+            if not local:
+                raise NotFound(f"{name}: image not known, and --pull=never forbids pulling it")
             return images.get(name)
-        except NotFound:
-            raise NotFound(f"{name}: image not known (pull policy is {pull})") from None
+        if not self.opts.quiet:
+            self.opts.report(f"Trying to pull {name}...")
+        try:
+            res = self.engine.registry.pull(name, platform=self.opts.platform, tls_verify=self.opts.tls_verify)
+        except DockyardError as e:
+            if local and pull == "newer":
+                return images.get(name)
+            raise DockyardError(f"creating build container: pulling {name}: {e}") from None
+        return images.get(res.image_id)
 
     # -- one step --------------------------------------------------------------------------------------
     def _scope(self, state: State) -> dict[str, str]:

@@ -90,9 +90,12 @@ def test_push_to_registry_and_inspect_with_skopeo(dyb, tmp_path, registry, regis
     from tests.helpers import run_cli
 
     env = {**registry_env, "DOCKYARD_RUNTIME": RUNTIME}
-    run_cli("--runroot", str(other / "run"), "pull", "--tls-verify=false", name, root=other, check=True, env=env)
-    r = run_cli("--runroot", str(other / "run"), "run", "--rm", name, root=other, check=True, env=env)
-    assert r.stdout == "pushed\n"
+    write(ctx, {"Dockerfile": f"FROM {name}\nRUN echo child >> /pushed\n"})
+    p = run_cli("--runroot", str(other / "run"), "build", "--tls-verify=false", "-t", "child", str(ctx), root=other,
+                check=True, env=env)
+    assert f"Trying to pull {name}..." in p.stdout
+    r = run_cli("--runroot", str(other / "run"), "run", "--rm", "child", root=other, check=True, env=env)
+    assert r.stdout == "pushed\nchild\n"
 
 
 def test_network_modes(dyb, tmp_path):
