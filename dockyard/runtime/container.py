@@ -244,10 +244,14 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         if subreaper:
             # The child forks the init and exits, and the init must be reparented to us.
             _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-        # mkdir in cgroupfs takes cgroup_mutex, which the warm-up holds until its grace period is over.
+        # mkdir in cgroupfs takes cgroup_mutex, which a warm-up (v2 hosts) holds until its grace period is over.
         cg = cgroups.manager(linux.get("cgroupsPath"), cid, _rootless())
         for w in cg.create(_resources(spec)) or []:
             warn(w)
+        self_attach = cg.self_attach()
+        cg_fd = -1
+        if self_attach is not None and self_attach[1]:
+            cg_fd = os.open(self_attach[1], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
         sys.stdout.flush()
@@ -255,29 +259,23 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         attach_warmup.join()
         # Root of a user namespace (rootless engine) may not setns back into the host's PID namespace.
         ctx["born_in_pidns"] = _fork_into_new_pidns(linux) and not c.data["rootless"]
-        own_pidns = -1
-        if ctx["born_in_pidns"]:
-            # The child is forked straight into the container's PID namespace as its PID 1, saving
-            # the extra fork an unshare in the child would need; our own later children (hooks,
-            # newuidmap) must stay in ours, hence the setns back right after.
-            from dockyard.runtime import linux as L
-
-            own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            L.unshare(L.CLONE_NEWPID)
         try:
-            child = os.fork()
-            if child == 0:
-                # Never let the child unwind into the parent's cleanup code below.
-                try:
-                    os.close(r1)
-                    os.close(w2)
-                    init.stage1(r2, w1, ctx)
-                finally:
-                    os._exit(1)
+            child, placed = _fork_child(ctx["born_in_pidns"], cg_fd)
         finally:
-            if own_pidns >= 0:
-                L.setns(own_pidns, L.CLONE_NEWPID)
-                os.close(own_pidns)
+            if cg_fd >= 0 and (child or not placed):
+                os.close(cg_fd)
+        # The v1 hierarchies the child joins itself, once it knows it is in the cgroup2 one (if any);
+        # None: this side moves it by pid.
+        joins = self_attach[0] if self_attach is not None and (placed or not self_attach[1]) else None
+        if child == 0:
+            # Never let the child unwind into the parent's cleanup code below.
+            try:
+                os.close(r1)
+                os.close(w2)
+                ctx["cgroup_tasks"] = joins or []
+                init.stage1(r2, w1, ctx)
+            finally:
+                os._exit(1)
         os.close(w1)
         os.close(r2)
         if console_fd is not None and not opts.console_socket:
@@ -289,7 +287,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         ch = Channel(r1, w2)
         procs = {"child": child, "init": child if ctx["born_in_pidns"] else 0}
         try:
-            init_pid = _drive_init(ch, c, cg, procs, spec, bundle)
+            init_pid = _drive_init(ch, c, None if joins is not None else cg, procs, spec, bundle)
         finally:
             ch.close()
             child, init_pid = procs["child"], procs["init"]
@@ -316,6 +314,35 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         master = console.recv_fd(console_parent)
         console_parent.close()
     return c, master
+
+
+def _fork_child(new_pidns: bool, cgroup_fd: int) -> tuple[int, bool]:
+    """Fork `create`'s child: (its pid, or 0 in the child; whether it was created in the cgroup2
+    directory ``cgroup_fd``).  ``new_pidns``: as PID 1 of a new PID namespace, which saves the extra
+    fork an unshare in the child would need."""
+    from dockyard.runtime import linux as L
+
+    if cgroup_fd >= 0:
+        try:
+            return L.fork_into_cgroup(cgroup_fd, L.CLONE_NEWPID if new_pidns else 0), True
+        except OSError:
+            pass  # a kernel without clone3/CLONE_INTO_CGROUP: fork, and the child is moved by pid
+    own_pidns = -1
+    if new_pidns:
+        # Our own later children (hooks, newuidmap) must stay in our PID namespace: setns back after.
+        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        L.unshare(L.CLONE_NEWPID)
+    try:
+        pid = os.fork()
+    except BaseException:
+        pid = -1
+        raise
+    finally:
+        if own_pidns >= 0:
+            if pid != 0:  # the child stays: its children belong in the new namespace
+                L.setns(own_pidns, L.CLONE_NEWPID)
+            os.close(own_pidns)
+    return pid, False
 
 
 def _fork_into_new_pidns(linux: dict) -> bool:
@@ -350,12 +377,14 @@ def _owner() -> str:
 def _drive_init(ch: Channel, c: st.Container, cg, procs: dict[str, int], spec: dict,  # noqa: ANN001
                 bundle: str) -> int:
     """Answer the forked child until its init is ready.  ``procs`` tracks what is still ours to kill
-    should this fail: the first child (until reaped) and the init."""
+    should this fail: the first child (until reaped) and the init.  ``cg``: the cgroup to move the
+    child into before it goes on (None: it is in already, or joins by itself)."""
     child = procs["child"]
-    try:
-        cg.add(child)
-    except OSError as e:
-        raise RuntimeFailure(f"cannot move the container init into its cgroup: {e.strerror}") from None
+    if cg is not None:
+        try:
+            cg.add(child)
+        except OSError as e:
+            raise RuntimeFailure(f"cannot move the container init into its cgroup: {e.strerror}") from None
     ch.send("go")
     init_pid = procs["init"]
     linux = spec.get("linux") or {}

@@ -316,13 +316,28 @@ def _bind_console(slave: str) -> None:
         pass  # a read-only /dev: the pty still works as stdio
 
 
+def _join_cgroup(tasks: str) -> None:
+    """Move this (single-threaded) process into a v1 cgroup: "0" names the writer, which the kernel
+    moves without taking its global threadgroup lock (CgroupManager.self_attach)."""
+    try:
+        fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot join cgroup {os.path.dirname(tasks)}: {e.strerror}") from None
+
+
 def stage1(rfd: int, wfd: int, ctx: dict) -> None:
     """First forked process of `create`: namespaces, then become (or fork) the init.  Never returns."""
     ch = Channel(rfd, wfd)
     try:
         # `create` ran preload() before forking: from inside a user namespace the host's Python
         # library may be unreadable.
-        ch.expect("go")  # the parent has moved us into the cgroup
+        ch.expect("go")  # the parent has moved us into the cgroup, or left that to us
+        for path in ctx.get("cgroup_tasks") or []:
+            _join_cgroup(path)
         # Opened before the user namespace: its root may not be allowed to walk to the state directory.
         ctx["fifo_fd"] = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
         namespaces = ((ctx["spec"].get("linux") or {}).get("namespaces")) or []

@@ -134,16 +134,27 @@ def wants_limits(resources: dict | None) -> bool:
 
 
 def write(path: str, value: str | int) -> None:
+    # os-level calls, not open(): a container start makes some 30 of these writes, and the io
+    # layers' objects cost more than the system calls themselves.
     try:
-        with open(path, "w") as f:
-            f.write(str(value))
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
     except OSError as e:
         raise OSError(e.errno, f"cannot write {value!r} to {path}: {os.strerror(e.errno or 0)}") from None
 
 
 def read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode().strip()
 
 
 def read_int(path: str) -> int | None:
@@ -265,6 +276,13 @@ class CgroupManager(abc.ABC):
     @abc.abstractmethod
     def destroy(self) -> None:
         """Remove the cgroup directories (never kills; waits briefly for exiting tasks)."""
+
+    def self_attach(self) -> tuple[list[str], str | None] | None:
+        """How a new single-threaded child can join this cgroup without the RCU grace-period wait that
+        moving a process by pid costs (attach_warmup): ``(files, directory)`` -- the child writes "0"
+        to each file itself, and is created by clone3 in the cgroup2 ``directory`` if there is one.
+        ``None``: only ``add(pid)`` can place it."""
+        return None
 
     def exists(self) -> bool:
         return not self.disabled and any(os.path.isdir(p) for p in self.paths.values())

@@ -301,6 +301,15 @@ class V1Manager(CgroupManager):
         for d in self._dirs():
             write(os.path.join(d, "cgroup.procs"), pid)
 
+    def self_attach(self) -> tuple[list[str], str | None] | None:
+        # Writing "0" (the writer itself) to a v1 `tasks` file moves one thread, which the kernel does
+        # without the global threadgroup lock (so without its grace period); the unified directory
+        # of a hybrid host is joined by clone3 instead.
+        if self.disabled:
+            return [], None
+        unified = self.paths.get("")
+        return [os.path.join(d, "tasks") for d in self._dirs() if d != unified], unified
+
     def _freezer(self) -> str:
         return os.path.join(self._dir("freezer", "pause/unpause"), "freezer.state")
 
