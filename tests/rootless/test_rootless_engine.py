@@ -321,7 +321,7 @@ def test_host_loopback_is_closed_by_default(user):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        p = user.dy("run", "--rm", "busybox", "wget", "-T", "5", "-qO-", f"http://10.0.2.2:{server.server_address[1]}/")
+        p = user.dy("run", "--rm", "busybox", "wget", "-qO-", f"http://10.0.2.2:{server.server_address[1]}/")
         assert p.returncode != 0
     finally:
         server.shutdown()
@@ -392,3 +392,32 @@ def test_run_with_a_terminal(user):
         os.close(master)
         if slave >= 0:
             os.close(slave)
+
+
+def test_outbound_to_a_server_in_another_network_namespace(user, tmp_path):
+    """slirp4netns connects out from the host's network stack: a server in a namespace the test made,
+    routed through a veth pair, is reachable from the container on the default network."""
+    ns, veth = unique_name("dyrl", 15), unique_name("dyrl", 15)
+    net = f"10.254.{int.from_bytes(os.urandom(1), 'big')}"
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("from another namespace\n")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    server = None
+    try:
+        for cmd in (["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                    ["ip", "addr", "add", f"{net}.1/30", "dev", veth], ["ip", "link", "set", veth, "up"],
+                    ["ip", "-n", ns, "addr", "add", f"{net}.2/30", "dev", "eth0"],
+                    ["ip", "-n", ns, "link", "set", "eth0", "up"], ["ip", "-n", ns, "link", "set", "lo", "up"]):
+            subprocess.run(cmd, check=True)
+        server = subprocess.Popen(["ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", f"{net}.2:8080",
+                                   "-h", str(www)])
+        out = user.ok("run", "--rm", "busybox", "sh", "-c",
+                      f"for i in $(seq 50); do wget -qO- http://{net}.2:8080/ && exit 0; sleep 0.2; done; exit 1")
+        assert out == "from another namespace\n"
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], check=True)
