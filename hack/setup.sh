@@ -11,6 +11,7 @@ PKGS=(
   runc crun skopeo umoci docker-registry apache2-utils jq curl podman buildah
   golang-go  # Go's own text/template, for the --format differential test
   slirp4netns iptables  # rootless networking; the firewall's fallback backend (tests run both)
+  qemu-system-x86  # tests/vm boots a pure cgroup v2 kernel (hack/vm/fetch-kernel.sh, below)
 )
 
 if [ "${DOCKYARD_SKIP_APT:-0}" != 1 ]; then
@@ -27,6 +28,8 @@ if [ "${DOCKYARD_SKIP_APT:-0}" != 1 ]; then
   if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
+  # Debian's kernel for tests/vm, unpacked into a cache, never installed on this host.
+  ./hack/vm/fetch-kernel.sh >/dev/null || echo "setup: no kernel for tests/vm; they will skip" >&2
 fi
 
 PY=${PYTHON:-python3}
