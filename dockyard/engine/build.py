@@ -581,16 +581,13 @@ class BuildService:
                 raise ins.fail("requires two arguments (or key=value)")
             return [(parts[0], parser.expand(parts[1].strip(), scope, self.escape))]
         out = []
-        local = dict(scope)
         for w in self._raw_words(rest):
             k, eq, v = w.partition("=")
             if not eq or not k:
                 raise ins.fail(f"syntax error - can't find = in {w!r}. Must be of the form: name=value")
-            key = parser.expand(k, local, self.escape)
-            val = parser.expand(v, local, self.escape)
-            out.append((key, val))
-            if ins.cmd == "ENV":
-                local[key] = val  # later pairs of the same ENV do not see it in Docker; harmless superset
+            # Every pair sees the values from before this instruction, as in Docker
+            # (ENV abc=bye def=$abc gives def the old abc).
+            out.append((parser.expand(k, scope, self.escape), parser.expand(v, scope, self.escape)))
         return out
 
     def _raw_words(self, text: str) -> list[str]:
@@ -999,6 +996,9 @@ class BuildService:
             raise ins.fail("requires at least two arguments, but only one was provided. Destination could not "
                            "be determined")
         srcs, dest = args[:-1], args[-1]
+        for unsupported in ("exclude", "parents", "keep-git-dir"):
+            if ins.flags.get(unsupported):
+                raise ins.fail(f"--{unsupported} is not supported by dockyard build")
         frm = ins.flag("from")
         if frm and ins.cmd == "ADD":
             raise ins.fail("--from is not supported for ADD")
@@ -1034,15 +1034,21 @@ class BuildService:
                 raise ins.fail("with more than one source file, the destination must be a directory and end "
                                "with a /")
             digest = hash_sources(resolved, ignore, with_owner=bool(frm))
+            # URLs are fetched every build and keyed by what they returned, as Docker does.
+            fetched = [(u, self._download(u, ins, work)) for u in urls]
+            url_sums = []
+            for u, path in fetched:
+                with open(path, "rb") as f:
+                    url_sums.append((u, hashlib.file_digest(f, "sha256").hexdigest()))
             key = _key(state.key, ins.cmd, args, chown, chmod, digest, src_state.key if src_state else "",
-                       urls, inline)
+                       url_sums, inline)
             cached = self._cache_get(key)
             if cached is not None:
                 self._report_done(cached, True)
                 return cached
             rootfs, upper = self._mount(state, work)
             self._ensure_workdir(state, rootfs)
-            self._do_copy(state, ins, rootfs, resolved, urls, inline, dest, chown, chmod, ignore, bool(frm), work)
+            self._do_copy(state, ins, rootfs, resolved, fetched, inline, dest, chown, chmod, ignore, bool(frm), work)
             from dockyard.image.layers import unmount_rootfs
 
             unmount_rootfs(rootfs)
@@ -1054,9 +1060,9 @@ class BuildService:
         self._report_done(new, False)
         return new
 
-    def _do_copy(self, state: State, ins: Instruction, rootfs: Path, resolved: list[Source], urls: list[str],
-                 inline: list[tuple[str, str]], dest: str, chown: str, chmod: str | None, ignore: Ignore,
-                 keep_owner: bool, work: Path) -> None:
+    def _do_copy(self, state: State, ins: Instruction, rootfs: Path, resolved: list[Source],
+                 fetched: list[tuple[str, str]], inline: list[tuple[str, str]], dest: str, chown: str,
+                 chmod: str | None, ignore: Ignore, keep_owner: bool, work: Path) -> None:
         from dockyard.build.context import Owner, copy_entry, dest_path, make_parents
         from dockyard.engine import specgen
 
@@ -1068,10 +1074,9 @@ class BuildService:
                 res = specgen.resolve_user(rootfs, chown if u else f"0:{g}")
             except InvalidArgument as e:
                 raise ins.fail(f"--chown={chown}: {e}") from None
-            uid = int(res["uid"])
-            gid = int(res["gid"]) if (g or not u.isdigit()) else (int(g) if g else int(res["uid"]))
-            if u.isdigit() and not g:
-                gid = int(u)
+            uid = int(res["uid"]) if u else 0
+            # Docker: --chown=10 means 10:10; a name without a group means the user's primary group.
+            gid = int(u) if u.isdigit() and not g else int(res["gid"])
         owner = Owner(uid, gid, int(chmod, 8) if chmod else None)
         in_image, host_dest = dest_path(rootfs, dest, state.container.get("WorkingDir") or "/")
         dest_is_dir = in_image.endswith("/") or os.path.isdir(host_dest)
@@ -1079,8 +1084,8 @@ class BuildService:
         items: list[tuple[str, str, str]] = []  # (host source, name, rel for ignore)
         for s in resolved:
             items.append((s.path, os.path.basename(s.rel) or "", s.rel))
-        for url in urls:
-            items.append((self._download(url, ins, work), _url_name(url), ""))
+        for url, path in fetched:
+            items.append((path, _url_name(url), ""))
         for name, body in inline:
             p = work / f"heredoc-{name}"
             p.write_text(body)
@@ -1112,6 +1117,15 @@ class BuildService:
             raise ins.fail(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, OSError) as e:
             raise ins.fail(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+        want = ins.flag("checksum")
+        if want:
+            algo, _, hexd = want.partition(":")
+            if algo not in ("sha256", "sha384", "sha512") or not hexd:
+                raise ins.fail(f"--checksum={want}: want sha256:<hex> (or sha384/sha512)")
+            with open(path, "rb") as f:
+                got = hashlib.file_digest(f, algo).hexdigest()
+            if got != hexd.lower():
+                raise ins.fail(f"{url}: checksum mismatch: got {algo}:{got}, expected {want}")
         os.chmod(path, 0o600)  # Docker gives downloaded files mode 600
         return str(path)
 
