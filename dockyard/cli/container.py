@@ -194,17 +194,25 @@ def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
         raise InvalidArgument("the input device is not a TTY")
     _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"), kw.pop("progress"))
     svc = _svc(state)
-    cid = svc.create(_build_options(image, command, kw, attach=not detach))
+    from dockyard.engine.containers import PendingMonitor
+
+    # The monitor's interpreter starts now, in parallel with the container's creation.
+    monitor = PendingMonitor()
+    try:
+        cid = svc.create(_build_options(image, command, kw, attach=not detach))
+    except BaseException:
+        monitor.abandon()
+        raise
     if detach:
         try:
-            svc.start(cid)
+            svc.start(cid, monitor=monitor)
         except DockyardError:
             _cleanup_failed(svc, cid, kw["auto_remove"])
             raise
         click.echo(cid)
         return 0
     try:
-        handle = svc.start(cid, attach=True)
+        handle = svc.start(cid, attach=True, monitor=monitor)
     except DockyardError:
         _cleanup_failed(svc, cid, kw["auto_remove"])
         raise
@@ -238,10 +246,20 @@ def _attach_foreground(svc: Any, handle: Any, *, tty: bool, stdin: bool, sig_pro
         raise
     try:
         code = session.run()
-        svc.cleanup(handle.container_id)
+        svc.cleanup(handle.container_id, monitor_done=lambda: _until_eof(sock))
     finally:
         sock.close()
     return code
+
+
+def _until_eof(sock: Any) -> None:
+    """The monitor ends its stream once the runtime has released the container's state."""
+    sock.settimeout(120)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,6 +388,11 @@ def ps(state, all_, filters, fmt, last, latest, no_trunc, quiet, size):
     if quiet and not fmt:
         for r in rows:
             click.echo(r["Id"] if no_trunc else r["Id"][:12])
+        return
+    if fmt in (None, "", "table") and not quiet:
+        from dockyard.formatting.containers import ContainerRow, default_table
+
+        click.echo(default_table([ContainerRow(r, trunc=not no_trunc) for r in rows], size), nl=False)
         return
     from dockyard.formatting import render_list
     from dockyard.formatting.containers import DEFAULT_TABLE, HEADERS, ContainerRow, ps_format

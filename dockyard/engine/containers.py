@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import signal as signal_mod
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from dockyard.formatting.containers import human_duration
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Callable
 
     from dockyard.engine import Engine
     from dockyard.engine.oci import OCIRuntime
@@ -116,6 +116,8 @@ def signal_number(sig: str | int) -> int:
     if not name.startswith("SIG"):
         name = "SIG" + name
     try:
+        import signal as signal_mod  # not at the top: `ps` and `run` do not need it
+
         return int(getattr(signal_mod.Signals, name))
     except AttributeError:
         raise InvalidArgument(f"invalid signal: {sig}") from None
@@ -225,6 +227,56 @@ class StartHandle:
             return _read_sync(self.sync_fd, want="started")
         finally:
             os.close(self.sync_fd)
+
+
+class PendingMonitor:
+    """A container monitor started before its container is ready to run.
+
+    It loads its interpreter while the engine prepares the container, then blocks until ``launch``
+    hands it its config file; ``abandon`` (or this process's end) makes it exit without doing
+    anything.  It forks once it has its config, so it is nobody's child while it supervises.
+    """
+
+    def __init__(self) -> None:
+        import subprocess
+
+        from dockyard.monitor.protocol import monitor_command
+
+        self.sync_r, sync_w = os.pipe()
+        conf_r, self._conf_w = os.pipe()
+        self.sync_fd = sync_w  # the monitor reports on this descriptor number
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                monitor_command(conf_r), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, pass_fds=[sync_w, conf_r], start_new_session=True)
+        except BaseException:
+            os.close(self.sync_r)
+            os.close(self._conf_w)
+            raise
+        finally:
+            os.close(sync_w)
+            os.close(conf_r)
+
+    def launch(self, config_path: str) -> int:
+        """Hand over the config; returns the read end of the monitor's report pipe (the caller closes it)."""
+        assert self._proc is not None and self._conf_w >= 0
+        os.write(self._conf_w, config_path.encode())
+        os.close(self._conf_w)
+        self._conf_w = -1
+        proc, self._proc = self._proc, None
+        proc.wait()  # the first process exits as soon as it has forked the monitor
+        sync_r, self.sync_r = self.sync_r, -1
+        return sync_r
+
+    def abandon(self) -> None:
+        """Let an unlaunched monitor go (a no-op once launched)."""
+        for fd in (self._conf_w, self.sync_r):
+            if fd >= 0:
+                os.close(fd)
+        self._conf_w = self.sync_r = -1
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
 
 
 def _read_sync(fd: int, want: str) -> int:
@@ -643,18 +695,32 @@ class ContainerService:
                                       "Hard": r["hard"]})
 
     # -- start ------------------------------------------------------------------------------------
-    def start(self, ref: str, *, attach: bool = False) -> StartHandle | None:
+    def start(self, ref: str, *, attach: bool = False, monitor: PendingMonitor | None = None) -> StartHandle | None:
         """Start the container.  With ``attach``, return once it is created and its monitor waits for the
-        caller to connect to the attach socket; else return once it runs."""
-        r = self.row(ref)
-        cid = str(r["id"])
-        status = self._live_status(r)
-        if status == "running":
-            return None
-        if status == "paused":
-            raise Conflict(f"cannot start a paused container {r['name']}, try unpause instead")
-        if status == "restarting":
-            raise Conflict(f"container {r['name']} is restarting, wait until it is running")
+        caller to connect to the attach socket; else return once it runs.  ``monitor``: one the caller
+        started ahead (``PendingMonitor()``), which this start uses or gives up."""
+        try:
+            r = self.row(ref)
+            cid = str(r["id"])
+            status = self._live_status(r)
+            if status == "running":
+                return None
+            if status == "paused":
+                raise Conflict(f"cannot start a paused container {r['name']}, try unpause instead")
+            if status == "restarting":
+                raise Conflict(f"container {r['name']} is restarting, wait until it is running")
+            # Started now, the monitor's interpreter loads while the rootfs and the spec are made.
+            monitor = monitor or PendingMonitor()
+        except BaseException:
+            if monitor is not None:
+                monitor.abandon()
+            raise
+        try:
+            return self._start(r, cid, monitor, attach)
+        finally:
+            monitor.abandon()
+
+    def _start(self, r: sqlite3.Row, cid: str, monitor: PendingMonitor, attach: bool) -> StartHandle | None:
         config = json.loads(r["config"])
         hc = json.loads(r["host_config"])
         settings = json.loads(r["settings"])
@@ -668,12 +734,12 @@ class ContainerService:
             spec = self._prepare(cid, r, config, hc, settings, rootfs)
             _write(d / "config.json", json.dumps(spec))
             conf = self._monitor_config(cid, config, hc, settings, runtime, attach)
-            _write(rd / "monitor.conf", conf, mode=0o600)
+            _write(rd / "monitor.conf", conf + f"sync_fd\t{monitor.sync_fd}\n", mode=0o600)
             with self._db().write() as c:
                 c.execute("UPDATE containers SET stopped_by_user=0, error='', restart_count=0, health_status='', "
                           "network_settings=? WHERE id=?", (json.dumps(self._network_settings), cid))
                 c.execute("DELETE FROM container_health_log WHERE container_id=?", (cid,))
-            sync_r = self._spawn_monitor(cid)
+            sync_r = monitor.launch(str(rd / "monitor.conf"))
         except BaseException:
             self._teardown(cid, r)
             raise
@@ -690,25 +756,6 @@ class ContainerService:
             os.close(sync_r)
         return None
 
-    def _spawn_monitor(self, cid: str) -> int:
-        import subprocess
-
-        from dockyard.monitor.protocol import monitor_command
-
-        rd = self.run_dir(cid)
-        sync_r, sync_w = os.pipe()
-        with open(rd / "monitor.conf", "a") as f:
-            f.write(f"sync_fd\t{sync_w}\n")
-        try:
-            p = subprocess.Popen(monitor_command(str(rd / "monitor.conf")),
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, pass_fds=[sync_w], cwd=str(rd),
-                                 start_new_session=True)
-            p.wait()
-        finally:
-            os.close(sync_w)
-        return sync_r
-
     def _mount(self, cid: str, r: sqlite3.Row) -> Path:
         d = self.ctr_dir(cid)
         rootfs = d / "rootfs"
@@ -717,11 +764,14 @@ class ContainerService:
         from dockyard.image.layers import mount_rootfs
 
         image = self.engine.images.get(r["image_id"])
+        # An --rm container's writable layer is deleted at its exit: syncing it to disk (which an
+        # overlay unmount does) is wasted work that a busy disk makes the slowest step of `run --rm`.
+        volatile = bool(json.loads(r["host_config"]).get("AutoRemove"))
         from dockyard.engine import rootless
 
         lowers = rootless.prepare_rootfs(self.roots.root, d, [Path(p) for p in image.layer_dirs],
                                          json.loads(r["settings"]).get("idmaps"))
-        mount_rootfs(lowers, d / "upper", d / "work", rootfs)
+        mount_rootfs(lowers, d / "upper", d / "work", rootfs, volatile=volatile)
         return rootfs
 
     def _prepare(self, cid: str, r: sqlite3.Row, config: dict[str, Any], hc: dict[str, Any],
@@ -934,7 +984,7 @@ class ContainerService:
             raise Conflict(f"cannot kill container: {r['name']}: container {cid} is not running")
         config = json.loads(r["config"])
         stop_sig = signal_number(config.get("StopSignal") or "SIGTERM")
-        if sig in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT, signal_mod.SIGQUIT, stop_sig):
+        if sig in (9, 15, 2, 3, stop_sig):  # KILL, TERM, INT, QUIT: numbers fixed on Linux
             with self._db().write() as c:
                 c.execute("UPDATE containers SET stopped_by_user=1 WHERE id=?", (cid,))
         hc = json.loads(r["host_config"])
@@ -985,10 +1035,12 @@ class ContainerService:
         return int(r["exit_code"])
 
     # -- cleanup / remove -------------------------------------------------------------------------
-    def cleanup(self, ref: str) -> None:
+    def cleanup(self, ref: str, *, monitor_done: Callable[[], object] | None = None) -> None:
         """After the container's last exit: release runtime state, rootfs mount, network; --rm removes it.
 
-        Called by the monitor as its exit command and by ``rm``; safe to repeat.
+        Called by the monitor as its exit command and by ``rm``; safe to repeat.  ``monitor_done``:
+        the monitor is releasing the runtime's state meanwhile (the foreground `run`); it returns once
+        the monitor is done, and is called before the run directory the monitor works in goes.
         """
         try:
             r = self.row(ref)
@@ -996,14 +1048,18 @@ class ContainerService:
             return
         if self._live_status(r) in ("running", "paused", "restarting"):
             return
-        self._teardown(str(r["id"]), r)
+        cid = str(r["id"])
+        self._teardown(cid, r, runtime_delete=monitor_done is None)
         hc = json.loads(r["host_config"])
         if hc.get("AutoRemove"):
-            self._remove_files_and_row(str(r["id"]), remove_volumes=True)
+            self._remove_files_and_row(cid, remove_volumes=True, before_rundir=monitor_done)
+        elif monitor_done is not None:
+            monitor_done()
 
-    def _teardown(self, cid: str, r: sqlite3.Row) -> None:
+    def _teardown(self, cid: str, r: sqlite3.Row, runtime_delete: bool = True) -> None:
         hc = json.loads(r["host_config"])
-        self._runtime_delete(self.runtime(hc.get("Runtime")), cid)
+        if runtime_delete:
+            self._runtime_delete(self.runtime(hc.get("Runtime")), cid)
         if _uses_network_service(hc.get("NetworkMode") or "none"):
             self.engine.networks.teardown(cid)
         with contextlib.suppress(DockyardError):
@@ -1020,19 +1076,22 @@ class ContainerService:
             with contextlib.suppress(DockyardError):
                 runtime.delete(cid, force=True)
 
-    def _remove_files_and_row(self, cid: str, remove_volumes: bool = False) -> None:
+    def _remove_files_and_row(self, cid: str, remove_volumes: bool = False,
+                              before_rundir: Callable[[], object] | None = None) -> None:
         from dockyard.image.layers import remove_tree
 
-        # --rm and rm -v take the container's anonymous volumes along, as Docker does.
-        with contextlib.suppress(DockyardError):
-            self.engine.volumes.release(cid, remove_anonymous=remove_volumes)
-        # `network connect` is part of the container's configuration: it goes with the container.
-        self.engine.networks.forget(cid)
+        # One transaction for every row the container owns: it is gone or it is not.
         with self._db().write() as c:
+            # --rm and rm -v take the container's anonymous volumes along, as Docker does.
+            with contextlib.suppress(DockyardError):
+                self.engine.volumes.release(cid, remove_anonymous=remove_volumes)
+            # `network connect` is part of the container's configuration: it goes with the container.
+            self.engine.networks.forget(cid)
             c.execute("DELETE FROM containers WHERE id=?", (cid,))
-        for d in (self.ctr_dir(cid), self.run_dir(cid)):
-            if d.exists():
-                remove_tree(d)
+        remove_tree(self.ctr_dir(cid))
+        if before_rundir is not None:
+            before_rundir()
+        remove_tree(self.run_dir(cid))
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
         r = self.row(ref)

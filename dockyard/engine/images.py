@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import os
 import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +21,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound, StoreError
-from dockyard.image.manifest import digest_of
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -32,7 +29,25 @@ if TYPE_CHECKING:
     from dockyard.image.manifest import Descriptor, Manifest
     from dockyard.image.reference import Reference
 
-log = logging.getLogger(__name__)
+def _log() -> Any:
+    # logging, tempfile and hashlib (through digest_of) are imported when used: `run` and `ps`
+    # look images up and never need them.
+    import logging
+
+    return logging.getLogger(__name__)
+
+
+def _tempfile() -> Any:
+    import tempfile
+
+    return tempfile
+
+
+def _digest_of(data: bytes) -> str:
+    from dockyard.image.manifest import digest_of
+
+    return digest_of(data)
+
 
 _FULL_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ID_PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,64})$")
@@ -160,7 +175,7 @@ class ImageService:
         return bool(self.blobs.has(digest))
 
     def _put_blob(self, data: bytes, new: _NewContent) -> str:
-        digest = digest_of(data)
+        digest = _digest_of(data)
         if not self.blobs.has(digest):
             self.blobs.put_bytes(data, digest)
             new.blobs.append(digest)
@@ -195,7 +210,7 @@ class ImageService:
             raise
         digests = []
         if repo:
-            digests.append(f"{repo}@{digest_of(index_bytes) if index_bytes else digest_of(manifest_bytes)}")
+            digests.append(f"{repo}@{_digest_of(index_bytes) if index_bytes else _digest_of(manifest_bytes)}")
         return self._commit(manifest_bytes, man.media_type, config_bytes, tags or [], index_bytes, digests,
                             staged=staged)
 
@@ -244,7 +259,7 @@ class ImageService:
         try:
             man = mf.parse_manifest(manifest_bytes, media_type)
             config = mf.parse_config(config_bytes)
-            image_id = digest_of(config_bytes)
+            image_id = _digest_of(config_bytes)
             if man.config.digest != image_id or man.config.size != len(config_bytes):
                 raise InvalidArgument(f"image config does not match its manifest "
                                       f"(manifest says {man.config.digest}, config is {image_id})")
@@ -353,7 +368,7 @@ class ImageService:
         known = {r["diff_id"].split(":", 1)[1] for r in self.db.query("SELECT diff_id FROM layers")}
         for e in os.scandir(self.layers_dir):
             if not e.name.startswith(".") and e.name not in known:
-                log.info("removing unrecorded layer directory %s", e.path)
+                _log().info("removing unrecorded layer directory %s", e.path)
                 remove_tree(e.path)
 
     def _discard(self, new: _NewContent) -> None:
@@ -836,7 +851,7 @@ class ImageService:
 
         tmp_root = self.engine.roots.tmp
         tmp_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=tmp_root, prefix="load-") as td:
+        with _tempfile().TemporaryDirectory(dir=tmp_root, prefix="load-") as td:
             if path and os.path.isdir(path):
                 found = archive.read_layout(Path(path))
             else:
@@ -890,7 +905,7 @@ class ImageService:
         tmp_root = self.engine.roots.tmp
         tmp_root.mkdir(parents=True, exist_ok=True)
         new = _NewContent()
-        with tempfile.TemporaryFile(dir=tmp_root, prefix="layer-") as tmpf:
+        with _tempfile().TemporaryFile(dir=tmp_root, prefix="layer-") as tmpf:
             reader = _HashReader(decompressed(src), "rootfs tar")
             with gzip.GzipFile(fileobj=tmpf, mode="wb", mtime=0, compresslevel=6) as gz:
                 while True:
@@ -913,7 +928,7 @@ class ImageService:
         cfg = new_config([reader.digest], created=created, os_name=plat["os"], arch=plat["architecture"],
                          variant=plat.get("variant"), container_config=container_config, history=[hist])
         cb = config_bytes(cfg)
-        man = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, digest_of(cb), len(cb)),
+        man = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, _digest_of(cb), len(cb)),
                                 [mf.Descriptor(mf.OCI_LAYER_GZIP, blob, size)])
         return self._commit(man, mf.OCI_MANIFEST, cb, tags, new=new)
 
@@ -960,7 +975,7 @@ class ImageService:
         if kind == "busybox":
             if suite not in ("", "latest"):
                 raise InvalidArgument("busybox takes no version: it is the host's busybox-static")
-            with tempfile.TemporaryFile(dir=tmp_root, prefix="bootstrap-") as f:
+            with _tempfile().TemporaryFile(dir=tmp_root, prefix="bootstrap-") as f:
                 base = bs.busybox_layer(f)
                 f.seek(0)
                 return self.create_from_tar(f, tags=[base.name], container_config={"Env": env, "Cmd": base.cmd},
@@ -970,12 +985,12 @@ class ImageService:
 
             suite = suite or bs.host_debian_suite()
             self._tag_name(f"localhost/debian:{suite}")  # a bad tag fails now, not after debootstrap
-            rootfs = Path(tempfile.mkdtemp(dir=tmp_root, prefix="debootstrap-"))
+            rootfs = Path(_tempfile().mkdtemp(dir=tmp_root, prefix="debootstrap-"))
             try:
                 # Docker Hub's "-slim" tags are minbase already: debian:stable-slim bootstraps "stable"
                 # and is tagged as asked, so `run debian:stable-slim` works offline.
                 mirror = bs.debootstrap(suite.removesuffix("-slim"), rootfs)
-                with tempfile.TemporaryFile(dir=tmp_root, prefix="bootstrap-") as f:
+                with _tempfile().TemporaryFile(dir=tmp_root, prefix="bootstrap-") as f:
                     pack_directory(rootfs, f)
                     f.seek(0)
                     return self.create_from_tar(
@@ -988,7 +1003,7 @@ class ImageService:
                 for mp in mounts_under(rootfs):
                     unmount_rootfs(Path(mp))
                 if mounts_under(rootfs):
-                    log.error("not removing %s: something is still mounted inside it", rootfs)
+                    _log().error("not removing %s: something is still mounted inside it", rootfs)
                 else:
                     remove_tree(rootfs)
         raise InvalidArgument(f"unknown bootstrap image {what!r}: busybox or debian[:SUITE]")

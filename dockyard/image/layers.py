@@ -501,11 +501,17 @@ def _escape(p: Path) -> str:
     return s.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def _mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+def _mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path, volatile: bool = False) -> None:
     # overlay lists the topmost lower first.
     ordered = list(reversed(lowers))
+    # volatile: no sync of the upper layer, neither on syncfs nor at unmount (where it costs tens of
+    # ms on a busy disk).  The kernel then refuses a later mount while work/incompat/volatile exists,
+    # so a volatile mount clears it first: the caller only asks this for a layer it throws away.
+    opts = ",volatile" if volatile else ""
+    if volatile:
+        remove_tree(work / "work" / "incompat" / "volatile")
     data = (f"lowerdir={':'.join(_escape(p) for p in ordered)},"
-            f"upperdir={_escape(upper)},workdir={_escape(work)}")
+            f"upperdir={_escape(upper)},workdir={_escape(work)}{opts}")
     if len(data) < 4000:
         _mount("overlay", str(target), "overlay", 0, data)
         return
@@ -513,7 +519,7 @@ def _mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) ->
     fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in ordered]
     try:
         data = (f"lowerdir={':'.join(f'/proc/self/fd/{fd}' for fd in fds)},"
-                f"upperdir={_escape(upper)},workdir={_escape(work)}")
+                f"upperdir={_escape(upper)},workdir={_escape(work)}{opts}")
         _mount("overlay", str(target), "overlay", 0, data)
     finally:
         for fd in fds:
@@ -521,8 +527,10 @@ def _mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) ->
 
 
 def mount_rootfs(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
-                 driver: str | None = None) -> str:
+                 driver: str | None = None, *, volatile: bool = False) -> str:
     """Make ``target`` the container rootfs: ``lower_dirs`` (bottom -> top) plus a writable ``upper``.
+
+    ``volatile`` (overlay only) skips syncing ``upper``: for a layer discarded after one use (--rm).
 
     overlay: an overlay mount.  vfs (no overlay, or forced): the layers are copied into ``upper``
     once (whiteouts applied) and ``upper`` is bind-mounted on ``target``.  Returns the driver used.
@@ -532,7 +540,13 @@ def mount_rootfs(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
         d.mkdir(parents=True, exist_ok=True)
     if driver == "overlay" and lower_dirs:
         try:
-            _mount_overlay([Path(p) for p in lower_dirs], upper, work, target)
+            lowers = [Path(p) for p in lower_dirs]
+            try:
+                _mount_overlay(lowers, upper, work, target, volatile)
+            except OSError:
+                if not volatile:
+                    raise
+                _mount_overlay(lowers, upper, work, target)  # kernels before 5.10 lack volatile
             return "overlay"
         except OSError as e:
             if os.environ.get("DOCKYARD_STORAGE_DRIVER") == "overlay":

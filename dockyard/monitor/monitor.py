@@ -1,6 +1,7 @@
 """Per-container monitor: one small process per running container, no daemon.
 
-Run as ``python -S -I monitor.py CONFIG_FILE``.  It imports only C-level standard modules (no
+Run as ``python -S -I -c "...import monitor; monitor.main()" fd:N``, reading its config file's path
+from descriptor N (see protocol.monitor_command).  It imports only C-level standard modules (no
 dockyard, no json, no subprocess) so an idle monitor stays near the interpreter's own footprint.
 
 What it does, in order:
@@ -92,6 +93,9 @@ class Store:
             self.conn = _sqlite3.connect(self.db, timeout=60, isolation_level=None)
             self.conn.execute("PRAGMA cache_size=-256")
             self.conn.execute("PRAGMA foreign_keys=ON")
+            # As the engine's connections: in WAL mode a commit then needs no fsync and the store
+            # stays consistent through crashes (a power loss may drop only the newest commits).
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         return self.conn
 
     def write(self, *statements):
@@ -783,16 +787,24 @@ class Monitor:
             delay = min(delay * 2, 60.0)
             self.restart_count += 1
         self.close_sync()
-        # Release the runtime's state and cgroup now: no Python start for it in the exit work.
-        self.runtime_run("delete", "--force", self.cid)
         exit_cmd = self.cfg.list("exit_command")
         claimer = self.claimer
-        if exit_cmd and claimer is None:
-            wait_exit(spawn(exit_cmd))
-        self.send_all(F_EXIT, str(final_code).encode())
-        if claimer is not None and claimer in self.clients:
-            # The foreground `run` cleans up in its own process (saving a start of the CLI); once it
-            # hangs up, do it ourselves if it did not get to it.
+        if claimer is not None:
+            # The foreground `run` cleans up in its own process (saving a start of the CLI): it gets
+            # the exit code first and unmounts, deletes rows and files while the runtime releases its
+            # state and cgroup here; the end of our stream tells it that the runtime is done.
+            self.send_all(F_EXIT, str(final_code).encode())
+        self.runtime_run("delete", "--force", self.cid)
+        if claimer is None:
+            if exit_cmd:
+                wait_exit(spawn(exit_cmd))
+            self.send_all(F_EXIT, str(final_code).encode())
+        elif claimer in self.clients:
+            try:
+                claimer[0].shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            # Once it hangs up, clean up ourselves if it did not get to it.
             claimer[0].settimeout(120)
             try:
                 while claimer[0].recv(4096):
@@ -811,8 +823,23 @@ class Monitor:
                 pass
 
 
+def read_config_path(fd):
+    """The engine starts us early and writes our config's path once the container is ready."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    return data.decode()
+
+
 def main():
-    cfg = Config(read_config(sys.argv[1]))
+    path = read_config_path(int(sys.argv[1].removeprefix("fd:")))
+    if not path:
+        return  # the start was given up before the container was ready
+    cfg = Config(read_config(path))
     # Detach: the engine reaps this first process at once; the monitor runs in the grandchild.
     if os.fork() > 0:
         os._exit(0)

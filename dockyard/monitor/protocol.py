@@ -7,9 +7,12 @@ monitor.py repeats these constants; tests/containers/test_monitor_protocol.py ke
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
 
 # Attach socket frames: 1 byte type, 4 bytes big-endian length, payload.
 # client -> monitor
@@ -52,19 +55,23 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def monitor_command(config_path: str) -> list[str]:
+def monitor_command(config_fd: int) -> list[str]:
     """How the engine starts a monitor: ``python -S -I`` importing monitor.py as a top-level module.
 
     Imported rather than run as a script so its byte code is cached like any module's (a script is
-    compiled again at every start); -S -I keep site-packages and the environment out of it.
+    compiled again at every start); -S -I keep site-packages and the environment out of it.  The
+    monitor reads its config file's path from ``config_fd`` up to EOF (no path: exit at once), so
+    it can be started before the engine has written that file.
     """
     here = os.path.dirname(os.path.abspath(__file__))
     boot = f"import sys;sys.path.insert(0,{here!r});import monitor;monitor.main()"
-    return [sys.executable, "-S", "-I", "-c", boot, config_path]
+    return [sys.executable, "-S", "-I", "-c", boot, f"fd:{config_fd}"]
 
 
 def connect(path: str | os.PathLike[str]) -> socket.socket:
     """Connect to a unix socket however long its path (sun_path holds 107 bytes)."""
+    import socket
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     p = os.fspath(path)
     if len(p.encode()) < 100:

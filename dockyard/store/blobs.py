@@ -8,10 +8,8 @@ A crash leaves at worst a stray temp file, which ``clean_tmp`` removes; never a 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +41,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
     if isinstance(data, str):
         data = data.encode()
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -92,6 +92,8 @@ class BlobStore:
             return f.read()
 
     def put_bytes(self, data: bytes, expected: str | None = None) -> str:
+        import hashlib
+
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if expected and expected != digest:
             raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
@@ -110,6 +112,10 @@ class BlobStore:
 
     def _commit_stream(self, chunks: Iterator[bytes], expected: str | None,
                        expected_size: int | None = None) -> str:
+        # hashlib and tempfile only when writing: reading blobs is on every `run`'s path.
+        import hashlib
+        import tempfile
+
         if expected:
             check_digest(expected)
         self.tmp.mkdir(parents=True, exist_ok=True)
