@@ -180,18 +180,6 @@ def join(runroot: Path) -> None:
         os.chdir(cwd)
 
 
-def stop_pause(runroot: Path) -> bool:
-    """End the pause process (Podman's `system migrate`): the next command starts a fresh one."""
-    pid = _pause_pid(runroot)
-    if pid is None:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, 9)
-    with contextlib.suppress(FileNotFoundError):
-        (runroot / "pause.pid").unlink()
-    return True
-
-
 # -- --userns / --uidmap / --gidmap ---------------------------------------------------------------
 def _parse_map(items: list[str], flag: str) -> Mapping:
     out = []
