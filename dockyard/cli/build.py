@@ -107,6 +107,15 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
         tls_verify=tls_verify, quiet=quiet, report=report, run_stdout=None)
     sys.stdout.flush()
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        # Unwind like Ctrl-C so the step's container, mounts, network and temp files are removed.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, stop)
     image_id = BuildService(state.engine).build(opts)
     if iidfile:
         with open(iidfile, "w") as f:

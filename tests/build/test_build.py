@@ -312,3 +312,28 @@ def test_labels_annotations_and_docker_format(dyb, tmp_path):
     assert p.stdout.strip()
     bad = dyb("build", "--platform", "linux/s390x" if os.uname().machine != "s390x" else "linux/arm64", str(ctx))
     assert bad.returncode == 125 and "only the host platform" in bad.stderr
+
+
+def test_interrupted_build_cleans_up(dyb, tmp_path):
+    import signal
+    import subprocess
+
+    from tests.helpers import REPO, dockyard_cmd
+
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM localhost/busybox\nRUN echo started && sleep 60\n"})
+    env = dict(os.environ, PYTHONPATH=str(REPO), DOCKYARD_RUNTIME=RUNTIME)
+    proc = subprocess.Popen([*dockyard_cmd(dyb.root), "--runroot", str(dyb.root / "run"), "build", "-t", "intr",
+                             str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0 and err.count("Error:") == 1
+    assert dyb("image", "exists", "intr").returncode == 1
+    # (the dyb fixture checks that no mount, temp dir, runtime state or secret is left)
