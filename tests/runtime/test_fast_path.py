@@ -34,3 +34,18 @@ def test_warmup_starts_for_commands_that_attach_to_a_cgroup(argv, starts):
         assert (attach_warmup._pending is not None) == starts
     finally:
         attach_warmup.join()
+
+
+def test_fork_child_falls_back_to_fork_when_clone3_refuses_the_directory():
+    """A directory clone3 cannot start a child in (here not a cgroup at all): a plain fork instead."""
+    from dockyard.runtime.container import _fork_child
+
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        pid, placed = _fork_child(False, fd)
+        if pid == 0:
+            os._exit(7)
+    finally:
+        os.close(fd)
+    assert not placed
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
