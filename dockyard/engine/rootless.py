@@ -22,7 +22,6 @@ from dockyard.errors import Conflict, DockyardError, InvalidArgument, Unsupporte
 
 Mapping = list[list[int]]  # [[container id, host id, size], ...]
 
-FULL_MAP = "0 0 4294967295"
 AUTO_SIZE = 65536
 _PAUSE_MARK = "dockyard-pause"
 
@@ -97,8 +96,9 @@ def _start_pause(runroot: Path) -> int:
     if len(uid_map) == 1 or len(gid_map) == 1:
         import logging
 
-        logging.getLogger(__name__).warning(f"no subordinate ids for {_user_name(os.getuid())} in /etc/subuid or /etc/subgid: "
-             "only your own id is mapped, images with other owners will fail to unpack")
+        logging.getLogger(__name__).warning(
+            "no subordinate ids for %s in /etc/subuid or /etc/subgid: only your own id is mapped, "
+            "images with files of other owners will fail to unpack", _user_name(os.getuid()))
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     pid = os.fork()
@@ -252,10 +252,13 @@ def parse_userns(mode: str | None, uidmap: list[str], gidmap: list[str],
             size = int(v)
         if rootless:
             # Inside the rootless namespace: container 0.. -> the subordinate ids (1..), not you.
+            have = min(_outer(True), _outer(False)) - 1
+            if size > have:
+                raise InvalidArgument(f"--userns=auto: size {size} is more than your {have} subordinate ids")
             return mode, {"uid": [[0, 1, size]], "gid": [[0, 1, size]]}
         start = _auto_range(size, taken)
         return mode, {"uid": [[0, start, size]], "gid": [[0, start, size]]}
-    raise InvalidArgument(f"invalid --userns {mode!r}: expected host, keep-id, nomap, auto or private")
+    raise InvalidArgument(f"invalid --userns {mode!r}: expected host, keep-id, nomap or auto")
 
 
 def _outer(uid: bool) -> int:

@@ -337,6 +337,11 @@ def test_userns_keep_id_and_nomap(user):
     user.ok("rm", name)
     out = user.ok("run", "--rm", "--userns=nomap", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map")
     assert out.split()[0] == "0" and out.split()[1:] == ["0", "1", str(user.subuid[1])]
+    p = user.dy("create", "--userns=auto:size=70000", "busybox", "true")
+    assert p.returncode == 125
+    assert p.stderr.strip() == f"Error: --userns=auto: size 70000 is more than your {user.subuid[1]} subordinate ids"
+    out = user.ok("run", "--rm", "--userns=auto:size=2000", "busybox", "sh", "-c", "cat /proc/self/uid_map")
+    assert out.split() == ["0", "1", "2000"]
 
 
 def test_resource_limits_are_refused_without_delegation(user):

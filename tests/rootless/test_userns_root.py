@@ -81,7 +81,7 @@ def test_userns_host_is_the_default(busybox):
 
 @pytest.mark.parametrize("args, message", [
     (["--userns=keep-id"], "--userns=keep-id is only supported in rootless mode"),
-    (["--userns=bogus"], "invalid --userns 'bogus': expected host, keep-id, nomap, auto or private"),
+    (["--userns=bogus"], "invalid --userns 'bogus': expected host, keep-id, nomap or auto"),
     (["--uidmap", "0:100000"], "invalid --uidmap '0:100000': expected CONTAINER_ID:HOST_ID:SIZE"),
     (["--userns=auto", "--uidmap", "0:100000:10"], "--userns and --uidmap/--gidmap cannot be combined"),
 ])
