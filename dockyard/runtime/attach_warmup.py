@@ -87,9 +87,9 @@ def start_for(argv: list[str]) -> None:
         elif a.startswith("-"):
             skip = a in VALUE_FLAGS
         else:
-            # On v1 and hybrid hosts `create` needs no migration by pid (CgroupManager.self_attach);
+            # On v1 and hybrid hosts nothing is moved by pid (CgroupManager.self_attach);
             # /sys/fs/cgroup/cgroup.controllers exists only where the whole tree is cgroup v2.
-            if a == "exec" or a in _ATTACHING and posix.access("/sys/fs/cgroup/cgroup.controllers", posix.F_OK):
+            if a in _ATTACHING and posix.access("/sys/fs/cgroup/cgroup.controllers", posix.F_OK):
                 start()
             return
 

@@ -686,17 +686,32 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     if not opts.detach:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
     console_parent, console_fd = _console_channel(terminal, opts.console_socket)
+    cg = c.cgroup()
+    # As in create: joined without a migration by pid where the cgroup manager allows it.
+    self_attach = cg.self_attach() if cg is not None else None
+    cg_fd = -1
+    if self_attach is not None and self_attach[1]:
+        try:
+            cg_fd = os.open(self_attach[1], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self_attach = None  # no cgroup of its own (rootless): moved by pid below, failures ignored
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     attach_warmup.join()
-    child = os.fork()
+    try:
+        child, placed = _fork_child(False, cg_fd)
+    finally:
+        if cg_fd >= 0 and (child or not placed):
+            os.close(cg_fd)
+    joins = self_attach[0] if self_attach is not None and (placed or not self_attach[1]) else None
     if child == 0:
         try:
             os.close(r1)
             os.close(w2)
-            _exec_child(Channel(r2, w1), c, proc, linux, console_fd, 3 + opts.preserve_fds, seccomp_prog)
+            _exec_child(Channel(r2, w1), c, proc, linux, console_fd, 3 + opts.preserve_fds, seccomp_prog,
+                        joins or [])
         finally:
             os._exit(1)
     os.close(w1)
@@ -709,8 +724,7 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     ch = Channel(r1, w2)
     pid = 0
     try:
-        cg = c.cgroup()
-        if cg is not None:
+        if cg is not None and joins is None:
             try:
                 cg.add(child)
             except OSError:
@@ -756,13 +770,18 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
 
 
 def _exec_child(ch: Channel, c: st.Container, proc: dict, linux: dict, console_fd: int | None,
-                keep_fds: int, seccomp_prog: bytes | None) -> None:
+                keep_fds: int, seccomp_prog: bytes | None, cgroup_tasks: list[str]) -> None:
     from dockyard.runtime import init, rlimits
 
     try:
         if console_fd is not None:
             from dockyard.runtime import console
         ch.expect("go")
+        for path in cgroup_tasks:
+            try:
+                init.join_cgroup(path)
+            except OSError:
+                pass  # as a move by pid: a rootless container may have no cgroup of its own
         namespaces = linux.get("namespaces") or []
         if init.enter_namespaces(ch, namespaces, join_pid=c.pid):
             init.fork_into_pidns(ch)

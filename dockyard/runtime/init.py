@@ -316,7 +316,7 @@ def _bind_console(slave: str) -> None:
         pass  # a read-only /dev: the pty still works as stdio
 
 
-def _join_cgroup(tasks: str) -> None:
+def join_cgroup(tasks: str) -> None:
     """Move this (single-threaded) process into a v1 cgroup: "0" names the writer, which the kernel
     moves without taking its global threadgroup lock (CgroupManager.self_attach)."""
     try:
@@ -337,7 +337,7 @@ def stage1(rfd: int, wfd: int, ctx: dict) -> None:
         # library may be unreadable.
         ch.expect("go")  # the parent has moved us into the cgroup, or left that to us
         for path in ctx.get("cgroup_tasks") or []:
-            _join_cgroup(path)
+            join_cgroup(path)
         # Opened before the user namespace: its root may not be allowed to walk to the state directory.
         ctx["fifo_fd"] = os.open(ctx["fifo"], os.O_PATH | os.O_CLOEXEC)
         namespaces = ((ctx["spec"].get("linux") or {}).get("namespaces")) or []
