@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "import": "dockyard.cli.image:image_import",
     "history": "dockyard.cli.image:image_history",
     "build": "dockyard.cli.build:build",
+    "builder": "dockyard.cli.build:builder",
     "container": "dockyard.cli.container:container",
     "run": "dockyard.cli.container:run",
     "create": "dockyard.cli.container:create",

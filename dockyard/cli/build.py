@@ -121,3 +121,20 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         with open(iidfile, "w") as f:
             f.write(image_id)
     click.echo(image_id.split(":", 1)[1])
+
+
+@click.group("builder", help="Manage the build cache.")
+def builder():
+    pass
+
+
+@builder.command("prune", help="Remove the build cache (cached steps and their unpacked layers).")
+@click.option("-a", "--all", "all_cache", is_flag=True, help="Also remove RUN --mount=type=cache directories.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt (dockyard never prompts).")
+@click.pass_obj
+def builder_prune(state, all_cache, force):
+    from dockyard.engine.build import BuildService
+    from dockyard.formatting.containers import human_size
+
+    freed = BuildService(state.engine).prune(all_cache)
+    click.echo(f"Total reclaimed space: {human_size(freed, 4)}")

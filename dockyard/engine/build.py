@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from dockyard.errors import DockyardError, InvalidArgument, NotFound, Unsupported
+from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, Unsupported
 
 if TYPE_CHECKING:
     from dockyard.build.context import Ignore, Source
@@ -163,8 +163,49 @@ class BuildService:
         self.tmp = engine.roots.tmp
 
     # -- entry point -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        """Builds share the build cache; ``builder prune`` needs it to itself."""
+        import fcntl
+
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if exclusive:
+                    raise Conflict("a build is running: its cache cannot be pruned now") from None
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def prune(self, all_cache: bool = False) -> int:
+        """``builder prune``: drop the step cache and its unpacked layers (``all_cache``: cache mounts
+        too); returns the bytes freed.  Layer blobs only the cache named go with the next image prune."""
+        from dockyard.image.layers import remove_tree
+
+        freed = 0
+        with self._lock(exclusive=True):
+            dirs = [self.cache_dir, self.layers_dir] + ([self.dir / "cache-mounts"] if all_cache else [])
+            for d in dirs:
+                if not d.is_dir():
+                    continue
+                for e in os.scandir(d):
+                    freed += _tree_size(e.path)
+                    if e.is_dir(follow_symlinks=False):
+                        remove_tree(e.path)
+                    else:
+                        os.unlink(e.path)
+        return freed
+
     def build(self, opts: BuildOptions) -> str:
         """Build and commit; returns the image ID."""
+        with self._lock(exclusive=False):
+            return self._build(opts)
+
+    def _build(self, opts: BuildOptions) -> str:
         from dockyard.build import parser
         from dockyard.build.context import Ignore
         from dockyard.image.manifest import host_platform, parse_platform
@@ -1199,6 +1240,18 @@ class BuildService:
                 out: IO[bytes]
                 with (open(dest, "wb") if dest != "-" else os.fdopen(os.dup(1), "wb")) as out:
                     pack_directory(rootfs, out)
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    with contextlib.suppress(OSError):
+        if not os.path.isdir(path):
+            total += os.lstat(path).st_size
+    return total
 
 
 def _remove_mountpoint(rootfs: Path, dest: str, top: str) -> None:

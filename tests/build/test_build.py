@@ -109,6 +109,10 @@ def test_cache_hit_miss_and_no_cache(dyb, tmp_path):
     fourth = dyb("build", "--no-cache", "-t", "cached", str(ctx), check=True)
     assert "Using cache" not in fourth.stdout and "A\nC2\n" in fourth.stdout
     assert dyb("run", "--rm", "cached", "cat", "/b.txt", "/c.txt", check=True).stdout == "A\nC2\n"
+    # builder prune empties the cache: the next build runs every step again.
+    pr = dyb("builder", "prune", "-f", check=True)
+    assert pr.stdout.startswith("Total reclaimed space: ") and not pr.stdout.strip().endswith(" 0B")
+    assert "Using cache" not in dyb("build", str(ctx), check=True).stdout
 
 
 def test_multi_stage_target_and_scratch(dyb, tmp_path):
