@@ -212,6 +212,9 @@ class CreateOptions:
     userns: str | None = None
     uidmap: list[str] = field(default_factory=list)
     gidmap: list[str] = field(default_factory=list)
+    userns: str | None = None
+    uidmap: list[str] = field(default_factory=list)
+    gidmap: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -463,6 +466,11 @@ class ContainerService:
         hc["UsernsMode"], idmaps = rootless.parse_userns(
             opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
         rootless.check_resources(hc)
+        from dockyard.engine import rootless
+
+        hc["UsernsMode"], idmaps = rootless.parse_userns(
+            opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
+        rootless.check_resources(hc)
 
         config: dict[str, Any] = {
             "Hostname": opts.hostname or cid[:12],
@@ -584,6 +592,11 @@ class ContainerService:
                 raise InvalidArgument(f"--network {n} cannot be combined with other networks")
             self.engine.networks.resolve(n)
         return ",".join(names)
+
+    def _auto_maps(self) -> list[Any]:
+        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
+        rows = self._db().query("SELECT settings FROM containers")
+        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
 
     def _auto_maps(self) -> list[Any]:
         """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
@@ -854,6 +867,9 @@ class ContainerService:
         from dockyard.engine import rootless
 
         rootless.apply(spec, settings.get("idmaps"))
+        from dockyard.engine import rootless
+
+        rootless.apply(spec, settings.get("idmaps"))
         # A user mount on a default's destination (--shm-size, --tmpfs /dev/shm) replaces the default.
         spec["mounts"] = override_defaults(spec["mounts"][:len(spec["mounts"]) - len(extra)], extra)
         return spec
@@ -1004,6 +1020,9 @@ class ContainerService:
             raise Conflict(f"container {cid} is already paused")
         if status != "running":
             raise Conflict(f"container {cid} is not running")
+        from dockyard.engine import rootless
+
+        rootless.check_freeze()
         self.runtime(json.loads(r["host_config"]).get("Runtime")).pause(cid)
         with self._db().write() as c:
             c.execute("UPDATE containers SET status='paused' WHERE id=? AND status='running'", (cid,))
@@ -1598,7 +1617,10 @@ class ContainerService:
                                       "Volumes", "StopSignal", "Healthcheck") if config.get(k)}
         cfg = apply_changes(base, changes or [])
         paused = False
-        if pause and self._live_status(r) == "running":
+        from dockyard.engine import rootless
+
+        # Without a freezer (rootless on cgroup v1) commit copies the running container, as Podman does.
+        if pause and self._live_status(r) == "running" and rootless.can_freeze():
             self.pause(cid)
             paused = True
         try:

@@ -424,3 +424,22 @@ def check_resources(hc: dict[str, Any]) -> None:
     if host.cgroup_info().version != "v2":
         raise Unsupported(f"{', '.join(flags)}: rootless containers cannot have resource limits on this "
                           f"{host.cgroup_info().version} cgroup host (they need a delegated cgroup v2 subtree)")
+
+
+def can_freeze() -> bool:
+    """Pausing needs the container's cgroup (freezer): rootless on a cgroup v1/hybrid host there is none."""
+    from dockyard.paths import is_rootless
+
+    if not is_rootless():
+        return True
+    from dockyard import host
+
+    return host.cgroup_info().version == "v2"
+
+
+def check_freeze() -> None:
+    if not can_freeze():
+        from dockyard import host
+
+        raise Unsupported(f"pause needs a cgroup: rootless containers have none on this {host.cgroup_info().version} "
+                          "cgroup host")

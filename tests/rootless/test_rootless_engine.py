@@ -426,3 +426,22 @@ def test_outbound_to_a_server_in_another_network_namespace(user, tmp_path):
             server.wait()
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], check=True)
+
+
+def test_commit_works_and_pause_is_refused_without_a_cgroup(user):
+    from dockyard import host
+
+    name = unique_name("rl", 20)
+    user.ok("run", "-d", "--name", name, "busybox", "sh", "-c", "echo kept > /made; chown 1234 /made; exec sleep 600")
+    try:
+        wait_for(lambda: user.dy("exec", name, "test", "-f", "/made").returncode == 0, timeout=30, what="/made")
+        if host.cgroup_info().version != "v2":
+            p = user.dy("pause", name)
+            assert p.returncode == 125
+            assert p.stderr.strip() == f"Error: pause needs a cgroup: rootless containers have none on this " \
+                                       f"{host.cgroup_info().version} cgroup host"
+        user.ok("commit", name, "rlsnap:1")
+        assert user.ok("run", "--rm", "rlsnap:1", "stat", "-c", "%u %n", "/made") == "1234 /made\n"
+    finally:
+        user.dy("rm", "-f", name)
+        user.dy("rmi", "rlsnap:1")
