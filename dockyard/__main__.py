@@ -1,11 +1,18 @@
 import sys
 
-if len(sys.argv) > 1 and sys.argv[1] == "runtime":
-    # The OCI runtime is on every container start's hot path: dispatch it before click is imported.
-    from dockyard.runtime.cli import main as runtime_main
 
-    runtime_main(sys.argv[2:])
+def _main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "runtime":
+        # The OCI runtime is on every container start's hot path: dispatch it before click is imported.
+        from dockyard.runtime.cli import main as runtime_main
 
-from dockyard.cli import main
+        runtime_main(sys.argv[2:])
+    from dockyard.fastcli import try_ps
 
-main()
+    try_ps(sys.argv[1:])  # exits when it answered a plain `ps`, which it does faster than click
+    from dockyard.cli import main
+
+    main()
+
+
+_main()

@@ -382,24 +382,11 @@ def rename(state, container, new_name):
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
 @click.pass_obj
 def ps(state, all_, filters, fmt, last, latest, no_trunc, quiet, size):
-    n = 1 if latest else last
-    rows = _svc(state).list_containers(all_=all_, filters=list(filters), last=n,
-                                       size=size or bool(fmt and "Size" in fmt))
-    if quiet and not fmt:
-        for r in rows:
-            click.echo(r["Id"] if no_trunc else r["Id"][:12])
-        return
-    if fmt in (None, "", "table") and not quiet:
-        from dockyard.formatting.containers import ContainerRow, default_table
+    # A plain `ps` does not get here: dockyard/__main__.py answers it before click is imported.
+    from dockyard.fastcli import ps_text
 
-        click.echo(default_table([ContainerRow(r, trunc=not no_trunc) for r in rows], size), nl=False)
-        return
-    from dockyard.formatting import render_list
-    from dockyard.formatting.containers import DEFAULT_TABLE, HEADERS, ContainerRow, ps_format
-
-    out = render_list(ps_format(fmt, quiet, size), [ContainerRow(r, trunc=not no_trunc) for r in rows],
-                      DEFAULT_TABLE, HEADERS)
-    click.echo(out, nl=False)
+    click.echo(ps_text(state.engine, all_=all_, filters=list(filters), fmt=fmt, last=last, latest=latest,
+                       no_trunc=no_trunc, quiet=quiet, size=size), nl=False)
 
 
 # ----------------------------------------------------------------------------------------------
