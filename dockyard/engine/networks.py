@@ -322,7 +322,7 @@ class NetworkService:
                hostname: str | None = None, dns_servers: builtins.list[str] | None = None) -> dict[str, Any]:
         """Plug the container's network namespace into ``network``; returns its endpoint as
         Docker's inspect shows it under NetworkSettings.Networks[NAME]."""
-        from dockyard.network import bridge, dns
+        from dockyard.network import bridge
 
         r = self._get(network)
         if r["driver"] != "bridge":
@@ -346,6 +346,8 @@ class NetworkService:
                 self._plug(r, container_id, container_name, netns_path, aliases or [], ip, mac, hostname,
                            dns_servers or [])
                 if r["dns"]:
+                    from dockyard.network import dns
+
                     dns.ensure_server(self._rundir(r["id"]), self.engine.roots.db_path, r["id"], r["gateway"],
                                       self._upstreams())
             except BaseException:
@@ -476,7 +478,7 @@ class NetworkService:
         ports).  Idempotent: safe to repeat, and after the namespace is already gone.
         ``delete_links=False``: the caller removed the container's namespace, whose veths the
         kernel is deleting anyway."""
-        from dockyard.network import bridge, dns
+        from dockyard.network import bridge
 
         if network is None:
             self.unpublish(container_id)
@@ -502,6 +504,8 @@ class NetworkService:
                                      (net_id,)).fetchone()[0]
                 r = self.db.query_one("SELECT * FROM networks WHERE id = ?", (net_id,))
                 if left == 0 and r is not None:
+                    from dockyard.network import dns
+
                     dns.stop_server(self._rundir(net_id), net_id)
                     if r["builtin"]:
                         self._tear_down_default(r)
@@ -794,12 +798,12 @@ class NetworkService:
         return out
 
     def unpublish(self, container_id: str) -> None:
-        from dockyard.network import firewall
-
         # The rows and the forwarding rules are written in one transaction, so without rows
         # there is nothing in the firewall either (and no nft work on every container's removal).
         if not self.db.query_one("SELECT 1 FROM published_ports WHERE container_id = ?", (container_id,)):
             return
+        from dockyard.network import firewall
+
         with self._host_lock(), self.db.write() as c:
             firewall.remove_ports(container_id)
             c.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))

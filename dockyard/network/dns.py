@@ -14,7 +14,6 @@ for them); other names go to the container's own --dns servers, else the host's 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -187,6 +186,8 @@ def serve(db_path: str, net_id: str, listen: str, pidfile: str, upstreams: list[
 
 
 def main() -> None:
+    import argparse  # only the server process parses arguments
+
     ap = argparse.ArgumentParser(prog="python -m dockyard.network.dns")
     ap.add_argument("--db", required=True)
     ap.add_argument("--network", required=True)

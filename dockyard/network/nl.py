@@ -40,6 +40,7 @@ CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 1 << 20
 _HDR = struct.Struct("=IHHII")
 _libc: Any = None
+_loaded: types.SimpleNamespace | None = None
 
 
 class NetlinkError(OSError):
@@ -58,6 +59,9 @@ def _codecs() -> types.SimpleNamespace:
     normally) avoids that; the first lookup of a name it would have defined (``from pyroute2
     import IPRoute``) runs the real ``__init__`` then, so other users of pyroute2 see no
     difference."""
+    global _loaded
+    if _loaded is not None:
+        return _loaded
     if "pyroute2" not in sys.modules:
         spec = importlib.util.find_spec("pyroute2")
         if spec is None or spec.loader is None:
@@ -84,7 +88,8 @@ def _codecs() -> types.SimpleNamespace:
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-    return types.SimpleNamespace(ifinfmsg=ifinfmsg, ifaddrmsg=ifaddrmsg, rtmsg=rtmsg)
+    _loaded = types.SimpleNamespace(ifinfmsg=ifinfmsg, ifaddrmsg=ifaddrmsg, rtmsg=rtmsg)
+    return _loaded
 
 
 def _lib() -> Any:
@@ -107,7 +112,10 @@ class Rtnl:
         self.sock = sock or socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
         self.sock.bind((0, 0))
         self.seq = 0
-        self.c = _codecs()
+
+    @property
+    def c(self) -> types.SimpleNamespace:
+        return _codecs()
 
     def close(self) -> None:
         self.sock.close()
