@@ -1266,7 +1266,9 @@ class ContainerService:
 
         nets = self.engine.networks.endpoints(cid)
         ns["Networks"] = nets
-        ns["Ports"] = docker_ports(self.engine.networks.published(cid))
+        # Exposed but unpublished ports show as "80/tcp": null, as in Docker.
+        ns["Ports"] = docker_ports(self.engine.networks.published(cid),
+                                   json.loads(r["config"]).get("ExposedPorts") or {})
         top = nets.get("bridge")  # the default network alone fills the top-level fields, as in Docker
         for k, empty in (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""), ("MacAddress", "")):
             if k in ns:

@@ -138,4 +138,4 @@ def docker_ports(mappings: Iterable[PortMapping], exposed: Iterable[str] = ()) -
         lst = out.get(m.key()) or []
         lst.append({"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)})
         out[m.key()] = lst
-    return out
+    return dict(sorted(out.items()))  # Go's encoding/json orders map keys
