@@ -192,13 +192,14 @@ def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
         raise InvalidArgument("conflicting options: --restart and --rm")
     if kw["tty"] and not detach and not sys.stdin.isatty() and kw["interactive"]:
         raise InvalidArgument("the input device is not a TTY")
-    _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"), kw.pop("progress"))
-    svc = _svc(state)
     from dockyard.engine.containers import PendingMonitor
 
-    # The monitor's interpreter starts now, in parallel with the container's creation.
+    # The monitor's interpreter starts now, in parallel with the image lookup and the container's
+    # creation (a pull only makes it wait longer).
     monitor = PendingMonitor()
+    svc = _svc(state)
     try:
+        _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"), kw.pop("progress"))
         cid = svc.create(_build_options(image, command, kw, attach=not detach))
     except BaseException:
         monitor.abandon()

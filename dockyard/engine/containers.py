@@ -670,6 +670,9 @@ class ContainerService:
         return {"Type": driver, "Config": conf}
 
     def _resources(self, opts: CreateOptions, hc: dict[str, Any]) -> None:
+        if not (opts.memory or opts.memory_reservation or opts.memory_swap or opts.cpus
+                or opts.cpu_shares is not None or opts.pids_limit is not None or opts.ulimits):
+            return  # the common case; the cgroup module (ctypes and all) stays unloaded
         from dockyard.runtime.cgroups import cpus_to_quota, parse_memory
 
         if opts.memory:
