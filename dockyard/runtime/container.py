@@ -185,10 +185,11 @@ def _write_pid_file(path: str | None, pid: int) -> None:
 
 
 def create(root: str, cid: str, opts: Options, internal_console: bool = False,  # noqa: C901
-           subreaper: bool = False):
+           subreaper: bool = False, start_channel: bool = False):
     """Create a container; returns (Container, console master fd or None).
 
-    ``subreaper``: make this process the subreaper that inherits the container's init (`run`)."""
+    ``subreaper``: make this process the subreaper that inherits the container's init (`run`).
+    ``start_channel``: `run`: the init is started over the sync channel, kept as ``c.start_channel``."""
     from dockyard.runtime import spec as spec_mod
 
     bundle = os.path.abspath(opts.bundle or os.getcwd())
@@ -232,12 +233,11 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         console_parent, console_fd = _console_channel(terminal, opts.console_socket)
         ctx = {"spec": spec, "rootfs": rootfs, "bundle": bundle, "fifo": c.fifo, "no_pivot": opts.no_pivot,
                "console_fd": console_fd, "keep_fds": 3 + opts.preserve_fds,
-               "seccomp_prog": _compile_seccomp(root, linux.get("seccomp")), "in_userns": c.data["rootless"]}
-        # Until the cgroup is made, all this overlaps the grace period the warm-up's migration is
-        # waiting out (attach_warmup), so what the child and `start` need is imported here rather
-        # than after the fork, on the critical path.
-        import select  # noqa: F401 - for _start
-
+               "seccomp_prog": _compile_seccomp(root, linux.get("seccomp")), "in_userns": c.data["rootless"],
+               "start_on_channel": start_channel}
+        # What the child needs is imported here, once, rather than after the fork (and from inside a
+        # user namespace the host's Python library may be out of reach).  On cgroup v2 hosts this
+        # also overlaps the grace period the warm-up's migration is waiting out (attach_warmup).
         from dockyard.runtime import _libc, cgroups, init
 
         init.preload(spec)
@@ -288,14 +288,20 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         procs = {"child": child, "init": child if ctx["born_in_pidns"] else 0}
         try:
             init_pid = _drive_init(ch, c, None if joins is not None else cg, procs, spec, bundle)
+            if start_channel:
+                c.start_channel = ch
         finally:
-            ch.close()
+            if c.start_channel is not ch:
+                ch.close()
             child, init_pid = procs["child"], procs["init"]
         c.data.update(pid=init_pid, pid_start=st.proc_start_time(init_pid), created=st.utc_now())
         del c.data["creator"]
         c.save()
         _write_pid_file(opts.pid_file, init_pid)
     except BaseException:
+        if c.start_channel is not None:
+            c.start_channel.close()
+            c.start_channel = None
         if init_pid:
             _kill_and_reap(init_pid)
         if child and child != init_pid:
@@ -433,21 +439,16 @@ def _start(c: st.Container, check: bool = True) -> st.Container:
             if status == "stopped":
                 raise RuntimeFailure("cannot start a container that has stopped")
             raise RuntimeFailure(f"cannot start an already {status} container")
-    import select
-
-    fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        while True:
-            r, _, _ = select.select([fd], [], [], 0.2)
-            if r:
-                if os.read(fd, 1):
-                    break
-                # EOF: the init connected and wrote its byte to another `start` that won the race.
-                raise RuntimeFailure("cannot start an already running container")
-            if not c.alive():
-                raise RuntimeFailure("container init exited before start")
-    finally:
-        os.close(fd)
+    if c.start_channel is not None:
+        ch, c.start_channel = c.start_channel, None
+        try:
+            ch.send("start")
+        except OSError:
+            raise RuntimeFailure("container init exited before start") from None
+        finally:
+            ch.close()
+    else:
+        _start_through_fifo(c)
     os.unlink(c.fifo)
     hk = (c.config.get("hooks") or {}).get("poststart")
     if hk:
@@ -458,6 +459,27 @@ def _start(c: st.Container, check: bool = True) -> st.Container:
         except DockyardError as e:
             warn(str(e))
     return c
+
+
+def _start_through_fifo(c: st.Container) -> None:
+    import select
+
+    fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                if os.read(fd, 1):
+                    return
+                # EOF: the init connected and wrote its byte to another `start` that won the race.
+                raise RuntimeFailure("cannot start an already running container")
+            if not c.alive():
+                raise RuntimeFailure("container init exited before start")
+            if not os.path.exists(c.fifo):
+                # A `run` started it over its own channel.
+                raise RuntimeFailure("cannot start an already running container")
+    finally:
+        os.close(fd)
 
 
 def parse_signal(s: str | None) -> int:
@@ -648,7 +670,7 @@ def run(root: str, cid: str, opts: Options) -> int:
     # Foreground: the init's intermediate parent exits; as subreaper we inherit the init and get its
     # exit status.
     c, master = create(root, cid, opts, internal_console=not opts.detach and not opts.console_socket,
-                       subreaper=not opts.detach)
+                       subreaper=not opts.detach, start_channel=True)
     try:
         if not opts.detach:
             _forward_signals(c.pid)

@@ -290,11 +290,17 @@ def container_init(ch: Channel, ctx: dict) -> None:
         ch.report(e)
         os._exit(1)
     ch.send("ready")
+    # `run` starts the container it has just created: "start" comes over the channel, sparing both
+    # sides the exec.fifo rendezvous.  Anything else (EOF: the runtime failed or died) means no start.
+    on_channel = ctx.get("start_on_channel")
+    if on_channel and ch.recv() != "start":
+        os._exit(1)
     ch.close()
     try:
-        fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(fd, b"0")
-        os.close(fd)
+        if not on_channel:
+            fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+            os.write(fd, b"0")
+            os.close(fd)
         os.close(fifo)
         if (spec.get("hooks") or {}).get("startContainer"):
             from dockyard.runtime import hooks as hk

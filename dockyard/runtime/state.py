@@ -14,6 +14,10 @@ import time
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.runtime import jsonfast
 
+TYPE_CHECKING = False  # not `typing`'s: its import would cost every container start
+if TYPE_CHECKING:
+    from dockyard.runtime.channel import Channel
+
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-.")
 
 
@@ -59,6 +63,8 @@ class Container:
         self.id = cid
         self.dir = os.path.join(root, cid)
         self.data: dict = data or {}
+        # `run`'s sync channel to the init it created and has yet to start (container.create).
+        self.start_channel: Channel | None = None
 
     @property
     def fifo(self) -> str:
