@@ -86,9 +86,14 @@ class LayerRef:
     digest: str
     size: int
     diff_id: str
+    # Set for layers this build made: what the image store records, so a commit can take over the
+    # directory the build unpacked instead of unpacking the blob again.
+    content_size: int | None = None
+    tar_size: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, "diffId": self.diff_id}
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, "diffId": self.diff_id,
+                "contentSize": self.content_size, "tarSize": self.tar_size}
 
 
 @dataclass
@@ -698,7 +703,8 @@ class BuildService:
             data = json.loads((self.cache_dir / key).read_text())
         except (OSError, ValueError):
             return None
-        layers = [LayerRef(d["mediaType"], d["digest"], d["size"], d["diffId"]) for d in data["layers"]]
+        layers = [LayerRef(d["mediaType"], d["digest"], d["size"], d["diffId"], d.get("contentSize"),
+                           d.get("tarSize")) for d in data["layers"]]
         # A cached layer whose blob was pruned is no cache hit.
         if any(not self.engine.blobs.has(lay.digest) for lay in layers):
             return None
@@ -760,7 +766,7 @@ class BuildService:
         """The changes in ``upper`` as a new layer of ``state`` (or an empty_layer history entry)."""
         from dockyard.build.diff import pack_upper
         from dockyard.image import manifest as mf
-        from dockyard.image.layers import unpack_layer
+        from dockyard.image.layers import remove_tree, stage_layer
 
         new = state.copy()
         tar_path = work / "layer.tar"
@@ -769,8 +775,15 @@ class BuildService:
         if entries == 0:
             self._history(new, created_by, empty=True)
             return new
+        # Unpacked once: the directory later steps stack on, and the diff_id from the same read.
         with open(tar_path, "rb") as f:
-            diff_id = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+            tmp, info = stage_layer(f, self.layers_dir, "build")
+        diff_id = info.diff_id
+        dest = self.layers_dir / diff_id.split(":", 1)[1]
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            remove_tree(tmp)  # the same layer is there already
         gz_path = work / "layer.tar.gz"
         with open(tar_path, "rb") as src, open(gz_path, "wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
@@ -778,11 +791,7 @@ class BuildService:
         size = gz_path.stat().st_size
         with open(gz_path, "rb") as f:
             digest = self.engine.blobs.put_stream(f, None, size)
-        dest = self.layers_dir / diff_id.split(":", 1)[1]
-        if not dest.is_dir() and self.engine.images.needs_layer(diff_id):
-            with open(tar_path, "rb") as f:
-                unpack_layer(f, dest, expected_diff_id=diff_id)
-        new.layers.append(LayerRef(mf.OCI_LAYER_GZIP, digest, size, diff_id))
+        new.layers.append(LayerRef(mf.OCI_LAYER_GZIP, digest, size, diff_id, info.size, info.tar_size))
         new.config.setdefault("rootfs", {"type": "layers"}).setdefault("diff_ids", []).append(diff_id)
         self._history(new, created_by, empty=False)
         return new
@@ -1208,7 +1217,7 @@ class BuildService:
         if final and not self.opts.quiet:
             self.opts.report(f"{self._prefix}COMMIT {' '.join(given)}".rstrip())
         img = self.engine.images.add_from_manifest(man, mf.DOCKER_MANIFEST if docker else mf.OCI_MANIFEST, cb,
-                                                   tags=tags)
+                                                   tags=tags, staged=self._staged(state))
         if final and not self.opts.quiet:
             self.opts.report(f"--> {img.short_id}")
             for t in tags:
@@ -1217,6 +1226,28 @@ class BuildService:
         if final and self.opts.output:
             self._export(state, self.opts.output)
         return str(img.id)
+
+    def _staged(self, state: State) -> dict[str, Any]:
+        """This build's unpacked layers the image store lacks, handed over to the commit (moved, not copied)."""
+        from dockyard.engine.images import StagedLayer
+        from dockyard.image.layers import LayerInfo, temp_name
+
+        staged: dict[str, Any] = {}
+        for lay in state.layers:
+            d = self.layers_dir / lay.diff_id.split(":", 1)[1]
+            if lay.content_size is None or lay.tar_size is None or lay.diff_id in staged or not d.is_dir() \
+                    or not self.engine.images.needs_layer(lay.diff_id):
+                continue
+            # Renamed to a temp name of the image store's layer directory (same filesystem), where the
+            # commit expects staged layers and cleans up after a crash.
+            self.engine.images.layers_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.engine.images.layers_dir / (temp_name(d.name) + secrets.token_hex(4))
+            try:
+                os.rename(d, tmp)
+            except OSError:
+                continue
+            staged[lay.diff_id] = StagedLayer(tmp, LayerInfo(lay.diff_id, lay.content_size, lay.tar_size))
+        return staged
 
     def _export(self, state: State, spec: str) -> None:
         """``-o type=local,dest=DIR`` / ``type=tar,dest=FILE`` / ``DIR``: the final root filesystem."""
