@@ -72,6 +72,36 @@ def _parse(argv: list[str]) -> tuple[str | None, str | None, dict[str, Any]] | N
     return root, runroot, opts
 
 
+def fast_exit(code: object, engines: list[Any]) -> None:
+    """``sys.exit(code)`` without the interpreter's teardown of every module and object, which
+    costs a short command ~10 ms and does nothing a finished command needs.  What matters still
+    happens: exit handlers run, ``engines`` close their store (its WAL checkpoint), stdio is
+    flushed.  With another thread alive (a normal exit would join it), a normal exit."""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        sys.exit(status)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for engine in engines:
+        engine.close()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 def try_ps(argv: list[str]) -> None:
     """Run a plain `ps` and exit; return (doing nothing) for any other command line."""
     parsed = _parse(argv)
@@ -81,15 +111,17 @@ def try_ps(argv: list[str]) -> None:
     from dockyard.engine import Engine
     from dockyard.errors import DockyardError
 
+    engine = Engine(root, runroot)
+    code = 0
     try:
-        sys.stdout.write(ps_text(Engine(root, runroot), **opts))
+        sys.stdout.write(ps_text(engine, **opts))
         sys.stdout.flush()
     except DockyardError as e:
         sys.stderr.write(f"Error: {e}\n")
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
-        sys.exit(130)
+        code = 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    sys.exit(0)
+    fast_exit(code, [engine])

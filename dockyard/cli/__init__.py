@@ -111,7 +111,11 @@ class CliState:
             from dockyard.engine import Engine
 
             self._engine = Engine(self.root, self.runroot)
+            _ENGINES.append(self._engine)
         return self._engine
+
+
+_ENGINES: list[Any] = []  # closed by main() on the way out
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT_SETTINGS,
@@ -143,6 +147,15 @@ def fail(message: str, code: int = EXIT_ENGINE) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from dockyard.fastcli import fast_exit
+
+    try:
+        _main(argv)
+    except SystemExit as e:
+        fast_exit(e.code, _ENGINES)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="dockyard", standalone_mode=False)
     except click.exceptions.Exit as e:
