@@ -98,6 +98,9 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         click.echo(line)
         sys.stdout.flush()
 
+    def warn(line: str) -> None:
+        click.echo(f"WARNING: {line}", err=True)
+
     opts = BuildOptions(
         context=context, dockerfile=dockerfile, dockerfile_text=text, tags=list(tags),
         build_args=_pairs(build_args, "--build-arg", env_fallback=True), target=target, no_cache=no_cache,
@@ -105,7 +108,7 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
         platform=platform, fmt=fmt, secrets=secrets, network=network,
         runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
-        tls_verify=tls_verify, quiet=quiet, report=report, run_stdout=None)
+        tls_verify=tls_verify, quiet=quiet, report=report, warn=warn, run_stdout=None)
     sys.stdout.flush()
     import signal
 

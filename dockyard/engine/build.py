@@ -77,6 +77,7 @@ class BuildOptions:
     quiet: bool = False
     # Progress lines (STEP, COMMIT, -->) and the fd RUN steps write their output to.
     report: Callable[[str], None] = print
+    warn: Callable[[str], None] = print  # warnings (the CLI prints them on stderr)
     run_stdout: int | None = None
 
 
@@ -250,7 +251,7 @@ class BuildService:
             self._build_stage(st, final=st is target)
         unused = sorted(set(opts.build_args) - self.used_args - self._predefined_args())
         if unused:
-            self.opts.report(f"[Warning] one or more build-args {unused} were not consumed")
+            self.opts.warn(f"one or more build-args {unused} were not consumed")
         assert target.image_id is not None
         return target.image_id
 
@@ -446,7 +447,7 @@ class BuildService:
                   for lay in img.layers]
         cfg.setdefault("config", {})
         if cfg.get("os", "linux") != "linux" or cfg.get("architecture") != self.platform["architecture"]:
-            self.opts.report(f"WARNING: image platform ({cfg.get('os')}/{cfg.get('architecture')}) does not match "
+            self.opts.warn(f"image platform ({cfg.get('os')}/{cfg.get('architecture')}) does not match "
                              f"the expected platform ({self.platform['os']}/{self.platform['architecture']})")
         return State(layers, cfg, _key("image", img.id))
 
@@ -1209,8 +1210,8 @@ class BuildService:
         cb = config_bytes(cfg)
         docker = self.opts.fmt == "docker"
         annotations = _annotations(self.opts.annotations) if final else {}
-        if docker and annotations and not self.opts.quiet:
-            self.opts.report("WARNING: annotations are not supported by the docker manifest format; dropped")
+        if docker and annotations:
+            self.opts.warn("annotations are not supported by the docker manifest format; dropped")
         man = mf.build_manifest(mf.Descriptor(mf.OCI_CONFIG, mf.digest_of(cb), len(cb)),
                                 [mf.Descriptor(lay.media_type, lay.digest, lay.size) for lay in state.layers],
                                 docker=docker, annotations=annotations or None)
