@@ -7,11 +7,10 @@ is returned, so a container asking for ``nofile=1048576`` still starts, as Podma
 
 from __future__ import annotations
 
-import resource
-
 from dockyard.errors import InvalidArgument
 
 RLIM_INFINITY_OCI = 2**64 - 1  # OCI and the kernel's rlim_t spelling of "unlimited"
+_INF = RLIM_INFINITY_OCI
 
 # Linux resource numbers; the names match OCI's RLIMIT_* spelling.
 _RLIMITS = {
@@ -25,12 +24,13 @@ ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", 
                 "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
-def _to_py(v: int) -> int:
-    return resource.RLIM_INFINITY if v >= 2**63 or v < 0 else v
+def _norm(v: int) -> int:
+    """A limit as the kernel's rlim_t: anything at or above 2**63 (or negative) is unlimited."""
+    return _INF if v >= 2**63 or v < 0 else v
 
 
 def _show(v: int) -> str:
-    return "unlimited" if v == resource.RLIM_INFINITY else str(v)
+    return "unlimited" if v == _INF else str(v)
 
 
 def _resource(entry: dict) -> tuple[str, int]:
@@ -41,11 +41,19 @@ def _resource(entry: dict) -> tuple[str, int]:
         raise InvalidArgument(f"unknown rlimit type: {typ!r}") from None
 
 
-def _le(a: int, b: int) -> bool:
-    """a <= b where RLIM_INFINITY (-1 in Python) is the largest value."""
-    if b == resource.RLIM_INFINITY:
-        return True
-    return a != resource.RLIM_INFINITY and a <= b
+def _prlimit(res: int, new: tuple[int, int] | None = None) -> tuple[int, int]:
+    """prlimit(2) on the calling process: sets ``new`` (soft, hard) if given, returns the old limits.
+
+    Through the runtime's libc handle rather than the `resource` module, whose extension module the
+    container init would otherwise load on every start."""
+    import ctypes
+
+    from dockyard.runtime._libc import check, libc
+
+    pair = ctypes.c_uint64 * 2
+    old = pair()
+    check(libc.prlimit(0, res, pair(*new) if new else None, old), "setrlimit")
+    return old[0], old[1]
 
 
 def apply(rlimits: list[dict] | None) -> list[str]:
@@ -55,23 +63,22 @@ def apply(rlimits: list[dict] | None) -> list[str]:
     for e in rlimits or []:
         typ, res = _resource(e)
         try:
-            soft, hard = _to_py(int(e["soft"])), _to_py(int(e["hard"]))
+            soft, hard = _norm(int(e["soft"])), _norm(int(e["hard"]))
         except (KeyError, TypeError, ValueError):
             raise InvalidArgument(f"rlimit {typ} needs integer soft and hard values") from None
-        if not _le(soft, hard):
+        if soft > hard:
             raise InvalidArgument(f"rlimit {typ}: soft limit {_show(soft)} exceeds hard limit {_show(hard)}")
         entries.append((typ, res, soft, hard))
     for typ, res, soft, hard in entries:
         try:
-            resource.setrlimit(res, (soft, hard))
+            _prlimit(res, (soft, hard))
             continue
-        except (ValueError, PermissionError):
-            # Python reports the kernel's EPERM for a raised hard limit as ValueError.
+        except PermissionError:  # raising the hard limit needs CAP_SYS_RESOURCE
             pass
-        _cur_soft, cur_hard = resource.getrlimit(res)
-        new_hard = cur_hard if not _le(hard, cur_hard) else hard
-        new_soft = soft if _le(soft, new_hard) else new_hard
-        resource.setrlimit(res, (new_soft, new_hard))
+        _cur_soft, cur_hard = _prlimit(res)
+        new_hard = min(hard, cur_hard)
+        new_soft = min(soft, new_hard)
+        _prlimit(res, (new_soft, new_hard))
         warnings.append(
             f"rlimit {typ}: cannot raise hard limit to {_show(hard)} (current hard limit {_show(cur_hard)}, "
             f"no CAP_SYS_RESOURCE); using soft {_show(new_soft)}, hard {_show(new_hard)}")
