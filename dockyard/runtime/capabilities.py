@@ -43,15 +43,6 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
 _last_cap: list[int] = []  # a cache without functools, which the runtime's hot path does not import otherwise
 
 
@@ -154,13 +145,12 @@ def apply(caps: dict | None) -> list[str]:
     eff = _mask(caps.get("effective"), warnings)
     prm = _mask(caps.get("permitted"), warnings)
     inh = _mask(caps.get("inheritable"), warnings)
-    hdr = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_Data * 2)()
-    for i in range(2):
-        data[i].effective = eff >> (32 * i) & 0xFFFFFFFF
-        data[i].permitted = prm >> (32 * i) & 0xFFFFFFFF
-        data[i].inheritable = inh >> (32 * i) & 0xFFFFFFFF
-    syscall("capset", ctypes.byref(hdr), data)
+    # struct __user_cap_header_struct {u32 version; int pid} and two __user_cap_data_struct
+    # {u32 effective, permitted, inheritable}, as flat u32 arrays (ctypes Structure classes cost
+    # every container start their creation).
+    hdr = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(*(m >> (32 * i) & 0xFFFFFFFF for i in range(2) for m in (eff, prm, inh)))
+    syscall("capset", hdr, data)
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     amb = _mask(caps.get("ambient"), [])
     for cap in range(last_cap() + 1):
