@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound, StoreError
 
@@ -145,6 +145,68 @@ class _ReportingReader:
         return data
 
 
+class _BlobTee:
+    """A blob download read once: each chunk is hashed and written to a temp file of the blob store
+    on its way to the unpacker.  ``commit`` verifies size and digest before the blob gets its name
+    (the same checks and fsync-then-rename as ``BlobStore.put_stream``); ``close`` removes an
+    uncommitted temp file."""
+
+    def __init__(self, blobs: Any, desc: Descriptor, src: IO[bytes]) -> None:
+        import hashlib
+
+        self.blobs, self.desc, self.src = blobs, desc, src
+        self.h = hashlib.sha256()
+        self.n = 0
+        blobs.tmp.mkdir(parents=True, exist_ok=True)
+        self.fd, self.tmp = _tempfile().mkstemp(dir=blobs.tmp, prefix="blob-")
+        self.committed = False
+
+    def read(self, n: int = -1) -> bytes:
+        from dockyard.store.blobs import DigestMismatch
+
+        b = self.src.read(n)
+        if b:
+            self.n += len(b)
+            if self.n > self.desc.size:
+                raise DigestMismatch(f"blob {self.desc.digest} is larger than its declared size {self.desc.size}")
+            self.h.update(b)
+            view = memoryview(b)
+            while view:
+                view = view[os.write(self.fd, view):]
+        return b
+
+    def finish(self) -> None:
+        """Read what the unpacker left (padding, or all of it after a failure) and verify the blob."""
+        from dockyard.image.layers import STREAM_CHUNK
+        from dockyard.store.blobs import DigestMismatch
+
+        while self.read(STREAM_CHUNK):
+            pass
+        if self.n != self.desc.size:
+            raise DigestMismatch(f"size mismatch for {self.desc.digest}: expected {self.desc.size} bytes, "
+                                 f"got {self.n}")
+        digest = "sha256:" + self.h.hexdigest()
+        if digest != self.desc.digest:
+            raise DigestMismatch(f"digest mismatch: expected {self.desc.digest}, got {digest}")
+
+    def commit(self) -> None:
+        from dockyard.store.blobs import fsync_dir
+
+        os.fsync(self.fd)
+        os.fchmod(self.fd, 0o644)
+        dest = self.blobs.path(self.desc.digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp, dest)
+        self.committed = True
+        fsync_dir(dest.parent)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if not self.committed:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+
+
 class _NewContent:
     """What one commit added, so a failure can take exactly that back."""
 
@@ -238,6 +300,32 @@ class ImageService:
             src: IO[bytes] = f if on_read is None else _ReportingReader(f, on_read)  # type: ignore[assignment]
             tmp, info = stage_layer(src, self.layers_dir, diff_id.split(":", 1)[1], expected_diff_id=diff_id,
                                     what=f"layer {position + 1} ({desc.digest[:19]})")
+        return StagedLayer(tmp, info)
+
+    def stage_download(self, desc: Descriptor, diff_id: str, position: int, src: IO[bytes]) -> StagedLayer:
+        """``stage_layer`` of a layer blob while it downloads from ``src``: one pass stores the blob
+        (verified, fsynced, named only if complete and correct) and unpacks it, instead of writing
+        the blob then reading it back.  The staged directory is returned only once the blob is in
+        the store; a blob that does not match its digest fails as such, even when its damage broke
+        the unpacking first."""
+        from dockyard.image.layers import LayerError, remove_tree, stage_layer
+
+        tee = _BlobTee(self.blobs, desc, src)
+        try:
+            try:
+                tmp, info = stage_layer(cast(IO[bytes], tee), self.layers_dir, diff_id.split(":", 1)[1], expected_diff_id=diff_id,
+                                        what=f"layer {position + 1} ({desc.digest[:19]})")
+            except LayerError:
+                tee.finish()  # a damaged download is reported as that, not as the tar error it caused
+                raise
+            try:
+                tee.finish()
+                tee.commit()
+            except BaseException:
+                remove_tree(tmp)
+                raise
+        finally:
+            tee.close()
         return StagedLayer(tmp, info)
 
     @staticmethod

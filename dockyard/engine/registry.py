@@ -334,11 +334,11 @@ class RegistryService:
         jobs: dict[Future[Any], Descriptor] = {}
         unpack_jobs: list[Future[StagedLayer]] = []
 
-        def unpack(lay: Descriptor) -> None:
-            if diff_ids is not None and lay.digest not in unpacks:
-                # Its layer is unpacked already (the image came before with other compression).
+        def unpack(lay: Descriptor, streamed: bool = False) -> None:
+            if diff_ids is not None and (streamed or lay.digest not in unpacks):
+                # Unpacked as it downloaded, or already (the image came before with other compression).
                 emit(Progress(short_id(lay.digest), "Pull complete", lay.size, lay.size))
-            for pos, diff_id in unpacks.get(lay.digest, []):
+            for pos, diff_id in unpacks.get(lay.digest, [])[1 if streamed else 0:]:
                 f = unpackers.submit(self._unpack, lay, diff_id, pos, emit, abort)
                 jobs[f] = lay
                 unpack_jobs.append(f)
@@ -346,7 +346,10 @@ class RegistryService:
         ok = False
         try:
             for lay in todo:
-                jobs[downloads.submit(self._fetch, client, repo, lay, emit, True, abort)] = lay
+                # A layer to unpack is unpacked as it downloads (the first use of its blob; the
+                # rare other positions with the same blob are unpacked from the stored blob after).
+                stream = unpacks[lay.digest][0] if lay.digest in unpacks else None
+                jobs[downloads.submit(self._fetch, client, repo, lay, emit, True, abort, stream)] = lay
             for lay in ready:
                 unpack(lay)
             pending = set(jobs)
@@ -356,12 +359,12 @@ class RegistryService:
                     err = f.exception()
                     if err is not None:
                         raise err  # the first failure: nothing was aborted yet
-                    if f in unpack_jobs:
-                        layer = f.result()
+                    layer = f.result()
+                    if layer is not None:
                         staged[layer.info.diff_id] = layer
-                    else:
+                    if f not in unpack_jobs:
                         before = len(unpack_jobs)
-                        unpack(jobs[f])
+                        unpack(jobs[f], streamed=layer is not None)
                         pending.update(unpack_jobs[before:])
             ok = True
         finally:
@@ -372,8 +375,8 @@ class RegistryService:
             downloads.shutdown(wait=True, cancel_futures=not ok)
             unpackers.shutdown(wait=True, cancel_futures=not ok)
             if not ok:
-                for f in unpack_jobs:
-                    if f.done() and not f.cancelled() and f.exception() is None:
+                for f in jobs:
+                    if f.done() and not f.cancelled() and f.exception() is None and f.result() is not None:
                         staged[f.result().info.diff_id] = f.result()
                 images.discard_staged(staged)
         return todo, staged
@@ -387,7 +390,10 @@ class RegistryService:
         return layer
 
     def _fetch(self, client: RegistryClient, repo: str, desc: Descriptor, emit: ProgressFn,
-               report: bool = True, abort: threading.Event | None = None) -> None:
+               report: bool = True, abort: threading.Event | None = None,
+               stage: tuple[int, str] | None = None) -> StagedLayer | None:
+        """Download a blob into the store; with ``stage`` (position, diff_id), unpack it on the way
+        (``ImageService.stage_download``) and return the staged layer."""
         import time
 
         import urllib3
@@ -395,9 +401,10 @@ class RegistryService:
         from dockyard.registry.client import BACKOFF, RegistryError, Transient
 
         blobs = self.engine.blobs
-        if blobs.has(desc.digest):
-            return
+        if blobs.has(desc.digest) and stage is None:
+            return None
         sid = short_id(desc.digest)
+        layer = None
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             on_read = _Meter(emit, sid, "Downloading", desc.size, report, abort)
             try:
@@ -407,8 +414,12 @@ class RegistryService:
                     if length is not None and int(length) != desc.size:
                         raise InvalidArgument(f"blob {desc.digest}: registry sends {length} bytes, "
                                               f"manifest says {desc.size}")
-                    blobs.put_stream(_Counting(resp, on_read), expected=desc.digest,  # type: ignore[arg-type]
-                                     expected_size=desc.size)
+                    if stage is not None:
+                        layer = self.engine.images.stage_download(desc, stage[1], stage[0],
+                                                                  _Counting(resp, on_read))  # type: ignore[arg-type]
+                    else:
+                        blobs.put_stream(_Counting(resp, on_read), expected=desc.digest,  # type: ignore[arg-type]
+                                         expected_size=desc.size)
                 finally:
                     resp.release_conn()
                 break
@@ -420,6 +431,7 @@ class RegistryService:
                 time.sleep(BACKOFF * 2 ** attempt)
         if report:
             emit(Progress(sid, "Download complete", desc.size, desc.size))
+        return layer
 
     # -- push ------------------------------------------------------------------------------
 
