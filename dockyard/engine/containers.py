@@ -215,6 +215,9 @@ class CreateOptions:
     userns: str | None = None
     uidmap: list[str] = field(default_factory=list)
     gidmap: list[str] = field(default_factory=list)
+    userns: str | None = None
+    uidmap: list[str] = field(default_factory=list)
+    gidmap: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -245,6 +248,8 @@ class PendingMonitor:
 
         from dockyard.monitor.protocol import monitor_command
 
+        # Started by an unprivileged euid it is outside the rootless user namespace (inside, euid is 0).
+        self.outside_userns = os.geteuid() != 0
         self.sync_r, sync_w = os.pipe()
         conf_r, self._conf_w = os.pipe()
         self.sync_fd = sync_w  # the monitor reports on this descriptor number
@@ -471,6 +476,11 @@ class ContainerService:
         hc["UsernsMode"], idmaps = rootless.parse_userns(
             opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
         rootless.check_resources(hc)
+        from dockyard.engine import rootless
+
+        hc["UsernsMode"], idmaps = rootless.parse_userns(
+            opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
+        rootless.check_resources(hc)
 
         config: dict[str, Any] = {
             "Hostname": opts.hostname or cid[:12],
@@ -608,6 +618,11 @@ class ContainerService:
         rows = self._db().query("SELECT settings FROM containers")
         return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
 
+    def _auto_maps(self) -> list[Any]:
+        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
+        rows = self._db().query("SELECT settings FROM containers")
+        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
+
     def _check_platform(self, platform: str | None, image: Any) -> None:
         if not platform:
             return
@@ -725,6 +740,9 @@ class ContainerService:
                 raise Conflict(f"cannot start a paused container {r['name']}, try unpause instead")
             if status == "restarting":
                 raise Conflict(f"container {r['name']} is restarting, wait until it is running")
+            if monitor is not None and monitor.outside_userns:
+                monitor.abandon()  # it could not mount or unshare for the container: one from in here
+                monitor = None
             # Started now, the monitor's interpreter loads while the rootfs and the spec are made.
             monitor = monitor or PendingMonitor()
         except BaseException:
@@ -864,6 +882,9 @@ class ContainerService:
         ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=netns,
                                   init_binary=init_bin, extra_mounts=extra, join=join)
         spec = specgen.generate(cfg, hc, ctx)
+        from dockyard.engine import rootless
+
+        rootless.apply(spec, settings.get("idmaps"))
         from dockyard.engine import rootless
 
         rootless.apply(spec, settings.get("idmaps"))
@@ -1111,6 +1132,9 @@ class ContainerService:
             self.engine.networks.forget(cid)
             c.execute("DELETE FROM containers WHERE id=?", (cid,))
         remove_tree(self.ctr_dir(cid))
+        from dockyard.engine import rootless
+
+        rootless.prune_layers(self.roots.root, self._db())
         if before_rundir is not None:
             before_rundir()
         remove_tree(self.run_dir(cid))

@@ -349,16 +349,13 @@ def prepare_rootfs(root: Path, ctr_dir: Path, layer_dirs: list[Path], maps: dict
     resolved = resolve(maps)
     if resolved is None:
         return layer_dirs
-    import hashlib
-    import json
     import shutil
 
     u, g = resolved
     _check_reachable(ctr_dir.parent.parent, u, g)
-    key = hashlib.sha256(json.dumps([u, g]).encode()).hexdigest()[:16]
     out = []
     for layer in layer_dirs:
-        dst = root / "idmapped-layers" / key / layer.name
+        dst = root / SHIFTED / _key(u, g) / layer.name
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".tmp-{layer.name}-{os.getpid()}-")
@@ -392,6 +389,34 @@ def _check_reachable(path: Path, u: Mapping, g: Mapping) -> None:
             raise Unsupported(f"the container's user namespace cannot reach its root filesystem: {d} is not "
                               f"searchable by others (chmod o+x {d}, or use a storage root below a searchable "
                               "directory)")
+
+
+SHIFTED = "idmapped-layers"
+
+
+def _key(u: Mapping, g: Mapping) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([u, g]).encode()).hexdigest()[:16]
+
+
+def prune_layers(root: Path, db: Any) -> None:
+    """Delete the shifted layer copies no remaining container's maps use; free when none were made."""
+    top = root / SHIFTED
+    if not top.is_dir():
+        return
+    import json
+    import shutil
+
+    used = set()
+    for row in db.query("SELECT settings FROM containers"):
+        resolved = resolve(json.loads(row[0]).get("idmaps"))
+        if resolved is not None:
+            used.add(_key(*resolved))
+    for d in top.iterdir():
+        if d.name not in used:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _chown_tree(top: Path, u: Mapping, g: Mapping) -> None:

@@ -342,6 +342,9 @@ def test_userns_keep_id_and_nomap(user):
     assert p.stderr.strip() == f"Error: --userns=auto: size 70000 is more than your {user.subuid[1]} subordinate ids"
     out = user.ok("run", "--rm", "--userns=auto:size=2000", "busybox", "sh", "-c", "cat /proc/self/uid_map")
     assert out.split() == ["0", "1", "2000"]
+    # The layer copies shifted for those maps went with the last container using them.
+    shifted = user.root / "idmapped-layers"
+    assert not shifted.exists() or list(shifted.iterdir()) == []
 
 
 def test_resource_limits_are_refused_without_delegation(user):

@@ -66,8 +66,12 @@ def test_uidmap_gives_a_user_namespaced_container_with_image_owners_kept(busybox
         info = json.loads(dy("inspect", name).stdout)[0]
         assert info["HostConfig"]["UsernsMode"] == "private"
         assert _status_ids(info["State"]["Pid"]) == (base, base)  # root inside is nobody special outside
+        shifted = Path(info["GraphDriver"]["Data"]["MergedDir"]).parents[2] / "idmapped-layers"
+        copies = list(shifted.glob("*/*/etc/passwd"))
+        assert copies and all(p.lstat().st_uid == base for p in copies)
     finally:
         dy("rm", "-f", name)
+    assert list(shifted.iterdir()) == []
 
 
 def test_userns_host_is_the_default(busybox):
