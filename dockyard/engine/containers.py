@@ -189,7 +189,7 @@ class CreateOptions:
     log_driver: str | None = None
     log_opts: list[str] = field(default_factory=list)
     platform: str | None = None
-    network: str | None = None
+    network: str | list[str] | None = None  # --network values (NAME, NAME:ip=..,alias=.., none ...)
     publish: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
@@ -509,8 +509,11 @@ class ContainerService:
             config["StopTimeout"] = opts.stop_timeout
         if opts.mac_address:
             config["MacAddress"] = opts.mac_address
+        from dockyard.network import netopts
+
         settings = {"publish": list(opts.publish), "mounts": [], "mount_specs": [m.to_dict() for m in specs],
-                    "network_aliases": list(opts.network_aliases), "ip": opts.ip, "idmaps": idmaps}
+                    "network_aliases": list(opts.network_aliases), "ip": opts.ip, "idmaps": idmaps,
+                    "network_opts": netopts.per_network(opts.network, opts.ip, opts.mac_address)}
 
         d = self.ctr_dir(cid)
         log_path = ""
@@ -583,25 +586,24 @@ class ContainerService:
             return f"container:{self.row(value.split(':', 1)[1])['id']}"
         raise InvalidArgument(f"invalid {flag} {value!r}: expected host or container:NAME")
 
-    def _network_mode(self, network: str | None) -> str:
-        """--network as stored: none, host, container:<full id>, or network names (checked to exist)."""
+    def _network_mode(self, network: str | list[str] | None) -> str:
+        """--network as stored: none, host, container:<full id>, or network names (checked to exist);
+        per-network options (NAME:ip=...) go to settings["network_opts"]."""
+        from dockyard.network import netopts
         from dockyard.paths import is_rootless
 
-        if not network:
+        reqs = netopts.parse(network)
+        if not reqs:
             return "slirp4netns" if is_rootless() else "bridge"  # Podman's defaults
-        if network in ("none", "host") or network == "slirp4netns" or network.startswith("slirp4netns:"):
-            return network
-        if network.startswith("container:"):
-            other = self.row(network.split(":", 1)[1])
+        mode = reqs[0].name
+        if mode in ("none", "host") or mode == "slirp4netns" or mode.startswith("slirp4netns:"):
+            return mode
+        if mode.startswith("container:"):
+            other = self.row(mode.split(":", 1)[1])
             return f"container:{other['id']}"
-        names = [n for n in network.split(",") if n]
-        if not names:
-            raise InvalidArgument(f"invalid --network {network!r}")
-        for n in names:
-            if n in ("none", "host") or n.startswith("container:"):
-                raise InvalidArgument(f"--network {n} cannot be combined with other networks")
-            self.engine.networks.resolve(n)
-        return ",".join(names)
+        for r in reqs:
+            self.engine.networks.resolve(r.name)
+        return ",".join(r.name for r in reqs)
 
     def _auto_maps(self) -> list[Any]:
         """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
@@ -838,7 +840,8 @@ class ContainerService:
                                              ip=settings.get("ip"), mac=config.get("MacAddress") or None,
                                              dns=hc.get("Dns") or [], dns_search=hc.get("DnsSearch") or [],
                                              dns_options=hc.get("DnsOptions") or [],
-                                             extra_hosts=hc.get("ExtraHosts") or [])
+                                             extra_hosts=hc.get("ExtraHosts") or [],
+                                             network_opts=settings.get("network_opts") or None)
         else:
             net = _local_network(mode, hostname, hc)
         netns: str | None = net["netns"]

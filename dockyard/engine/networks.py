@@ -515,7 +515,8 @@ class NetworkService:
               ip: str | None = None, mac: str | None = None, hostname: str | None = None,
               publish: builtins.list[PortMapping] | None = None, dns: builtins.list[str] | None = None,
               dns_search: builtins.list[str] | None = None, dns_options: builtins.list[str] | None = None,
-              extra_hosts: builtins.list[str] | None = None) -> dict[str, Any]:
+              extra_hosts: builtins.list[str] | None = None,
+              network_opts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """Give a container its network for ``--network MODE`` before its process starts.
 
         MODE is ``bridge``/``podman``, network names (comma-separated for several), ``none``,
@@ -523,6 +524,10 @@ class NetworkService:
         the host's), ``NetworkSettings`` (Docker's inspect shape) and the contents of ``hosts``,
         ``resolv_conf`` and ``hostname`` for the container's /etc.  On failure everything made
         so far is undone.
+
+        ``network_opts``: per-network ``ip``, ``aliases`` and ``mac`` by network name (from
+        ``--network NAME:ip=...,alias=...``), on top of ``ip``/``mac`` (the first network's) and
+        ``aliases`` (every user-defined network's).
         """
         from dockyard.network import files
         from dockyard.network import netns as N
@@ -562,6 +567,7 @@ class NetworkService:
         for r in nets:
             if r["driver"] != "bridge":
                 raise InvalidArgument(f"network {r['name']} cannot be combined with other networks")
+        per_net = {self._get(n)["id"]: o for n, o in (network_opts or {}).items()}
         if is_rootless():
             # Rootless --network none: the runtime makes the namespace inside the container's userns.
             settings["Networks"]["none"] = self._mode_endpoint("none")
@@ -574,10 +580,13 @@ class NetworkService:
             first: dict[str, Any] | None = None
             for i, r in enumerate(nets):
                 rec = recorded.get(r["id"])
+                own = per_net.get(r["id"], {})
+                net_aliases = [*(aliases or [] if not r["builtin"] else []), *(own.get("aliases") or [])]
                 ep = self.attach(container_id, name, path, r["id"],
-                                 aliases=json.loads(rec["aliases"]) if rec else aliases if not r["builtin"] else None,
-                                 ip=rec["ip_address"] if rec else ip if i == 0 else None,
-                                 mac=mac if i == 0 else None, hostname=hostname, dns_servers=dns)
+                                 aliases=json.loads(rec["aliases"]) if rec else net_aliases or None,
+                                 ip=rec["ip_address"] if rec else own.get("ip") or (ip if i == 0 else None),
+                                 mac=own.get("mac") or (mac if i == 0 else None), hostname=hostname,
+                                 dns_servers=dns)
                 settings["Networks"][r["name"]] = ep
                 first = first or ep
             if mode == "none":

@@ -111,3 +111,38 @@ def test_connections_persist_across_restarts_and_apply_to_stopped_containers(dy,
         dy("rm", "-f", "later")
     dy("rm", "-f", "live", check=True)
     dy("network", "rm", "keep", check=True)
+
+
+def test_per_network_ip_and_alias(dy, eng, running):
+    """Podman's NAME:ip=..,alias=.. and Docker's name=NAME,ip=.. give each network its own address
+    and aliases; plain --ip still goes to the first network only."""
+    dy("network", "create", "--subnet", "10.223.0.0/24", "neta", check=True)
+    dy("network", "create", "--subnet", "10.224.0.0/24", "netb", check=True)
+    try:
+        p = dy("run", "-d", "--name", "multi", "--network", "neta:ip=10.223.0.50,alias=first",
+               "--network", "name=netb,ip=10.224.0.60,alias=second", "localhost/busybox", "sleep", "300")
+        assert p.returncode == 0, p.stderr
+        text = addrs(dy, "multi")
+        assert "10.223.0.50/24" in text and "10.224.0.60/24" in text
+        nets = json.loads(dy("inspect", "multi", check=True).stdout)[0]["NetworkSettings"]["Networks"]
+        assert nets["neta"]["Aliases"] == ["first"] and nets["netb"]["Aliases"] == ["second"]
+        dy("rm", "-f", "multi", check=True)
+
+        p = dy("run", "-d", "--name", "multi", "--ip", "10.223.0.51", "--network", "neta",
+               "--network", "netb", "localhost/busybox", "sleep", "300")
+        assert p.returncode == 0, p.stderr
+        nets = json.loads(dy("inspect", "multi", check=True).stdout)[0]["NetworkSettings"]["Networks"]
+        assert nets["neta"]["IPAddress"] == "10.223.0.51" and nets["netb"]["IPAddress"] != "10.224.0.51"
+        dy("rm", "-f", "multi", check=True)
+
+        # both a flag and the first network's own address: Docker's refusal, before anything runs
+        p = dy("run", "-d", "--name", "multi", "--ip", "10.223.0.52", "--network", "neta:ip=10.223.0.53",
+               "localhost/busybox", "true")
+        assert p.returncode == 125 and "cannot specify both --ip and per-network IPv4 address" in p.stderr
+        p = dy("run", "-d", "--network", "neta:bogus=1", "localhost/busybox", "true")
+        assert p.returncode == 125 and "unknown option 'bogus'" in p.stderr
+        p = dy("run", "-d", "--network", "none", "--network", "neta", "localhost/busybox", "true")
+        assert p.returncode == 125 and "cannot be combined" in p.stderr
+    finally:
+        dy("rm", "-f", "multi")
+        dy("network", "rm", "neta", "netb")
