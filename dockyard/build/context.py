@@ -227,6 +227,22 @@ def copy_entry(src: str, dst: str, rel: str, ignore: Ignore, owner: Owner, rootf
     _apply_owner(dst, st, owner)
 
 
+def copy_contents(src: str, dst: str, rel: str, ignore: Ignore, owner: Owner, rootfs: Path,
+                  links: dict[tuple[int, int], str]) -> None:
+    """A source directory's contents into ``dst`` (made 0755 if missing): the directory itself is not
+    copied, so an existing destination keeps its own owner and mode, as with Docker."""
+    if os.path.islink(dst):
+        dst = secure_join(str(rootfs), os.path.relpath(dst, str(rootfs)))
+    if os.path.lexists(dst) and not os.path.isdir(dst):
+        os.unlink(dst)
+    if not os.path.isdir(dst):
+        os.mkdir(dst, 0o755)
+    for child in sorted(os.listdir(src)):
+        crel = f"{rel}/{child}" if rel else child
+        if not ignore.excluded(crel):
+            copy_entry(os.path.join(src, child), os.path.join(dst, child), crel, ignore, owner, rootfs, links)
+
+
 def make_parents(rootfs: Path, host_path: str) -> None:
     """Create the missing directories above ``host_path`` (root-owned 0755, as Docker does)."""
     parent = os.path.dirname(host_path.rstrip("/"))

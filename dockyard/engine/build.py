@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 
 NS = 1_000_000_000
 DEFAULT_SHELL = ["/bin/sh", "-c"]
-# Config keys of a stage's container config that a build carries forward.
-_META_ONLY = ("ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "ENTRYPOINT", "CMD", "HEALTHCHECK", "VOLUME",
-              "STOPSIGNAL", "SHELL", "ONBUILD", "MAINTAINER")
 # Mount points the runtime creates in a RUN step's root filesystem; they are not the step's changes.
 _RUNTIME_MOUNTPOINTS = ("/proc", "/sys", "/dev", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
 
@@ -1114,7 +1111,7 @@ class BuildService:
     def _do_copy(self, state: State, ins: Instruction, rootfs: Path, resolved: list[Source],
                  fetched: list[tuple[str, str]], inline: list[tuple[str, str]], dest: str, chown: str,
                  chmod: str | None, ignore: Ignore, keep_owner: bool, work: Path) -> None:
-        from dockyard.build.context import Owner, copy_entry, dest_path, make_parents
+        from dockyard.build.context import Owner, copy_contents, copy_entry, dest_path, make_parents
         from dockyard.engine import specgen
 
         uid: int | None = None if keep_owner else 0
@@ -1145,12 +1142,12 @@ class BuildService:
         for src, name, rel in items:
             if os.path.isdir(src):
                 # A directory's contents are copied, not the directory itself.
-                target = host_dest
-                make_parents(rootfs, target + "/x")
-                copy_entry(src, target, rel, ignore, owner, rootfs, links)
+                make_parents(rootfs, host_dest.rstrip("/") + "/x")
+                copy_contents(src, host_dest.rstrip("/") or host_dest, rel, ignore, owner, rootfs, links)
                 continue
             if ins.cmd == "ADD" and rel != "" and _is_archive(src):
-                self._extract(src, rootfs, host_dest, in_image, owner, work)
+                # An archive's own owners are kept unless --chown says otherwise.
+                self._extract(src, rootfs, host_dest, owner if chown else Owner(None, None, owner.mode), work)
                 continue
             target = os.path.join(host_dest, name) if dest_is_dir else host_dest
             make_parents(rootfs, target)
@@ -1180,17 +1177,16 @@ class BuildService:
         os.chmod(path, 0o600)  # Docker gives downloaded files mode 600
         return str(path)
 
-    def _extract(self, src: str, rootfs: Path, host_dest: str, in_image: str, owner: Any, work: Path) -> None:
+    def _extract(self, src: str, rootfs: Path, host_dest: str, owner: Any, work: Path) -> None:
         """ADD of a local tar archive: unpacked (safely, like a layer) into the destination directory."""
-        from dockyard.build.context import Owner, copy_entry, make_parents
+        from dockyard.build.context import NO_IGNORE, copy_contents, make_parents
         from dockyard.image.layers import stage_layer
 
         with open(src, "rb") as f:
             tmp, _ = stage_layer(f, work, "add", what=f"ADD {os.path.basename(src)}", overlay_whiteouts=False)
-        make_parents(rootfs, host_dest.rstrip("/") + "/x")
-        keep = Owner(owner.uid if owner.uid != 0 or owner.gid != 0 else None,
-                     owner.gid if owner.uid != 0 or owner.gid != 0 else None, owner.mode)
-        copy_entry(str(tmp), host_dest.rstrip("/") or host_dest, "", _no_ignore(), keep, rootfs, {})
+        target = host_dest.rstrip("/") or host_dest
+        make_parents(rootfs, target + "/x")
+        copy_contents(str(tmp), target, "", NO_IGNORE, owner, rootfs, {})
 
     # -- commit ----------------------------------------------------------------------------------------
     def _commit(self, state: State, tags: list[str], final: bool) -> str:
@@ -1323,12 +1319,6 @@ def _is_archive(path: str) -> bool:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
-
-
-def _no_ignore() -> Ignore:
-    from dockyard.build.context import NO_IGNORE
-
-    return NO_IGNORE
 
 
 def _annotations(raw: dict[str, str]) -> dict[str, str]:

@@ -198,16 +198,20 @@ RUN ls /run/secrets 2>&1 | wc -l > /after
 def test_dockerignore_and_copy_semantics(dyb, tmp_path):
     files = {
         "Dockerfile": "FROM localhost/busybox\nCOPY . /ctx/\nCOPY --chmod=0750 --chown=1:2 tools/run.sh /usr/local/bin/\n"
-                      "COPY *.md docs/\nWORKDIR /w\nCOPY tools rel/\n",
+                      "COPY *.md docs/\nWORKDIR /w\nCOPY tools rel/\nCOPY tools /etc/\n",
         ".dockerignore": "# comment\nsecret.env\n**/*.log\n!keep.log\nbuild/\n",
         "secret.env": "TOKEN=1\n", "a.log": "x", "keep.log": "k", "sub/deep/b.log": "x", "build/out.bin": "x",
         "README.md": "r", "NOTES.md": "n", "tools/run.sh": "#!/bin/sh\necho run\n",
     }
     ctx = write(tmp_path / "ctx", files)
+    os.chmod(ctx / "tools", 0o700)
     dyb("build", "-t", "ign", str(ctx), check=True)
     r = dyb("run", "--rm", "ign", "sh", "-c",
             "cd /ctx && find . -type f | sort; stat -c '%a %u %g' /usr/local/bin/run.sh; ls /docs; ls /w/rel",
             check=True)
+    # A directory source's contents are copied: the destination directory keeps (or gets) 0755.
+    modes = dyb("run", "--rm", "ign", "stat", "-c", "%a %n", "/etc", "/w/rel", "/etc/run.sh", check=True).stdout
+    assert modes.splitlines()[:2] == ["755 /etc", "755 /w/rel"] and "/etc/run.sh" in modes
     lines = r.stdout.splitlines()
     assert lines[:6] == ["./.dockerignore", "./Dockerfile", "./NOTES.md", "./README.md", "./keep.log",
                          "./tools/run.sh"]

@@ -80,8 +80,8 @@ def test_add_archive_url_and_plain_file(dyb, tmp_path):
                                   f"ADD {url}/files/data.txt /dl/\n"})
         dyb("build", "-t", "add", str(ctx), check=True)
         out = run_out(dyb, "add", "/opt/pkg/bin/tool; cat /opt/pkg/link /opt/notes.txt /dl/data.txt; "
-                                  "stat -c '%u:%g %a' /opt/pkg/README /dl/data.txt; readlink /opt/pkg/link")
-        assert out == "tool\nreadme\nplain\ndownloaded\n123:456 755\n0:0 600\nREADME\n"
+                                  "stat -c '%u:%g %a' /opt/pkg/README /dl/data.txt /opt; readlink /opt/pkg/link")
+        assert out == "tool\nreadme\nplain\ndownloaded\n123:456 755\n0:0 600\n0:0 755\nREADME\n"
         write(ctx, {"Dockerfile": f"FROM localhost/busybox\nADD {url}/missing /x\n"})
         p = dyb("build", str(ctx))
         assert p.returncode == 125 and "cannot download" in p.stderr and "404" in p.stderr
