@@ -209,15 +209,6 @@ class CreateOptions:
     userns: str | None = None
     uidmap: list[str] = field(default_factory=list)
     gidmap: list[str] = field(default_factory=list)
-    userns: str | None = None
-    uidmap: list[str] = field(default_factory=list)
-    gidmap: list[str] = field(default_factory=list)
-    userns: str | None = None
-    uidmap: list[str] = field(default_factory=list)
-    gidmap: list[str] = field(default_factory=list)
-    userns: str | None = None
-    uidmap: list[str] = field(default_factory=list)
-    gidmap: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -466,21 +457,6 @@ class ContainerService:
         hc["UsernsMode"], idmaps = rootless.parse_userns(
             opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
         rootless.check_resources(hc)
-        from dockyard.engine import rootless
-
-        hc["UsernsMode"], idmaps = rootless.parse_userns(
-            opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
-        rootless.check_resources(hc)
-        from dockyard.engine import rootless
-
-        hc["UsernsMode"], idmaps = rootless.parse_userns(
-            opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
-        rootless.check_resources(hc)
-        from dockyard.engine import rootless
-
-        hc["UsernsMode"], idmaps = rootless.parse_userns(
-            opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
-        rootless.check_resources(hc)
 
         config: dict[str, Any] = {
             "Hostname": opts.hostname or cid[:12],
@@ -604,21 +580,6 @@ class ContainerService:
         for r in reqs:
             self.engine.networks.resolve(r.name)
         return ",".join(r.name for r in reqs)
-
-    def _auto_maps(self) -> list[Any]:
-        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
-        rows = self._db().query("SELECT settings FROM containers")
-        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
-
-    def _auto_maps(self) -> list[Any]:
-        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
-        rows = self._db().query("SELECT settings FROM containers")
-        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
-
-    def _auto_maps(self) -> list[Any]:
-        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
-        rows = self._db().query("SELECT settings FROM containers")
-        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
 
     def _auto_maps(self) -> list[Any]:
         """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
@@ -885,15 +846,6 @@ class ContainerService:
         ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=netns,
                                   init_binary=init_bin, extra_mounts=extra, join=join)
         spec = specgen.generate(cfg, hc, ctx)
-        from dockyard.engine import rootless
-
-        rootless.apply(spec, settings.get("idmaps"))
-        from dockyard.engine import rootless
-
-        rootless.apply(spec, settings.get("idmaps"))
-        from dockyard.engine import rootless
-
-        rootless.apply(spec, settings.get("idmaps"))
         from dockyard.engine import rootless
 
         rootless.apply(spec, settings.get("idmaps"))
