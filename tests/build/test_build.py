@@ -277,6 +277,26 @@ RUN rm /bin/vi /data/one && rm -rf /data/sub && mkdir /data/sub && echo new > /d
     assert not any(n.startswith(("proc", "sys", "dev", "etc/hosts", "etc/resolv.conf")) for n in names)
 
 
+@pytest.mark.peer("umoci")
+def test_whiteouts_read_by_umoci(dyb, tmp_path):
+    """A real peer applies our layers: umoci unpacks the saved OCI layout with the deletions applied."""
+    import subprocess
+
+    df = ("FROM localhost/busybox\nRUN mkdir -p /data/sub && echo 1 > /data/one && echo 2 > /data/sub/two\n"
+          "RUN rm /bin/vi /data/one && rm -rf /data/sub && mkdir /data/sub && echo new > /data/sub/fresh\n")
+    ctx = write(tmp_path / "ctx", {"Dockerfile": df})
+    dyb("build", "-t", "wh", str(ctx), check=True)
+    layout = tmp_path / "layout"
+    dyb("save", "--format", "oci-dir", "-o", str(layout), "wh", check=True)
+    bundle = tmp_path / "bundle"
+    p = subprocess.run(["umoci", "unpack", "--image", f"{layout}:latest", str(bundle)], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rootfs = bundle / "rootfs"
+    assert not (rootfs / "bin" / "vi").exists() and (rootfs / "bin" / "busybox").is_file()
+    assert sorted(str(p.relative_to(rootfs)) for p in (rootfs / "data").rglob("*")) == ["data/sub", "data/sub/fresh"]
+
+
 @pytest.mark.parametrize("dockerfile,code,message", [
     ("FROM localhost/busybox\nRUN true\nFROBNICATE x\n", 125, "line 3: unknown instruction: FROBNICATE"),
     ("FROM localhost/busybox\nCOPY missing.txt /\n", 125, "missing.txt: no such file or directory"),
