@@ -217,6 +217,21 @@ class BuildService:
             raise InvalidArgument(f"unrecognized image type {opts.fmt!r}: oci or docker")
         if opts.pull not in ("always", "missing", "never", "newer", "true", "false"):
             raise InvalidArgument(f"invalid --pull value {opts.pull!r}: always, missing, never or newer")
+        from dockyard.image.reference import parse as parse_ref
+
+        for t in opts.tags:  # a bad name fails before any step runs, not at the commit
+            ref = parse_ref(t)
+            if ref.digest:
+                raise InvalidArgument(f"tag {t}: a build cannot be tagged with a digest")
+        for sid, (kind, val) in opts.secrets.items():
+            if kind == "file" and not os.path.isfile(val):
+                raise NotFound(f"secret {sid}: {val}: no such file")
+            if kind == "env" and val not in os.environ:
+                raise NotFound(f"secret {sid}: environment variable {val} is not set")
+        if opts.output and "=" in opts.output:
+            kv = dict(x.partition("=")[::2] for x in opts.output.split(","))
+            if kv.get("type", "local") not in ("local", "tar") or not kv.get("dest"):
+                raise InvalidArgument(f"invalid --output {opts.output!r}: type=local,dest=DIR or type=tar,dest=FILE")
         self.opts = opts
         self.platform = host_platform()
         want = parse_platform(opts.platform)

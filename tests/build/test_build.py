@@ -370,3 +370,17 @@ def test_interrupted_build_cleans_up(dyb, tmp_path):
     assert proc.returncode != 0 and err.count("Error:") == 1
     assert dyb("image", "exists", "intr").returncode == 1
     # (the dyb fixture checks that no mount, temp dir, runtime state or secret is left)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["-t", "UPPER"], "must be lowercase"),
+    (["--secret", "id=x,src=/nonexistent/file"], "secret x: /nonexistent/file: no such file"),
+    (["-o", "type=registry,dest=x"], "invalid --output"),
+    (["--squash"], "--squash is not supported"),
+    (["--pull=sometimes"], "invalid --pull value"),
+])
+def test_bad_flags_fail_before_any_step(dyb, tmp_path, flags, message):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM localhost/busybox\nRUN echo step-ran\n"})
+    p = dyb("build", *flags, str(ctx))
+    assert p.returncode == 125 and message in p.stderr
+    assert "step-ran" not in p.stdout and "STEP" not in p.stdout
