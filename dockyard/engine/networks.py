@@ -86,6 +86,21 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _check_unprivileged_ports(publish: builtins.list[PortMapping]) -> None:
+    """slirp4netns listens as the user: ports below net.ipv4.ip_unprivileged_port_start are refused."""
+    low = [m.host_port for m in publish if m.host_port] + [m.host_range[0] for m in publish if m.host_range]
+    if not low:
+        return
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            first = int(f.read())
+    except (OSError, ValueError):
+        return
+    if min(low) < first:
+        raise Unsupported(f"rootless port publishing cannot bind port {min(low)}: ports below {first} need root "
+                          f"(sysctl net.ipv4.ip_unprivileged_port_start={first})")
+
+
 class NetworkService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -650,6 +665,8 @@ class NetworkService:
         rundir = self._slirp_dir(container_id)
         path = self._rootless_netns(container_id)
         hostname = hostname or container_id[:12]
+        if is_rootless():
+            _check_unprivileged_ports(publish or [])
         try:
             self.teardown_rootless(container_id)  # what a crash or an earlier run left
             rootless.create_netns(path)

@@ -186,7 +186,9 @@ def user(registry_image):
         if holder is not None:
             u = RootlessUser(name, home, holder.pid)
             with contextlib.suppress(Exception):
-                u.dy("rm", "-af", timeout=120)
+                ids = u.dy("ps", "-aq").stdout.split()
+                if ids:
+                    u.dy("rm", "-f", *ids, timeout=120)
             pause = u.pause_pid()
             if pause:
                 with contextlib.suppress(ProcessLookupError):
@@ -448,3 +450,16 @@ def test_commit_works_and_pause_is_refused_without_a_cgroup(user):
     finally:
         user.dy("rm", "-f", name)
         user.dy("rmi", "rlsnap:1")
+
+
+def test_privileged_port_is_refused_clearly(user):
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        first = int(f.read())
+    if first == 0:
+        pytest.skip("every port is unprivileged on this host")
+    p = user.dy("run", "--rm", "-p", f"{first - 1}:80", "busybox", "true")
+    assert p.returncode == 125
+    assert p.stderr.strip() == (f"Error: rootless port publishing cannot bind port {first - 1}: ports below {first} "
+                                f"need root (sysctl net.ipv4.ip_unprivileged_port_start={first})")
+    assert user.ok("ps", "-aq") == ""
+    assert user.slirp_pids() == []

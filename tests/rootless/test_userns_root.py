@@ -30,7 +30,9 @@ def busybox():
         assert p.returncode == 0, p.stderr
         yield dy
     finally:
-        dy("rm", "-af")
+        ids = dy("ps", "-aq").stdout.split()
+        if ids:
+            dy("rm", "-f", *ids)
         shutil.rmtree(top, ignore_errors=True)
 
 
