@@ -1,20 +1,24 @@
-"""Hide the kernel's grace-period wait of the first cgroup migration behind the runtime's own start-up.
+"""Hide the kernel's grace-period wait of a cgroup migration by pid behind the runtime's own start-up.
 
-Moving a process between cgroups (a write to ``cgroup.procs``) takes the global
+Moving a process between cgroups by pid (a write to ``cgroup.procs``) takes the global
 ``cgroup_threadgroup_rwsem`` for writing.  Its writer side first waits for an RCU grace period unless a
 writer passed through within the last grace period (``rcu_sync``), so the first attach of a container
-costs 10-20 ms of pure waiting on a quiet host, and later ones within a few milliseconds cost
-microseconds (the kernel's ``favordynmods`` mount option removes the wait, but that is the host's choice).
-runc pays the same wait; it hides part of it behind ``runc init``'s exec.
+costs 6-20 ms of pure waiting, and later ones within a few milliseconds cost microseconds (the
+kernel's ``favordynmods`` mount option removes the wait, but that is the host's choice).  While it
+waits, the writer holds ``cgroup_mutex``: every mkdir and rmdir in cgroupfs waits with it.  runc pays
+this wait on every start.
 
-`start` performs, in a thread, one no-op migration of the runtime process into the cgroup it is
-already in, as soon as the command is known to create a container; the grace period then elapses
+On cgroup v1 and hybrid hosts the runtime needs no such migration (CgroupManager.self_attach: clone3
+into the unified cgroup, and a thread may move itself between v1 cgroups without the global lock),
+so this module only serves hosts where a pid is still moved, i.e. cgroup v2 hosts.  There `start`
+performs, in a thread, one no-op migration of the runtime process into the cgroup it is already in,
+as soon as the command is known to create a process in a container; the grace period then elapses
 while the main thread imports and parses the bundle (the GIL is released during the write).  `join`,
-called right before the fork, waits for it if it is still going.  The real attach comes a few
-milliseconds later, well inside the next grace period, and finds the lock warm.  A thread rather
-than a helper process: it costs no fork, and it is joined before the runtime forks, so the fork
-always happens single-threaded.  The write changes no cgroup membership; when it is refused
-(rootless, no cgroupfs) nothing is gained and nothing lost.
+called right before the fork, waits for it.  The real attach comes a few milliseconds later, well
+inside the next grace period, and finds the lock warm.  A thread rather than a helper process: it
+costs no fork, and it is joined before the runtime forks, so the fork always happens single-threaded.
+The write changes no cgroup membership; when it is refused (rootless, no cgroupfs) nothing is gained
+and nothing lost.
 """
 
 import _thread
