@@ -75,15 +75,15 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("--runtime", metavar="NAME", help="OCI runtime for RUN steps (default $DOCKYARD_RUNTIME or dockyard).")
 @click.option("--rm/--no-rm", "rm_", default=True, help="Accepted: build containers are always removed.")
 @click.option("--force-rm", is_flag=True, help="Accepted: build containers are always removed.")
-@click.option("--squash", is_flag=True, help="Not supported (a clear error).")
+@click.option("--squash", is_flag=True, help="Squash this build's new layers into one.")
+@click.option("--squash-all", is_flag=True, help="Squash all layers, the base image's too, into one.")
 @click.pass_obj
 def build(state, context, tags, dockerfile, build_args, target, no_cache, layers, pull, labels, annotations,
-          platform, quiet, fmt, secret_specs, network, iidfile, output, tls_verify, runtime, rm_, force_rm, squash):
+          platform, quiet, fmt, secret_specs, network, iidfile, output, tls_verify, runtime, rm_, force_rm, squash, squash_all):
     from dockyard.engine.build import BuildOptions, BuildService
-    from dockyard.errors import Unsupported
 
-    if squash:
-        raise Unsupported("--squash is not supported by dockyard build (use a multi-stage build)")
+    if squash and squash_all:
+        raise click.UsageError("--squash and --squash-all cannot be used together")
     text = None
     if dockerfile == "-" or context == "-":
         text = sys.stdin.read()
@@ -108,7 +108,7 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
         platform=platform, fmt=fmt, secrets=secrets, network=network,
         runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
-        tls_verify=tls_verify, quiet=quiet, report=report, warn=warn, run_stdout=None)
+        tls_verify=tls_verify, squash="all" if squash_all else "new" if squash else "none", quiet=quiet, report=report, warn=warn, run_stdout=None)
     sys.stdout.flush()
     import signal
 

@@ -71,6 +71,7 @@ class BuildOptions:
     runtime: str = "dockyard"
     output: str | None = None
     tls_verify: bool | None = None
+    squash: str = "none"  # none | new (--squash: this build's layers become one) | all (--squash-all)
     quiet: bool = False
     # Progress lines (STEP, COMMIT, -->) and the fd RUN steps write their output to.
     report: Callable[[str], None] = print
@@ -125,6 +126,7 @@ class Stage:
     base: str = ""
     state: State | None = None
     image_id: str | None = None
+    base_layers: int = 0  # how many of the state's layers came with FROM (--squash keeps them)
 
 
 def _key(*parts: Any) -> str:
@@ -403,6 +405,7 @@ class BuildService:
         self._step_no, self._steps = 0, steps
         self._report_step(st.from_ins, f"FROM {st.base}" + (f" AS {st.name}" if st.name else ""))
         state = self._from(st)
+        st.base_layers = len(state.layers)
         self.args: dict[str, str] = {}
         self.cmd_set = False
         self.onbuild: list[str] = []
@@ -422,6 +425,8 @@ class BuildService:
             state = self._step(st, state, ins)
         st.state = state
         if final:
+            if self.opts.squash != "none":
+                state = self._squash(state, 0 if self.opts.squash == "all" else st.base_layers)
             st.image_id = self._commit(state, self.opts.tags, final=True)
         elif self.opts.layers:
             st.image_id = self._commit(state, [], final=False)
@@ -777,17 +782,27 @@ class BuildService:
 
     def _commit_layer(self, state: State, upper: Path, created_by: str, work: Path) -> State:
         """The changes in ``upper`` as a new layer of ``state`` (or an empty_layer history entry)."""
+        new = state.copy()
+        lay = self._new_layer(upper, work)
+        if lay is None:
+            self._history(new, created_by, empty=True)
+            return new
+        new.layers.append(lay)
+        new.config.setdefault("rootfs", {"type": "layers"}).setdefault("diff_ids", []).append(lay.diff_id)
+        self._history(new, created_by, empty=False)
+        return new
+
+    def _new_layer(self, upper: Path, work: Path) -> LayerRef | None:
+        """The changes in ``upper`` as a stored layer blob plus its unpacked directory (None: no change)."""
         from dockyard.build.diff import pack_upper
         from dockyard.image import manifest as mf
         from dockyard.image.layers import remove_tree, stage_layer
 
-        new = state.copy()
         tar_path = work / "layer.tar"
         with open(tar_path, "wb") as f:
             entries = pack_upper(upper, f)
         if entries == 0:
-            self._history(new, created_by, empty=True)
-            return new
+            return None
         # Unpacked once: the directory later steps stack on, and the diff_id from the same read.
         with open(tar_path, "rb") as f:
             tmp, info = stage_layer(f, self.layers_dir, "build")
@@ -804,10 +819,7 @@ class BuildService:
         size = gz_path.stat().st_size
         with open(gz_path, "rb") as f:
             digest = self.engine.blobs.put_stream(f, None, size)
-        new.layers.append(LayerRef(mf.OCI_LAYER_GZIP, digest, size, diff_id, info.size, info.tar_size))
-        new.config.setdefault("rootfs", {"type": "layers"}).setdefault("diff_ids", []).append(diff_id)
-        self._history(new, created_by, empty=False)
-        return new
+        return LayerRef(mf.OCI_LAYER_GZIP, digest, size, diff_id, info.size, info.tar_size)
 
     # RUN
     def _run_step(self, st: Stage, state: State, ins: Instruction, scope: dict[str, str]) -> State:
@@ -1238,6 +1250,38 @@ class BuildService:
         if final and self.opts.output:
             self._export(state, self.opts.output)
         return str(img.id)
+
+    def _squash(self, state: State, keep: int) -> State:
+        """``--squash`` (keep the base image's layers) / ``--squash-all`` (keep none): the other layers
+        become one, replayed in order through an overlay of the kept ones so their combined change
+        is one upper directory.  The history stays; the squashed steps' entries are marked empty and
+        the last entry carries the new layer."""
+        from dockyard.build.diff import apply_layer_dir
+        from dockyard.image.layers import unmount_rootfs
+
+        squashed = state.layers[keep:]
+        if len(squashed) <= 1:
+            return state
+        out = State(state.layers[:keep], json.loads(json.dumps(state.config)), _key(state.key, "squash", keep))
+        with self._workdir() as work:
+            rootfs, upper = self._mount(out, work)
+            for d in self._layer_dirs(State(squashed, {}, "")):
+                apply_layer_dir(str(d), str(rootfs))
+            unmount_rootfs(rootfs)
+            lay = self._new_layer(upper, work)
+        hist = out.config.setdefault("history", [])
+        for i in [i for i, h in enumerate(hist) if not h.get("empty_layer")][keep:]:
+            hist[i]["empty_layer"] = True
+        diff_ids = [x.diff_id for x in out.layers]
+        if lay is not None:
+            out.layers.append(lay)
+            diff_ids.append(lay.diff_id)
+            if not hist:
+                hist.append({"created": state.config.get("created") or _now()})
+            hist[-1].pop("empty_layer", None)
+            hist[-1]["comment"] = "squashed"
+        out.config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        return out
 
     def _staged(self, state: State) -> dict[str, Any]:
         """This build's unpacked layers the image store lacks, handed over to the commit (moved, not copied)."""

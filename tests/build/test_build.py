@@ -376,7 +376,7 @@ def test_interrupted_build_cleans_up(dyb, tmp_path):
     (["-t", "UPPER"], "must be lowercase"),
     (["--secret", "id=x,src=/nonexistent/file"], "secret x: /nonexistent/file: no such file"),
     (["-o", "type=registry,dest=x"], "invalid --output"),
-    (["--squash"], "--squash is not supported"),
+    (["--squash", "--squash-all"], "--squash and --squash-all cannot be used together"),
     (["--pull=sometimes"], "invalid --pull value"),
 ])
 def test_bad_flags_fail_before_any_step(dyb, tmp_path, flags, message):
@@ -384,3 +384,20 @@ def test_bad_flags_fail_before_any_step(dyb, tmp_path, flags, message):
     p = dyb("build", *flags, str(ctx))
     assert p.returncode == 125 and message in p.stderr
     assert "step-ran" not in p.stdout and "STEP" not in p.stdout
+
+
+@pytest.mark.parametrize("flag,layers", [("--squash", 2), ("--squash-all", 1)])
+def test_squash(dyb, tmp_path, flag, layers):
+    df = ("FROM localhost/busybox\nRUN mkdir -p /data/sub && echo 1 > /data/one && echo 2 > /data/sub/two\n"
+          "RUN rm /bin/vi /data/one && rm -rf /data/sub && mkdir /data/sub && echo new > /data/sub/fresh\n"
+          "ENV DONE=1\n")
+    ctx = write(tmp_path / "ctx", {"Dockerfile": df})
+    dyb("build", flag, "-t", "sq", str(ctx), check=True)
+    cfg = config(dyb, "sq")
+    assert len(cfg["RootFS"]["Layers"]) == layers
+    assert "DONE=1" in cfg["Config"]["Env"]
+    r = dyb("run", "--rm", "sq", "sh", "-c", "ls /bin/vi 2>&1; find /data | sort; cat /data/sub/fresh", check=True)
+    assert "No such file" in r.stdout
+    assert r.stdout.splitlines()[1:] == ["/data", "/data/sub", "/data/sub/fresh", "new"]
+    sizes = dyb("history", "--format", "{{.Size}}", "sq", check=True).stdout.split()
+    assert len([s for s in sizes if s != "0B"]) == layers, "one non-empty history entry per layer"
