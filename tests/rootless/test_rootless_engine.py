@@ -211,6 +211,11 @@ def test_info_reports_rootless_and_per_user_store(user):
         {"container_id": 1, "host_id": user.subuid[0], "size": user.subuid[1]}]
 
 
+def test_image_bootstrap_as_the_user(user):
+    user.ok("image", "bootstrap", "busybox")
+    assert user.ok("run", "--rm", "localhost/busybox", "stat", "-c", "%u:%g", "/bin/busybox") == "0:0\n"
+
+
 def test_run_is_root_inside_with_the_user_namespace_mapping(user):
     out = user.ok("run", "--rm", "busybox", "sh", "-c",
                   "id; cat /proc/self/uid_map; stat -c '%u:%g %n' /bin/busybox /etc/passwd")
