@@ -8,6 +8,7 @@ can make a build read or write the host.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -173,11 +174,22 @@ def dest_path(rootfs: Path, dest: str, workdir: str) -> tuple[str, str]:
     return clean + ("/" if dest.endswith("/") and clean != "/" else ""), secure_join(str(rootfs), clean)
 
 
-def _apply_owner(path: str, st: os.stat_result, owner: Owner) -> None:
+_KEEP_XATTRS = ("user.", "security.capability")
+
+
+def _apply_owner(path: str, src: str, st: os.stat_result, owner: Owner) -> None:
     uid = st.st_uid if owner.uid is None else owner.uid
     gid = st.st_gid if owner.gid is None else owner.gid
     os.lchown(path, uid, gid)
     if not stat.S_ISLNK(st.st_mode):
+        # File capabilities and user xattrs travel with the file (after chown, which clears capabilities).
+        try:
+            names = [n for n in os.listxattr(src, follow_symlinks=False) if n.startswith(_KEEP_XATTRS)]
+        except OSError:
+            names = []
+        for n in names:
+            with contextlib.suppress(OSError):
+                os.setxattr(path, n, os.getxattr(src, n, follow_symlinks=False), follow_symlinks=False)
         os.chmod(path, owner.mode if owner.mode is not None else stat.S_IMODE(st.st_mode))
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
@@ -207,7 +219,7 @@ def copy_entry(src: str, dst: str, rel: str, ignore: Ignore, owner: Owner, rootf
             if ignore.excluded(crel):
                 continue
             copy_entry(os.path.join(src, child), os.path.join(dst, child), crel, ignore, owner, rootfs, links)
-        _apply_owner(dst, st, owner)
+        _apply_owner(dst, src, st, owner)
         return
     _clear(dst)
     key = (st.st_dev, st.st_ino)
@@ -224,7 +236,7 @@ def copy_entry(src: str, dst: str, rel: str, ignore: Ignore, owner: Owner, rootf
         return  # sockets and devices are not copied into images
     if st.st_nlink > 1:
         links[key] = dst
-    _apply_owner(dst, st, owner)
+    _apply_owner(dst, src, st, owner)
 
 
 def copy_contents(src: str, dst: str, rel: str, ignore: Ignore, owner: Owner, rootfs: Path,

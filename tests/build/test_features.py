@@ -161,3 +161,22 @@ def test_symlinks_cannot_reach_the_host(dyb, tmp_path):
         p = dyb("build", str(ctx))
         assert p.returncode == 125, f"COPY of a context symlink pointing outside ({link}) must fail"
         assert "host secret" not in dyb("run", "--rm", "localhost/busybox", "true").stdout
+
+
+def test_copy_keeps_user_xattrs(dyb, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM localhost/busybox\nCOPY tagged.txt /tagged.txt\n",
+                                   "tagged.txt": "x\n"})
+    try:
+        os.setxattr(ctx / "tagged.txt", "user.origin", b"context")
+    except OSError as e:
+        pytest.skip(f"user xattrs unsupported here: {e}")
+    dyb("build", "-t", "xa", str(ctx), check=True)
+    out = tmp_path / "xa.tar"
+    dyb("save", "--format", "oci-archive", "-o", str(out), "xa", check=True)
+    with tarfile.open(out) as tf:
+        index = json.load(tf.extractfile("index.json"))
+        man = json.load(tf.extractfile("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
+        last = man["layers"][-1]["digest"].split(":")[1]
+        with tarfile.open(fileobj=tf.extractfile(f"blobs/sha256/{last}")) as layer:
+            m = layer.getmember("tagged.txt")
+    assert m.pax_headers.get("SCHILY.xattr.user.origin") == "context"
