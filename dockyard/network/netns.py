@@ -27,15 +27,11 @@ def create(container_id: str, lo_up: bool = True) -> str:
     from dockyard.network import nl
 
     path = path_for(container_id)
-    if os.path.exists(path):
-        if not lo_up:
-            return path
-        rt = nl.open_in(path)
-    else:
+    if not os.path.exists(path):
         os.makedirs(NETNS_DIR, exist_ok=True)
-        rt = nl.create_netns(path)
-    with rt:
-        if lo_up:
+        nl.create_netns(path)
+    if lo_up:
+        with nl.open_in(path) as rt:
             rt.call(rt.set_up(1))
     return path
 
@@ -47,7 +43,10 @@ def remove(container_id: str) -> bool:
     keeps it from loading pyroute2 just for that."""
     import ctypes
 
+    from dockyard.network import nl
+
     path = path_for(container_id)
+    nl.forget(path)
     if not os.path.exists(path):
         return False
     libc = ctypes.CDLL(None, use_errno=True)

@@ -41,6 +41,7 @@ MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 1 << 20
 _HDR = struct.Struct("=IHHII")
 _libc: Any = None
 _loaded: types.SimpleNamespace | None = None
+_made: dict[str, socket.socket] = {}  # path -> a socket inside the namespace create_netns made there
 
 
 class NetlinkError(OSError):
@@ -237,7 +238,11 @@ def _netlink_socket() -> socket.socket:
 
 
 def open_in(path: str) -> Rtnl:
-    """An rtnetlink socket inside the network namespace at ``path``."""
+    """An rtnetlink socket inside the network namespace at ``path`` (the one ``create_netns``
+    made for it, if this process made the namespace: no second thread needed)."""
+    made = _made.pop(path, None)
+    if made is not None:
+        return Rtnl(made)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
     def enter() -> socket.socket:
@@ -250,9 +255,9 @@ def open_in(path: str) -> Rtnl:
         os.close(fd)
 
 
-def create_netns(path: str) -> Rtnl:
-    """Create a network namespace pinned at ``path`` (a bind mount, as `ip netns add` makes) and
-    return an rtnetlink socket inside it.  ``path``'s directory must exist."""
+def create_netns(path: str) -> None:
+    """Create a network namespace pinned at ``path`` (a bind mount, as `ip netns add` makes); the
+    next ``open_in(path)`` gets the socket made inside it.  ``path``'s directory must exist."""
     libc = _lib()
     d = os.path.dirname(path).encode()
     # The directory must be a shared mount so the pin shows in other mount namespaces (runtimes
@@ -268,11 +273,19 @@ def create_netns(path: str) -> Rtnl:
                f"cannot pin the network namespace at {path}")
         return _netlink_socket()
 
+    forget(path)
     try:
-        return Rtnl(_in_thread(make))
+        _made[path] = _in_thread(make)
     except BaseException:
         os.unlink(path)
         raise
+
+
+def forget(path: str) -> None:
+    """Drop the socket kept for a namespace that is being removed."""
+    sock = _made.pop(path, None)
+    if sock is not None:
+        sock.close()
 
 
 def ifindex(name: str) -> int | None:
