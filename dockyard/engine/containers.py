@@ -454,6 +454,10 @@ class ContainerService:
         self._check_endpoint_options(opts, network_mode)
         from dockyard.engine import rootless
 
+        hc["UsernsMode"], idmaps = rootless.parse_userns(opts.userns, opts.uidmap, opts.gidmap, self._auto_maps())
+        rootless.check_resources(hc)
+        from dockyard.engine import rootless
+
         hc["UsernsMode"], idmaps = rootless.parse_userns(
             opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
         rootless.check_resources(hc)
@@ -461,7 +465,7 @@ class ContainerService:
         config: dict[str, Any] = {
             "Hostname": opts.hostname or cid[:12],
             "Domainname": "",
-            "User": opts.user if opts.user is not None else (img_cfg.get("User") or ""),
+            "User": opts.user if opts.user is not None else (img_cfg.get("User") or rootless.keep_id_user(idmaps)),
             "AttachStdin": opts.interactive and opts.attach_streams,
             "AttachStdout": opts.attach_streams,
             "AttachStderr": opts.attach_streams,
@@ -583,6 +587,13 @@ class ContainerService:
 
     def _auto_maps(self) -> list[Any]:
         """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
+        rows = self._db().query("SELECT settings FROM containers")
+        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
+
+    def _auto_maps(self) -> list[Any]:
+        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
+        if not any(self._db().query("SELECT 1 FROM containers WHERE host_config LIKE '%\"UsernsMode\": \"auto%'")):
+            return []
         rows = self._db().query("SELECT settings FROM containers")
         return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
 

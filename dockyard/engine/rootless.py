@@ -261,6 +261,13 @@ def parse_userns(mode: str | None, uidmap: list[str], gidmap: list[str],
     raise InvalidArgument(f"invalid --userns {mode!r}: expected host, keep-id, nomap or auto")
 
 
+def keep_id_user(maps: dict[str, Any] | None) -> str:
+    """Config.User of a --userns=keep-id container whose image names no user: your uid:gid (Podman)."""
+    if maps and "keep_id" in maps:
+        return "{}:{}".format(*maps["keep_id"])
+    return ""
+
+
 def _outer(uid: bool) -> int:
     """The size of the id range of the namespace we run in (the rootless one: 1 + subordinate ids)."""
     with open("/proc/self/uid_map" if uid else "/proc/self/gid_map") as f:
@@ -317,10 +324,6 @@ def apply(spec: dict[str, Any], maps: dict[str, Any] | None) -> None:
     resolved = resolve(maps)
     if resolved is not None and maps is not None:
         u, g = resolved
-        if "keep_id" in maps:
-            user = spec["process"]["user"]
-            if user.get("uid", 0) == 0:
-                user.update(uid=maps["keep_id"][0], gid=maps["keep_id"][1])
         linux["namespaces"].append({"type": "user"})
         linux["uidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in u]
         linux["gidMappings"] = [{"containerID": c, "hostID": h, "size": s} for c, h, s in g]

@@ -55,6 +55,10 @@ def create_netns(path: Path) -> None:
             os.close(r)
             L.unshare(L.CLONE_NEWNET)
             L.mount(f"/proc/{os.getpid()}/ns/net", str(path), None, L.MS_BIND)
+            # As Docker does for a container's own namespace: its root may bind any port there, also a
+            # nested --userns root, which has no privileges over a namespace we made.
+            with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as f:
+                f.write("0")
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 siocsifflags, iff_up = 0x8914, 1
                 fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", iff_up))

@@ -41,6 +41,14 @@ def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None =
     joins_pid = "pid" in fds
     try:
         if "user" in fds:
+            # A namespace owned by an ancestor user namespace (the network namespace made before a
+            # --userns container) can only be joined from out here: try the others first (runc's order).
+            for typ in [t for t in fds if t not in ("user", "mount")]:
+                try:
+                    L.setns(fds[typ], 0)
+                except OSError:
+                    continue
+                os.close(fds.pop(typ))
             fd = fds.pop("user")
             try:
                 L.setns(fd, L.CLONE_NEWUSER)

@@ -339,11 +339,34 @@ def test_userns_keep_id_and_nomap(user):
     out = user.ok("run", "--rm", "--userns=keep-id", "busybox", "sh", "-c", "id -u; id -g; stat -c %u /etc/passwd")
     assert out.split() == [str(user.uid), str(user.gid), "0"]
     name = unique_name("rl", 20)
-    user.ok("create", "--name", name, "--userns=keep-id", "busybox", "true")
-    assert json.loads(user.ok("inspect", name))[0]["HostConfig"]["UsernsMode"] == "keep-id"
-    user.ok("rm", name)
+    user.ok("run", "-d", "--name", name, "--userns=keep-id", "busybox", "sleep", "600")
+    try:
+        info = json.loads(user.ok("inspect", name))[0]
+        assert info["HostConfig"]["UsernsMode"] == "keep-id"
+        assert info["Config"]["User"] == f"{user.uid}:{user.gid}"
+        # exec joins the nested user namespace after the network namespace, which is not its own.
+        assert user.ok("exec", name, "id", "-u") == f"{user.uid}\n"
+        assert user.ok("exec", "-u", "0", name, "id", "-u") == "0\n"
+    finally:
+        user.dy("rm", "-f", name)
     out = user.ok("run", "--rm", "--userns=nomap", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map")
     assert out.split()[0] == "0" and out.split()[1:] == ["0", "1", str(user.subuid[1])]
+    # A nested root may bind low ports in the namespace made for it (Docker's unprivileged port start 0).
+    name = unique_name("rl", 20)
+    port = _free_port()
+    user.ok("run", "-d", "--name", name, "--userns=nomap", "-p", f"{port}:80", "busybox", "httpd", "-f", "-p", "80",
+            "-h", "/etc")
+    try:
+        def fetch() -> bytes | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=5) as r:
+                    return r.read()
+            except OSError:
+                return None
+
+        wait_for(lambda: fetch() is not None, timeout=30, what="httpd in a nomap container")
+    finally:
+        user.dy("rm", "-f", name)
     p = user.dy("create", "--userns=auto:size=70000", "busybox", "true")
     assert p.returncode == 125
     assert p.stderr.strip() == f"Error: --userns=auto: size 70000 is more than your {user.subuid[1]} subordinate ids"
