@@ -454,10 +454,6 @@ class ContainerService:
         self._check_endpoint_options(opts, network_mode)
         from dockyard.engine import rootless
 
-        hc["UsernsMode"], idmaps = rootless.parse_userns(opts.userns, opts.uidmap, opts.gidmap, self._auto_maps())
-        rootless.check_resources(hc)
-        from dockyard.engine import rootless
-
         hc["UsernsMode"], idmaps = rootless.parse_userns(
             opts.userns, opts.uidmap, opts.gidmap, self._auto_maps() if (opts.userns or "").startswith("auto") else [])
         rootless.check_resources(hc)
@@ -587,13 +583,6 @@ class ContainerService:
 
     def _auto_maps(self) -> list[Any]:
         """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
-        rows = self._db().query("SELECT settings FROM containers")
-        return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
-
-    def _auto_maps(self) -> list[Any]:
-        """The id maps --userns=auto containers hold, so a new one gets a range of its own."""
-        if not any(self._db().query("SELECT 1 FROM containers WHERE host_config LIKE '%\"UsernsMode\": \"auto%'")):
-            return []
         rows = self._db().query("SELECT settings FROM containers")
         return [m for r in rows for m in [(json.loads(r[0]).get("idmaps") or {}).get("uid")] if m]
 
