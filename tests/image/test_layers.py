@@ -171,3 +171,100 @@ def test_mount_rootfs_stacks_layers(tmp_path, driver, overlay_whiteouts):
     assert (c / "upper/etc/written").read_text() == "w"
     assert not (lowers[1] / "etc/written").exists()
     unmount_rootfs(target)  # unmounting twice is harmless
+
+
+class _Dribble(io.RawIOBase):
+    """A source that hands out a few bytes per read, as a slow network does."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.f, self.step = io.BytesIO(data), step
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(min(self.step, n) if n >= 0 else self.step)
+
+
+def _gzip_member(raw: bytes, *, name: bytes = b"", extra: bytes = b"", comment: bytes = b"", hcrc: bool = False) -> bytes:
+    import struct
+    import zlib
+
+    flags = (4 if extra else 0) | (8 if name else 0) | (16 if comment else 0) | (2 if hcrc else 0)
+    head = b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\0\xff"
+    if extra:
+        head += struct.pack("<H", len(extra)) + extra
+    if name:
+        head += name + b"\0"
+    if comment:
+        head += comment + b"\0"
+    if hcrc:
+        head += struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return head + c.compress(raw) + c.flush() + struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
+
+
+def test_gzip_forms_other_tools_write(tmp_path):
+    """Header fields (name, extra, comment, header CRC), several members, zero padding, read a few
+    bytes at a time: all give the same layer and diff_id."""
+    raw = make_tar([entry("d/", "dir"), entry("d/big", "file", os.urandom(300_000) + b"\0" * 300_000),
+                    entry("d/small", "file", b"s")])
+    diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+    forms = [
+        _gzip_member(raw, name=b"layer.tar", extra=b"ab\x02\x00xy", comment=b"made by hand", hcrc=True),
+        _gzip_member(raw[:1000]) + _gzip_member(raw[1000:]),
+        gzip.compress(raw) + b"\0" * 1024,
+    ]
+    for i, data in enumerate(forms):
+        for step in (7, 1 << 20):
+            dest = tmp_path / "layers" / f"L{i}-{step}"
+            info = unpack_layer(_Dribble(data, step), dest, expected_diff_id=diff_id)  # type: ignore[arg-type]
+            assert info.diff_id == diff_id and info.tar_size == len(raw)
+            assert (dest / "d" / "big").stat().st_size == 600_000 and (dest / "d" / "small").read_bytes() == b"s"
+
+
+def test_gzip_damage_is_caught_without_a_diff_id(tmp_path):
+    """Without a diff_id to check (import), gzip's own CRC-32 and length are verified."""
+    raw = make_tar([entry("f", "file", b"x" * 10_000)])
+    data = bytearray(gzip.compress(raw))
+    data[-8] ^= 0xFF  # the CRC-32 in the trailer
+    with pytest.raises(LayerError, match="corrupt or truncated compressed data"):
+        _unpack(tmp_path, bytes(data))
+    with pytest.raises(LayerError, match="corrupt or truncated compressed data"):
+        _unpack(tmp_path, gzip.compress(raw) + b"trailing garbage")
+    assert _left_over(tmp_path) == []
+
+
+def test_long_names_and_archives_without_end_blocks(tmp_path):
+    import tarfile
+
+    deep = "/".join(["component"] * 30) + "/file"
+    link = "target-" + "x" * 200
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+            ti, _ = entry(deep, "file", b"deep")
+            tf.addfile(ti, io.BytesIO(b"deep"))
+            ti, _ = entry(link, "file", b"t")
+            tf.addfile(ti, io.BytesIO(b"t"))
+            ti, _ = entry("sym", "sym", link=link)
+            tf.addfile(ti)
+        raw = buf.getvalue().rstrip(b"\0")
+        raw += b"\0" * (-len(raw) % 512)  # the last member's padding, without the end-of-archive blocks
+        dest, _ = _unpack(tmp_path, raw)
+        assert (dest / deep).read_bytes() == b"deep" and os.readlink(dest / "sym") == link
+        os.rename(dest, tmp_path / f"done-{fmt}")
+
+
+def test_oversized_headers_and_sparse_files_are_refused(tmp_path):
+    import tarfile
+
+    ti, _ = entry("f", "file", b"x")
+    ti.pax_headers = {"comment": "c" * (2 << 20)}
+    with pytest.raises(LayerError, match="too large"):
+        _unpack(tmp_path, make_tar([(ti, b"x")]))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        ti, _ = entry("sparse", "file", b"data")
+        ti.type = tarfile.GNUTYPE_SPARSE
+        tf.addfile(ti, io.BytesIO(b"data"))
+    with pytest.raises(LayerError, match="sparse"):
+        _unpack(tmp_path, buf.getvalue())
+    assert _left_over(tmp_path) == []
