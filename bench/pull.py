@@ -1,9 +1,13 @@
 """Pull of a ~500 MB, 10-layer image from the reference registry on loopback.
 
-dockyard pull (into a fresh root each run: download, verify, unpack) and its download half alone
-(`RegistryService.fetch`, in-process) against `skopeo copy` into a directory (download and verify
-only, no unpacking), `podman pull` (download and unpack, fresh
-storage each run) where podman is installed, and `docker pull` where a Docker engine answers.
+dockyard pull (into a fresh root each run: download, verify, store the blobs and unpack, each layer
+in one streamed pass) and its download half alone (`RegistryService.fetch` without unpacking,
+in-process) against `skopeo copy` into a directory (download and verify only, no unpacking),
+`podman pull` (download and unpack, fresh storage each run) where podman is installed, and
+`docker pull` where a Docker engine answers.
+
+The image is 10 layers of one 50 MB file of random bytes each (gzip level 1, so nearly stored):
+the cost is in moving bytes (network, hashing, page cache), not in per-file work or inflating.
 """
 
 from __future__ import annotations
