@@ -313,6 +313,12 @@ def test_published_port_outbound_and_teardown(user):
         out = user.ok("exec", name, "wget", "-qO-", f"http://10.0.2.2:{server.server_address[1]}/")
         assert out == "from the host loopback\n"
         assert len(user.slirp_pids()) == 1
+        # stop tears the network down; start sets it up again with the same port.
+        user.ok("stop", "-t", "1", name)
+        assert user.slirp_pids() == [] and fetch() is None
+        user.ok("start", name)
+        wait_for(lambda: fetch() == b"served-rootless\n", timeout=30, what="the port after a restart")
+        assert len(user.slirp_pids()) == 1
         user.ok("rm", "-f", name)
     finally:
         server.shutdown()
