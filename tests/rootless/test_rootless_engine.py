@@ -176,7 +176,7 @@ def user(registry_image):
         subprocess.run(["chown", "-R", f"{name}:", str(home)], check=True)
         holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", _holder_script(tmp)])
         wait_for(lambda: os.stat(f"/proc/{holder.pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
-                 and open(f"/proc/{holder.pid}/cmdline", "rb").read().startswith(b"sleep"),
+                 and Path(f"/proc/{holder.pid}/cmdline").read_bytes().startswith(b"sleep"),
                  timeout=30, what="the private mount namespace")
         u = RootlessUser(name, home, holder.pid)
         u.ok("pull", "--tls-verify=false", registry_image)
