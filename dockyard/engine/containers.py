@@ -520,14 +520,15 @@ class ContainerService:
                  json.dumps(settings)))
             # Same transaction as the row: the volumes count as in use from the moment the container
             # exists, and a failure here takes the row back with it.
-            try:
-                settings["mounts"] = self.engine.volumes.reserve(cid, specs, {"Volumes": config.get("Volumes")})
-            except BaseException:
-                from dockyard.image.layers import remove_tree
+            if specs or config.get("Volumes"):
+                try:
+                    settings["mounts"] = self.engine.volumes.reserve(cid, specs, {"Volumes": config.get("Volumes")})
+                except BaseException:
+                    from dockyard.image.layers import remove_tree
 
-                remove_tree(d)
-                raise
-            c.execute("UPDATE containers SET settings=? WHERE id=?", (json.dumps(settings), cid))
+                    remove_tree(d)
+                    raise
+                c.execute("UPDATE containers SET settings=? WHERE id=?", (json.dumps(settings), cid))
         return cid
 
     @staticmethod
@@ -820,12 +821,15 @@ class ContainerService:
         cfg = dict(config)
         if mode == "host":
             cfg["Hostname"] = os.uname().nodename
-        from dockyard.storage.mountspec import MountSpec, override_defaults
+        extra: list[dict[str, Any]] = []
+        mounts: list[dict[str, Any]] = []
+        if _uses_volumes(settings, config):
+            from dockyard.storage.mountspec import MountSpec
 
-        specs = [MountSpec.from_dict(m) for m in settings.get("mount_specs") or []]
-        extra, mounts = self.engine.volumes.prepare(
-            cid, specs, {"Volumes": config.get("Volumes"), "User": config.get("User")}, rootfs)
-        if mounts != settings.get("mounts"):
+            specs = [MountSpec.from_dict(m) for m in settings.get("mount_specs") or []]
+            extra, mounts = self.engine.volumes.prepare(
+                cid, specs, {"Volumes": config.get("Volumes"), "User": config.get("User")}, rootfs)
+        if mounts != (settings.get("mounts") or []):
             settings["mounts"] = mounts
             with self._db().write() as c:
                 c.execute("UPDATE containers SET settings=? WHERE id=?", (json.dumps(settings), cid))
@@ -849,8 +853,11 @@ class ContainerService:
         from dockyard.engine import rootless
 
         rootless.apply(spec, settings.get("idmaps"))
-        # A user mount on a default's destination (--shm-size, --tmpfs /dev/shm) replaces the default.
-        spec["mounts"] = override_defaults(spec["mounts"][:len(spec["mounts"]) - len(extra)], extra)
+        if extra:
+            from dockyard.storage.mountspec import override_defaults
+
+            # A user mount on a default's destination (--shm-size, --tmpfs /dev/shm) replaces the default.
+            spec["mounts"] = override_defaults(spec["mounts"][:len(spec["mounts"]) - len(extra)], extra)
         return spec
 
     def _monitor_config(self, cid: str, config: dict[str, Any], hc: dict[str, Any], settings: dict[str, Any],
@@ -1050,7 +1057,8 @@ class ContainerService:
         self._teardown(cid, r, runtime_delete=monitor_done is None)
         hc = json.loads(r["host_config"])
         if hc.get("AutoRemove"):
-            self._remove_files_and_row(cid, remove_volumes=True, before_rundir=monitor_done)
+            self._remove_files_and_row(cid, remove_volumes=True, before_rundir=monitor_done,
+                                       volumes=_uses_volumes(json.loads(r["settings"]), json.loads(r["config"])))
         elif monitor_done is not None:
             monitor_done()
 
@@ -1060,8 +1068,9 @@ class ContainerService:
             self._runtime_delete(self.runtime(hc.get("Runtime")), cid)
         if _uses_network_service(hc.get("NetworkMode") or "none"):
             self.engine.networks.teardown(cid)
-        with contextlib.suppress(DockyardError):
-            self.engine.volumes.detach(cid)
+        if _uses_volumes(json.loads(r["settings"]), json.loads(r["config"])):
+            with contextlib.suppress(DockyardError):
+                self.engine.volumes.detach(cid)
         from dockyard.image.layers import unmount_rootfs
 
         with contextlib.suppress(OSError):
@@ -1075,14 +1084,15 @@ class ContainerService:
                 runtime.delete(cid, force=True)
 
     def _remove_files_and_row(self, cid: str, remove_volumes: bool = False,
-                              before_rundir: Callable[[], object] | None = None) -> None:
+                              before_rundir: Callable[[], object] | None = None, volumes: bool = True) -> None:
         from dockyard.image.layers import remove_tree
 
         # One transaction for every row the container owns: it is gone or it is not.
         with self._db().write() as c:
             # --rm and rm -v take the container's anonymous volumes along, as Docker does.
-            with contextlib.suppress(DockyardError):
-                self.engine.volumes.release(cid, remove_anonymous=remove_volumes)
+            if volumes:
+                with contextlib.suppress(DockyardError):
+                    self.engine.volumes.release(cid, remove_anonymous=remove_volumes)
             # `network connect` is part of the container's configuration: it goes with the container.
             self.engine.networks.forget(cid)
             c.execute("DELETE FROM containers WHERE id=?", (cid,))
@@ -1806,6 +1816,12 @@ def _block_io(cid: str) -> tuple[int, int]:
     except (OSError, ValueError):
         pass
     return read, write
+
+
+def _uses_volumes(settings: dict[str, Any], config: dict[str, Any]) -> bool:
+    """-v, --mount, --tmpfs, --shm-size, --volumes-from or the image's VOLUMEs: without any of them
+    the volume service holds nothing for the container, and `run` leaves it unloaded."""
+    return bool(settings.get("mount_specs") or config.get("Volumes"))
 
 
 def _uses_network_service(mode: str) -> bool:
