@@ -241,14 +241,16 @@ def copy_entry(src: str, dst: str, rel: str, ignore: Ignore, owner: Owner, rootf
 
 def copy_contents(src: str, dst: str, rel: str, ignore: Ignore, owner: Owner, rootfs: Path,
                   links: dict[tuple[int, int], str]) -> None:
-    """A source directory's contents into ``dst`` (made 0755 if missing): the directory itself is not
-    copied, so an existing destination keeps its own owner and mode, as with Docker."""
+    """A source directory's contents into ``dst``: the directory itself is not copied, so an existing
+    destination keeps its own owner and mode; a missing one is made 0755, owned by the --chown owner
+    (else root), as buildah does."""
     if os.path.islink(dst):
         dst = secure_join(str(rootfs), os.path.relpath(dst, str(rootfs)))
     if os.path.lexists(dst) and not os.path.isdir(dst):
         os.unlink(dst)
     if not os.path.isdir(dst):
         os.mkdir(dst, 0o755)
+        os.chown(dst, owner.uid or 0, owner.gid or 0)
     for child in sorted(os.listdir(src)):
         crel = f"{rel}/{child}" if rel else child
         if not ignore.excluded(crel):

@@ -186,6 +186,17 @@ class BuildService:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def _flock(self, name: str, exclusive: bool) -> Iterator[None]:
+        import fcntl
+
+        fd = os.open(self.dir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
     def prune(self, all_cache: bool = False) -> int:
         """``builder prune``: drop the step cache and its unpacked layers (``all_cache``: cache mounts
         too); returns the bytes freed.  Layer blobs only the cache named go with the next image prune."""
@@ -773,8 +784,11 @@ class BuildService:
         from dockyard.image.layers import mount_rootfs
 
         upper, wd, rootfs = work / f"{name}upper", work / f"{name}work", work / f"{name}rootfs"
-        lowers = self._layer_dirs(state)
-        driver = mount_rootfs(lowers, upper, wd, rootfs)
+        # Shared against a parallel build's commit moving a build layer into the image store between
+        # our choosing the directories and the mount taking hold of them.
+        with self._flock("layers.lock", exclusive=False):
+            lowers = self._layer_dirs(state)
+            driver = mount_rootfs(lowers, upper, wd, rootfs)
         if driver != "overlay" and lowers:
             raise Unsupported("dockyard build needs overlayfs to record each step's changes "
                               "(run as root on a kernel with overlay)")
@@ -1169,7 +1183,7 @@ class BuildService:
         for src, name, rel in items:
             if os.path.isdir(src):
                 # A directory's contents are copied, not the directory itself.
-                make_parents(rootfs, host_dest.rstrip("/") + "/x")
+                make_parents(rootfs, host_dest.rstrip("/"))
                 copy_contents(src, host_dest.rstrip("/") or host_dest, rel, ignore, owner, rootfs, links)
                 continue
             if ins.cmd == "ADD" and rel != "" and _is_archive(src):
@@ -1212,7 +1226,7 @@ class BuildService:
         with open(src, "rb") as f:
             tmp, _ = stage_layer(f, work, "add", what=f"ADD {os.path.basename(src)}", overlay_whiteouts=False)
         target = host_dest.rstrip("/") or host_dest
-        make_parents(rootfs, target + "/x")
+        make_parents(rootfs, target)
         copy_contents(str(tmp), target, "", NO_IGNORE, owner, rootfs, {})
 
     # -- commit ----------------------------------------------------------------------------------------
@@ -1299,7 +1313,8 @@ class BuildService:
             self.engine.images.layers_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.engine.images.layers_dir / (temp_name(d.name) + secrets.token_hex(4))
             try:
-                os.rename(d, tmp)
+                with self._flock("layers.lock", exclusive=True):
+                    os.rename(d, tmp)
             except OSError:
                 continue
             staged[lay.diff_id] = StagedLayer(tmp, LayerInfo(lay.diff_id, lay.content_size, lay.tar_size))

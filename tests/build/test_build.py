@@ -401,3 +401,43 @@ def test_squash(dyb, tmp_path, flag, layers):
     assert r.stdout.splitlines()[1:] == ["/data", "/data/sub", "/data/sub/fresh", "new"]
     sizes = dyb("history", "--format", "{{.Size}}", "sq", check=True).stdout.split()
     assert len([s for s in sizes if s != "0B"]) == layers, "one non-empty history entry per layer"
+
+
+def test_non_root_scratch_pattern(dyb, tmp_path):
+    """The tutorial's Dockerfile.non-root-scratch pattern: a user made in a builder, a static binary and
+    the passwd/group files copied into scratch, USER by name."""
+    df = """\
+FROM localhost/busybox AS builder
+RUN echo "appuser:x:10001:10001:app:/nonexistent:/sbin/nologin" >> /etc/passwd \\
+    && echo "appuser:x:10001:" >> /etc/group \\
+    && mkdir /data && chown 10001:10001 /data
+FROM scratch
+COPY --from=builder /etc/passwd /etc/group /etc/
+COPY --from=builder /bin/busybox /busybox
+COPY --from=builder --chown=appuser:appuser /data /data
+USER appuser
+ENTRYPOINT ["/busybox"]
+CMD ["sh", "-c", "/busybox id; /busybox stat -c '%u:%g' /data; /busybox touch /data/ok && echo writable"]
+"""
+    ctx = write(tmp_path / "ctx", {"Dockerfile": df})
+    dyb("build", "-t", "nonroot", str(ctx), check=True)
+    r = dyb("run", "--rm", "nonroot", check=True)
+    assert r.stdout == "uid=10001(appuser) gid=10001(appuser)\n10001:10001\nwritable\n"
+
+
+def test_parallel_builds_share_the_cache(dyb, tmp_path):
+    import subprocess
+
+    from tests.helpers import REPO, dockyard_cmd
+
+    df = "FROM localhost/busybox\nRUN echo base > /base\nCOPY a.txt /a.txt\nRUN cat /base /a.txt > /both\n"
+    ctxs = [write(tmp_path / f"ctx{i}", {"Dockerfile": df, "a.txt": f"variant {i}\n"}) for i in range(3)]
+    env = dict(os.environ, PYTHONPATH=str(REPO), DOCKYARD_RUNTIME=RUNTIME)
+    procs = [subprocess.Popen([*dockyard_cmd(dyb.root), "--runroot", str(dyb.root / "run"), "build", "-t",
+                               f"par{i}", str(c)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for i, c in enumerate(ctxs)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, out + err
+    for i in range(3):
+        assert dyb("run", "--rm", f"par{i}", "cat", "/both", check=True).stdout == f"base\nvariant {i}\n"
