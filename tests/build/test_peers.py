@@ -104,3 +104,57 @@ def test_network_modes(dyb, tmp_path):
     assert "eth0 lo" in p.stdout, "by default a step has its own namespace on the default bridge"
     p = dyb("build", "--no-cache", "--network", "none", str(ctx), check=True)
     assert "lo " in p.stdout and "eth0" not in p.stdout
+
+
+COPY_FORMS = """\
+FROM scratch
+COPY busybox /bin/busybox
+COPY dir /d1/
+COPY dir /d2
+COPY dir/ /d3/nested/
+COPY x.txt /renamed.txt
+COPY x.txt y.txt /multi/
+COPY *.txt /glob/
+COPY --chown=5:6 other /owned/
+COPY --chmod=0640 x.txt /chmodded
+WORKDIR /w
+COPY x.txt rel
+COPY other ./o2
+"""
+
+
+def _tree(root) -> list[str]:
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        for n in sorted(dirs + files):
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            link = os.readlink(p) if os.path.islink(p) else ""
+            out.append(f"{os.path.relpath(p, root)} {oct(st.st_mode)} {st.st_uid}:{st.st_gid} {link}")
+    return sorted(out)
+
+
+@pytest.mark.peer("buildah")
+def test_copy_semantics_match_buildah(dyb, tmp_path):
+    """Every COPY form (file, directory contents, rename, several sources, glob, --chown, --chmod, relative
+    to WORKDIR) gives the same tree, modes and owners as buildah bud."""
+    ctx = write(tmp_path / "ctx", {"Containerfile": COPY_FORMS, "dir/a": "a\n", "dir/sub/b": "b\n",
+                                   "x.txt": "x\n", "y.txt": "y\n", "other/o": "o\n"})
+    shutil.copy2(shutil.which("busybox") or "/bin/busybox", ctx / "busybox")
+    os.chmod(ctx / "dir/sub/b", 0o600)
+    os.chmod(ctx / "other", 0o750)
+    os.symlink("a", ctx / "dir/link")
+    store = ["--root", str(tmp_path / "bh-root"), "--runroot", str(tmp_path / "bh-run"), "--storage-driver", "vfs"]
+    subprocess.run(["buildah", *store, "bud", "-q", "-t", "m", str(ctx)], check=True, capture_output=True, timeout=300)
+    ctr = subprocess.run(["buildah", *store, "from", "m"], check=True, capture_output=True, text=True,
+                         timeout=120).stdout.strip()
+    try:
+        mnt = subprocess.run(["buildah", *store, "mount", ctr], check=True, capture_output=True, text=True,
+                             timeout=120).stdout.strip()
+        theirs = _tree(mnt)
+    finally:
+        subprocess.run(["buildah", *store, "umount", ctr], capture_output=True, timeout=120)
+        subprocess.run(["buildah", *store, "rm", ctr], capture_output=True, timeout=120)
+    dest = tmp_path / "dy-out"
+    dyb("build", "-o", f"type=local,dest={dest}", str(ctx), check=True)
+    assert _tree(dest) == theirs
