@@ -699,9 +699,12 @@ class NetworkService:
 
     def teardown_rootless(self, container_id: str) -> None:
         """Undo ``setup_rootless`` (stop slirp4netns, drop its ports, delete the namespace); idempotent."""
+        rundir = self._slirp_dir(container_id)
+        if not (rundir.exists() or self._rootless_netns(container_id).exists()):
+            return  # every bridge container's teardown passes here: no imports for nothing
         from dockyard.network import rootless
 
-        rootless.stop(self._slirp_dir(container_id))
+        rootless.stop(rundir)
         if rootless.remove_netns(self._rootless_netns(container_id)) and self.db.query_one(
                 "SELECT 1 FROM published_ports WHERE container_id = ?", (container_id,)):
             with self.db.write() as c:
