@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -43,7 +45,9 @@ for _ in range(n):
 
 
 def _sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {p.stderr.strip()}")
 
 
 def _free_port() -> int:
@@ -151,8 +155,19 @@ def prepare(workdir: str) -> list[Case]:
     ip, client = _web_pair(dy(workdir), None, "benchnet", www, port)
 
     def run_case(net: str) -> Case:
-        return Case(f"run --rm --network {net}", dy(workdir, "run", "--rm", "--network", net, "localhost/busybox",
-                                                     "true"))
+        argv = dy(workdir, "run", "--rm", "--network", net, "localhost/busybox", "true")
+        cpu = STATE.setdefault("cpu", {}).setdefault(net, [])
+
+        def once() -> None:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            try:
+                run(argv)
+            except subprocess.CalledProcessError as e:
+                raise RuntimeError(f"run --rm --network {net}: {e.stderr.strip()[-300:]}") from None
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+
+        return Case(f"run --rm --network {net}", func=once)
 
     cases = [
         run_case("none"),
@@ -191,6 +206,13 @@ def prepare(workdir: str) -> list[Case]:
 
 
 def cleanup(workdir: str) -> None:
+    cpu = STATE.get("cpu") or {}
+    if cpu.get("none") and cpu.get("bridge"):
+        # The CPU the dockyard command itself used (its monitor and runtime are not its waited
+        # children): what networking adds, free of the wall time's dependence on the host's load.
+        med = {k: statistics.median(v) * 1000 for k, v in cpu.items()}
+        print("  CPU of the dockyard process, median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items())
+              + f"; bridge - none = {med['bridge'] - med['none']:.1f}")
     stack = STATE.get("stack")
     if stack is not None:
         stack.close()
@@ -198,6 +220,10 @@ def cleanup(workdir: str) -> None:
         run(dy(workdir, "rm", "-f", "web", "client"))
     with contextlib.suppress(subprocess.CalledProcessError):
         run(dy(workdir, "network", "rm", "benchnet"))
+    ns = STATE.get("ns")
+    if ns and os.path.exists(f"/run/netns/{ns}"):  # a case that failed between before and after
+        subprocess.run(["ip", "link", "del", f"dybv{STATE['n']}"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     eng = STATE.get("eng")
     if eng is not None:
         eng.networks.teardown(STATE["anchor"])
