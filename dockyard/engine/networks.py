@@ -718,6 +718,8 @@ class NetworkService:
 
     @staticmethod
     def _ports_dict(mappings: builtins.list[PortMapping]) -> dict[str, Any]:
+        if not mappings:
+            return {}
         from dockyard.network.ports import docker_ports
 
         return docker_ports(mappings)
@@ -783,10 +785,10 @@ class NetworkService:
     def publish(self, container_id: str, ports: builtins.list[PortMapping], container_ip: str) -> builtins.list[PortMapping]:
         """Forward host ports to the container; resolves random host ports.  Raises Conflict
         ("... port is already allocated") before changing anything when a port is taken."""
-        from dockyard.network import firewall
-
         if not ports:
             return []
+        from dockyard.network import firewall
+
         with self._host_lock(), self.db.write() as c:
             out = self._resolve_ports(c, ports, firewall.forwarded_ports())
             for m in out:
