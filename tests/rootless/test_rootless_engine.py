@@ -195,7 +195,13 @@ def user(registry_image):
                     os.kill(pause, signal.SIGKILL)
             holder.kill()
             holder.wait()
-        subprocess.run(["userdel", name], check=False)
+        # The killed processes may linger as zombies until the host's init reaps them, and userdel
+        # refuses a user who still owns a process: retry, then force.
+        try:
+            wait_for(lambda: subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6),
+                     timeout=30, interval=0.2, what=f"userdel {name}")
+        except Exception:
+            subprocess.run(["userdel", "-f", name], capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir(tmp)
