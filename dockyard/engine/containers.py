@@ -578,6 +578,11 @@ class ContainerService:
         if mode.startswith("container:"):
             other = self.row(mode.split(":", 1)[1])
             return f"container:{other['id']}"
+        if is_rootless():
+            from dockyard.errors import Unsupported
+
+            # Refused at create, so a failed `run` leaves no container behind.
+            raise Unsupported("bridge networks need root: rootless containers use --network slirp4netns")
         for r in reqs:
             self.engine.networks.resolve(r.name)
         return ",".join(r.name for r in reqs)

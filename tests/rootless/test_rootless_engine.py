@@ -402,6 +402,10 @@ def test_resource_limits_are_refused_without_delegation(user):
 def test_bridge_networks_are_refused(user):
     p = user.dy("network", "create", unique_name("rl", 12))
     assert p.returncode == 125 and "needs root" in p.stderr
+    p = user.dy("run", "--network", "bridge", "busybox", "true")
+    assert p.returncode == 125
+    assert p.stderr.strip() == "Error: bridge networks need root: rootless containers use --network slirp4netns"
+    assert user.ok("ps", "-aq") == ""
 
 
 def test_network_host_and_runc_rootless(user):
