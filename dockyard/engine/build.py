@@ -921,35 +921,37 @@ class BuildService:
         userdata.mkdir()
         extra: list[dict[str, Any]] = []
         env_extra: list[str] = []
-        secret_dir = self.engine.roots.runroot / "build-secrets" / cid
-        for m in mounts:
-            self._prepare_mount(m, ins, st, work, secret_dir, extra, env_extra)
-        # The paths the runtime and our mounts create in the root filesystem are not the step's changes.
+        # The bundle (its config.json holds env= secrets) and secret files live on the runroot (tmpfs),
+        # never on the disk of ROOT, and only for this step.
+        rundir = self.engine.roots.runroot / "build" / cid
+        rundir.mkdir(parents=True, mode=0o700)
         created: list[tuple[str, str]] = []  # (mount destination, the topmost directory made for it)
-        for dest in [*_RUNTIME_MOUNTPOINTS, *(m["destination"] for m in extra)]:
-            parts = [p for p in os.path.normpath(dest).split("/") if p]
-            for i in range(1, len(parts) + 1):
-                sub = "/" + "/".join(parts[:i])
-                if not os.path.lexists(secure_join(str(rootfs), sub)):
-                    created.append(("/" + "/".join(parts), sub))
-                    break
-        c = state.container
-        cfg: dict[str, Any] = {"Env": [*(c.get("Env") or []),
-                                       *(f"{k}={v}" for k, v in self.args.items()
-                                         if k not in _env_map(c.get("Env") or []))], "Cmd": argv,
-                               "WorkingDir": c.get("WorkingDir") or "/", "User": c.get("User") or "",
-                               "Hostname": cid[:12]}
-        cfg["Env"] += env_extra
         runtime = OCIRuntime(self.opts.runtime, self.engine.roots.runroot / "build-runtime")
-        runtime.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        out = self.opts.run_stdout
-        if self.opts.quiet:
-            out = subprocess.DEVNULL
-        mode = "bridge" if network in ("default", "private") else network
         networks = self.engine.networks
+        started = False
         try:
+            for m in mounts:
+                self._prepare_mount(m, ins, st, work, rundir / "secrets", extra, env_extra)
+            # The paths the runtime and our mounts create in the root filesystem are not the step's changes.
+            for dest in [*_RUNTIME_MOUNTPOINTS, *(m["destination"] for m in extra)]:
+                parts = [p for p in os.path.normpath(dest).split("/") if p]
+                for i in range(1, len(parts) + 1):
+                    sub = "/" + "/".join(parts[:i])
+                    if not os.path.lexists(secure_join(str(rootfs), sub)):
+                        created.append(("/" + "/".join(parts), sub))
+                        break
+            c = state.container
+            env = _env_map(c.get("Env") or [])
+            cfg: dict[str, Any] = {"Env": [*(c.get("Env") or []),
+                                           *(f"{k}={v}" for k, v in self.args.items() if k not in env), *env_extra],
+                                   "Cmd": argv, "WorkingDir": c.get("WorkingDir") or "/", "User": c.get("User") or "",
+                                   "Hostname": cid[:12]}
+            runtime.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            out = subprocess.DEVNULL if self.opts.quiet else self.opts.run_stdout
+            mode = "bridge" if network in ("default", "private") else network
             # The step's network comes from the network service like a container's: by default its own
             # namespace on the default bridge, as Docker's and Podman's build steps get.
+            started = True
             net = networks.setup(cid, "build-" + cid[:12], mode, hostname=cid[:12])
             for name, key in (("hosts", "hosts"), ("resolv.conf", "resolv_conf"), ("hostname", "hostname")):
                 if net.get(key) is not None:
@@ -960,19 +962,21 @@ class BuildService:
                 spec = specgen.generate(cfg, {}, ctx)
             except InvalidArgument as e:
                 raise ins.fail(f"cannot run: {e}") from None
-            bundle = work / "bundle"
+            bundle = rundir / "bundle"
             bundle.mkdir()
-            (bundle / "config.json").write_text(json.dumps(spec))
+            fd = os.open(bundle / "config.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(spec, f)
             p = subprocess.run(runtime.command("run", "--bundle", str(bundle), cid), stdin=subprocess.DEVNULL,
                                stdout=out, stderr=out if self.opts.quiet else None)
         finally:
-            with contextlib.suppress(DockyardError):
-                runtime.delete(cid, force=True)
-            with contextlib.suppress(DockyardError, OSError):
-                networks.teardown(cid)
-                networks.forget(cid)
-            if secret_dir.exists():
-                shutil.rmtree(secret_dir, ignore_errors=True)
+            if started:
+                with contextlib.suppress(DockyardError):
+                    runtime.delete(cid, force=True)
+                with contextlib.suppress(DockyardError, OSError):
+                    networks.teardown(cid)
+                    networks.forget(cid)
+            shutil.rmtree(rundir, ignore_errors=True)
             for dest, top in sorted(created, key=lambda x: len(x[0]), reverse=True):
                 _remove_mountpoint(rootfs, dest, top)
         if p.returncode != 0:

@@ -23,9 +23,9 @@ def leftovers(root: Path) -> list[str]:
     state = root / "run" / "build-runtime"
     if state.is_dir():
         out += [f"runtime state {n}" for n in os.listdir(state) if not n.startswith("@")]
-    secrets = root / "run" / "build-secrets"
-    if secrets.is_dir():
-        out += [f"secret dir {n}" for n in os.listdir(secrets)]
+    steps = root / "run" / "build"
+    if steps.is_dir():
+        out += [f"step dir (bundle, secrets) {n}" for n in os.listdir(steps)]
     return out
 
 
