@@ -68,6 +68,11 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
               help="A secret RUN --mount=type=secret can read.")
 @click.option("--network", default="bridge", show_default=True, metavar="MODE",
               help="RUN steps' network: bridge (own namespace on the default network), host, none, or a network.")
+@click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability to RUN steps.")
+@click.option("--cap-drop", multiple=True, metavar="CAP", help="Drop a capability from RUN steps.")
+@click.option("--security-opt", multiple=True, metavar="OPT", help="Security options for RUN steps.")
+@click.option("--dns", multiple=True, metavar="IP", help="DNS server for RUN steps.")
+@click.option("--add-host", multiple=True, metavar="HOST:IP", help="Add a line to RUN steps' /etc/hosts.")
 @click.option("--iidfile", metavar="FILE", help="Write the image ID to FILE.")
 @click.option("-o", "--output", metavar="type=local,dest=DIR", help="Also export the image's filesystem.")
 @click.option("--tls-verify", type=click.BOOL, is_flag=False, flag_value=True, default=None, metavar="BOOL",
@@ -79,7 +84,7 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("--squash-all", is_flag=True, help="Squash all layers, the base image's too, into one.")
 @click.pass_obj
 def build(state, context, tags, dockerfile, build_args, target, no_cache, layers, pull, labels, annotations,
-          platform, quiet, fmt, secret_specs, network, iidfile, output, tls_verify, runtime, rm_, force_rm, squash, squash_all):
+          platform, quiet, fmt, secret_specs, network, cap_add, cap_drop, security_opt, dns, add_host, iidfile, output, tls_verify, runtime, rm_, force_rm, squash, squash_all):
     from dockyard.engine.build import BuildOptions, BuildService
 
     if squash and squash_all:
@@ -108,7 +113,8 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
         platform=platform, fmt=fmt, secrets=secrets, network=network,
         runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
-        tls_verify=tls_verify, squash="all" if squash_all else "new" if squash else "none", quiet=quiet, report=report, warn=warn, run_stdout=None)
+        cap_add=list(cap_add), cap_drop=list(cap_drop), security_opt=list(security_opt), dns=list(dns),
+        add_hosts=list(add_host), tls_verify=tls_verify, squash="all" if squash_all else "new" if squash else "none", quiet=quiet, report=report, warn=warn, run_stdout=None)
     sys.stdout.flush()
     import signal
 

@@ -71,6 +71,12 @@ class BuildOptions:
     runtime: str = "dockyard"
     output: str | None = None
     tls_verify: bool | None = None
+    # RUN steps' container: like the same flags of `run`
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
     squash: str = "none"  # none | new (--squash: this build's layers become one) | all (--squash-all)
     quiet: bool = False
     # Progress lines (STEP, COMMIT, -->) and the fd RUN steps write their output to.
@@ -952,14 +958,16 @@ class BuildService:
             # The step's network comes from the network service like a container's: by default its own
             # namespace on the default bridge, as Docker's and Podman's build steps get.
             started = True
-            net = networks.setup(cid, "build-" + cid[:12], mode, hostname=cid[:12])
+            net = networks.setup(cid, "build-" + cid[:12], mode, hostname=cid[:12], dns=self.opts.dns,
+                                 extra_hosts=self.opts.add_hosts)
             for name, key in (("hosts", "hosts"), ("resolv.conf", "resolv_conf"), ("hostname", "hostname")):
                 if net.get(key) is not None:
                     (userdata / name).write_text(net[key])
             ctx = specgen.SpecContext(container_id=cid, rootfs=rootfs, userdata=userdata, netns=net["netns"],
                                       extra_mounts=extra)
             try:
-                spec = specgen.generate(cfg, {}, ctx)
+                spec = specgen.generate(cfg, {"CapAdd": self.opts.cap_add, "CapDrop": self.opts.cap_drop,
+                                              "SecurityOpt": self.opts.security_opt}, ctx)
             except InvalidArgument as e:
                 raise ins.fail(f"cannot run: {e}") from None
             bundle = rundir / "bundle"

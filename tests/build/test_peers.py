@@ -158,3 +158,12 @@ def test_copy_semantics_match_buildah(dyb, tmp_path):
     dest = tmp_path / "dy-out"
     dyb("build", "-o", f"type=local,dest={dest}", str(ctx), check=True)
     assert _tree(dest) == theirs
+
+
+def test_run_step_container_flags(dyb, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM localhost/busybox\nRUN grep CapEff /proc/self/status; "
+                                                 "grep myhost /etc/hosts; grep nameserver /etc/resolv.conf\n"})
+    p = dyb("build", "--cap-drop", "all", "--cap-add", "NET_RAW", "--add-host", "myhost:10.1.2.3",
+            "--dns", "192.0.2.53", str(ctx), check=True)
+    assert "CapEff:\t0000000000002000" in p.stdout
+    assert "10.1.2.3\tmyhost" in p.stdout and "nameserver 192.0.2.53" in p.stdout
