@@ -262,7 +262,7 @@ def create(root: str, cid: str, opts: Options, internal_console: bool = False,  
         try:
             child, placed = _fork_child(ctx["born_in_pidns"], cg_fd)
         finally:
-            if cg_fd >= 0 and (child or not placed):
+            if cg_fd >= 0:
                 os.close(cg_fd)
         # The v1 hierarchies the child joins itself, once it knows it is in the cgroup2 one (if any);
         # None: this side moves it by pid.
@@ -341,13 +341,14 @@ def _fork_child(new_pidns: bool, cgroup_fd: int) -> tuple[int, bool]:
     try:
         pid = os.fork()
     except BaseException:
-        pid = -1
-        raise
-    finally:
         if own_pidns >= 0:
-            if pid != 0:  # the child stays: its children belong in the new namespace
-                L.setns(own_pidns, L.CLONE_NEWPID)
+            L.setns(own_pidns, L.CLONE_NEWPID)
             os.close(own_pidns)
+        raise
+    if own_pidns >= 0:
+        if pid:  # not in the child: its own children belong in the new namespace
+            L.setns(own_pidns, L.CLONE_NEWPID)
+        os.close(own_pidns)
     return pid, False
 
 
@@ -725,7 +726,7 @@ def exec_(root: str, cid: str, proc: dict, opts: Options) -> int:
     try:
         child, placed = _fork_child(False, cg_fd)
     finally:
-        if cg_fd >= 0 and (child or not placed):
+        if cg_fd >= 0:
             os.close(cg_fd)
     joins = self_attach[0] if self_attach is not None and (placed or not self_attach[1]) else None
     if child == 0:
