@@ -60,7 +60,8 @@ def parse_one(spec: str) -> list[NetworkRequest]:
     """One --network value: a mode is returned as a request of that name without options."""
     if _is_mode(spec):
         return [NetworkRequest(spec)]
-    if spec.startswith("name=") or ",name=" in spec:
+    first = spec.split(",", 1)[0]
+    if "=" in first and ":" not in first.partition("=")[0]:
         # Docker's advanced syntax: comma-separated key=value, one of them name=
         req = NetworkRequest("")
         for part in spec.split(","):
