@@ -155,3 +155,21 @@ def prune(state, all_, volumes, force, filters):
 
 system.add_command(df)
 system.add_command(prune)
+
+
+@click.command("service", help="Serve the Docker Engine API on a unix socket (default unix:///run/dockyard/dockyard.sock "
+                               "for root, $XDG_RUNTIME_DIR/dockyard/dockyard.sock rootless).")
+@click.option("-t", "--time", "idle", type=int, default=5, show_default=True, metavar="SECONDS",
+              help="Exit after this many seconds without a request in progress (0: never).")
+@click.argument("uri", required=False)
+@click.pass_obj
+def service(state, idle, uri):
+    from dockyard.api.server import default_uri, serve
+    from dockyard.errors import InvalidArgument
+
+    if idle < 0:
+        raise InvalidArgument("--time must not be negative")
+    serve(uri or default_uri(), idle, state.root, state.runroot)
+
+
+system.add_command(service)
