@@ -174,9 +174,9 @@ async def create(request: web.Request) -> web.Response:
 async def list_(request: web.Request) -> web.Response:
     b = backend(request)
     flt = filter_list(qfilters(request))
+    limit = max(qint(request, "limit", 0) or 0, 0)  # docker-py sends -1 for "no limit"
     rows = await b.call(lambda e: e.containers.list_containers(
-        all_=qbool(request, "all"), filters=flt, last=qint(request, "limit", 0) or 0,
-        size=qbool(request, "size")))
+        all_=qbool(request, "all"), filters=flt, last=limit, size=qbool(request, "size")))
     return json_response(rows)
 
 

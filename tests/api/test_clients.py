@@ -1,0 +1,131 @@
+"""Real Docker clients against `dockyard system service`: the docker CLI and docker-py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.api.conftest import IMAGE, needs_docker
+from tests.helpers import unique_name
+
+
+@needs_docker
+def test_docker_cli_version_ps_images_networks_volumes(api):
+    v = api.docker("version", "--format", "{{json .Server}}")
+    assert v.returncode == 0, v.stderr
+    server = json.loads(v.stdout)
+    assert server["ApiVersion"] and server["Os"] == "linux"
+    ps = api.docker("ps", "-a")
+    assert ps.returncode == 0 and ps.stdout.startswith("CONTAINER ID")
+    images = api.docker("images")
+    assert images.returncode == 0
+    assert any(line.split()[:2] == [IMAGE, "latest"] for line in images.stdout.splitlines())
+    nets = api.docker("network", "ls", "--format", "{{.Name}}")
+    assert nets.returncode == 0 and {"bridge", "host", "none"} <= set(nets.stdout.split())
+    vol = unique_name("vol")
+    try:
+        assert api.docker("volume", "create", vol).stdout.strip() == vol
+        ls = api.docker("volume", "ls", "--format", "{{.Driver}} {{.Name}}")
+        assert f"local {vol}" in ls.stdout.splitlines()
+        assert json.loads(api.docker("volume", "inspect", vol).stdout)[0]["Name"] == vol
+    finally:
+        assert api.docker("volume", "rm", vol).returncode == 0
+    assert vol not in api.docker("volume", "ls", "-q").stdout.split()
+
+
+@needs_docker
+def test_docker_cli_run_rm_output_and_exit_code(api):
+    p = api.docker("run", "--rm", "--pull", "never", IMAGE, "echo", "hi")
+    assert (p.returncode, p.stdout) == (0, "hi\n"), p.stderr
+    p = api.docker("run", "--rm", "--pull", "never", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
+    p = api.docker("run", "--rm", "-i", "--pull", "never", IMAGE, "cat", input="from stdin\n")
+    assert (p.returncode, p.stdout) == (0, "from stdin\n"), p.stderr
+    # --rm: nothing left
+    assert api.docker("ps", "-aq").stdout.strip() == ""
+
+
+@needs_docker
+def test_docker_cli_detached_logs_exec_inspect_rm(api):
+    name = unique_name("web")
+    p = api.docker("run", "-d", "--name", name, "-e", "GREETING=hello", "--pull", "never", IMAGE,
+                   "sh", "-c", "echo started; echo oops >&2; exec sleep 300")
+    assert p.returncode == 0, p.stderr
+    cid = p.stdout.strip()
+    assert len(cid) == 64
+    try:
+        from tests.helpers import wait_for
+
+        wait_for(lambda: "started" in api.docker("logs", name).stdout, timeout=30, what="the log line")
+        logs = api.docker("logs", name)
+        assert (logs.stdout, logs.stderr) == ("started\n", "oops\n")
+        assert api.docker("logs", "--tail", "0", name).stdout == ""
+        ex = api.docker("exec", name, "sh", "-c", 'echo "$GREETING from exec"; echo e >&2; exit 5')
+        assert (ex.returncode, ex.stdout, ex.stderr) == (5, "hello from exec\n", "e\n")
+        ex = api.docker("exec", "-i", name, "cat", input="piped\n")
+        assert (ex.returncode, ex.stdout) == (0, "piped\n")
+        ex = api.docker("exec", "-u", "nobody", "-w", "/tmp", name, "sh", "-c", "echo $(id -u) $PWD")
+        assert ex.stdout == "65534 /tmp\n"
+        assert api.docker("exec", name, "nosuchcommand").returncode == 127
+        st = api.docker("inspect", "-f", "{{.State.Status}} {{.Name}} {{.Id}}", name)
+        assert st.stdout.split() == ["running", "/" + name, cid]
+        ps = api.docker("ps", "--filter", f"name={name}", "--format", "{{.Names}} {{.Status}}")
+        assert ps.stdout.startswith(f"{name} Up")
+        assert api.docker("top", name).stdout.count("sleep 300") == 1
+        # the dockyard CLI sees the same container
+        assert api.cli("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+    finally:
+        rm = api.docker("rm", "-f", name)
+    assert rm.returncode == 0 and rm.stdout.strip() == name
+    missing = api.docker("inspect", name)
+    assert missing.returncode == 1 and "No such object" in missing.stderr
+
+
+@needs_docker
+def test_docker_cli_errors(api):
+    p = api.docker("rm", "nosuchcontainer")
+    assert p.returncode != 0 and "No such container: nosuchcontainer" in p.stderr
+    p = api.docker("run", "--rm", "--pull", "never", IMAGE, "nosuchcommand")
+    assert p.returncode in (126, 127)
+
+
+@pytest.fixture
+def client(api):
+    docker = pytest.importorskip("docker")
+    c = docker.DockerClient(base_url=api.uri, timeout=120)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_docker_py_containers_and_images(api, client):
+    out = client.containers.run(IMAGE, ["sh", "-c", "echo hi; echo there"], remove=True)
+    assert out == b"hi\nthere\n"
+    name = unique_name("py")
+    c = client.containers.run(IMAGE, ["sh", "-c", "echo up; exec sleep 300"], name=name, detach=True,
+                              labels={"made-by": "docker-py"})
+    try:
+        from tests.helpers import wait_for
+
+        assert c.name == name
+        listed = client.containers.list(filters={"label": "made-by=docker-py"})
+        assert [x.id for x in listed] == [c.id]
+        wait_for(lambda: c.logs() == b"up\n", timeout=30, what="docker-py logs")
+        code, output = c.exec_run(["sh", "-c", "echo exec; exit 2"])
+        assert (code, output) == (2, b"exec\n")
+        c.reload()
+        assert c.status == "running" and c.labels["made-by"] == "docker-py"
+        c.stop(timeout=1)
+        c.reload()
+        assert c.status == "exited"
+    finally:
+        c.remove(force=True)
+    assert name not in [x.name for x in client.containers.list(all=True)]
+    tags = [t for img in client.images.list() for t in img.tags]
+    assert f"{IMAGE}:latest" in tags
+    img = client.images.get(IMAGE)
+    assert img.id.startswith("sha256:")
+    assert client.ping() is True
+    assert client.version()["ApiVersion"]
