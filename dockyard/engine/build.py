@@ -224,8 +224,27 @@ class BuildService:
 
     def build(self, opts: BuildOptions) -> str:
         """Build and commit; returns the image ID."""
-        with self._lock(exclusive=False):
-            return self._build(opts)
+        self._nets: dict[str, tuple[str, dict[str, Any]]] = {}
+        try:
+            with self._lock(exclusive=False):
+                return self._build(opts)
+        finally:
+            for nid, _net in self._nets.values():
+                with contextlib.suppress(DockyardError, OSError):
+                    self.engine.networks.teardown(nid)
+                    self.engine.networks.forget(nid)
+
+    def _network(self, mode: str) -> dict[str, Any]:
+        """The RUN steps' network for ``mode``, made on first use and shared by the build's later steps
+        (like BuildKit's namespace pool): by default a namespace of its own on the default bridge, as
+        Docker's and Podman's build steps get, from the network service like a container's."""
+        if mode not in self._nets:
+            nid = secrets.token_hex(32)
+            self._nets[mode] = (nid, {})  # recorded first: a failed setup is still torn down
+            self._nets[mode] = (nid, self.engine.networks.setup(
+                nid, "build-" + nid[:12], mode, hostname=nid[:12], dns=self.opts.dns,
+                extra_hosts=self.opts.add_hosts))
+        return self._nets[mode][1]
 
     def _build(self, opts: BuildOptions) -> str:
         from dockyard.build import parser
@@ -933,7 +952,6 @@ class BuildService:
         rundir.mkdir(parents=True, mode=0o700)
         created: list[tuple[str, str]] = []  # (mount destination, the topmost directory made for it)
         runtime = OCIRuntime(self.opts.runtime, self.engine.roots.runroot / "build-runtime")
-        networks = self.engine.networks
         started = False
         try:
             for m in mounts:
@@ -954,12 +972,9 @@ class BuildService:
                                    "Hostname": cid[:12]}
             runtime.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
             out = subprocess.DEVNULL if self.opts.quiet else self.opts.run_stdout
-            mode = "bridge" if network in ("default", "private") else network
-            # The step's network comes from the network service like a container's: by default its own
-            # namespace on the default bridge, as Docker's and Podman's build steps get.
+            net = self._network("bridge" if network in ("default", "private") else network)
+            cfg["Hostname"] = net["hostname"].strip() if net.get("hostname") else cid[:12]
             started = True
-            net = networks.setup(cid, "build-" + cid[:12], mode, hostname=cid[:12], dns=self.opts.dns,
-                                 extra_hosts=self.opts.add_hosts)
             for name, key in (("hosts", "hosts"), ("resolv.conf", "resolv_conf"), ("hostname", "hostname")):
                 if net.get(key) is not None:
                     (userdata / name).write_text(net[key])
@@ -981,9 +996,6 @@ class BuildService:
             if started:
                 with contextlib.suppress(DockyardError):
                     runtime.delete(cid, force=True)
-                with contextlib.suppress(DockyardError, OSError):
-                    networks.teardown(cid)
-                    networks.forget(cid)
             shutil.rmtree(rundir, ignore_errors=True)
             for dest, top in sorted(created, key=lambda x: len(x[0]), reverse=True):
                 _remove_mountpoint(rootfs, dest, top)
