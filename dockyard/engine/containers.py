@@ -1013,7 +1013,7 @@ class ContainerService:
             raise Conflict(f"container {cid} is not running")
         from dockyard.engine import rootless
 
-        rootless.check_freeze()
+        rootless.check_cgroup("pause")
         self.runtime(json.loads(r["host_config"]).get("Runtime")).pause(cid)
         with self._db().write() as c:
             c.execute("UPDATE containers SET status='paused' WHERE id=? AND status='running'", (cid,))
@@ -1488,6 +1488,9 @@ class ContainerService:
                                "running": False}
         if self._live_status(r) not in ("running", "paused"):
             return out
+        from dockyard.engine import rootless
+
+        rootless.check_cgroup("stats")
         out["running"] = True
         from dockyard.runtime.cgroups import manager
 
@@ -1619,7 +1622,7 @@ class ContainerService:
         from dockyard.engine import rootless
 
         # Without a freezer (rootless on cgroup v1) commit copies the running container, as Podman does.
-        if pause and self._live_status(r) == "running" and rootless.can_freeze():
+        if pause and self._live_status(r) == "running" and rootless.has_cgroup():
             self.pause(cid)
             paused = True
         try:

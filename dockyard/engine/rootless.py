@@ -454,8 +454,8 @@ def check_resources(hc: dict[str, Any]) -> None:
                           f"{host.cgroup_info().version} cgroup host (they need a delegated cgroup v2 subtree)")
 
 
-def can_freeze() -> bool:
-    """Pausing needs the container's cgroup (freezer): rootless on a cgroup v1/hybrid host there is none."""
+def has_cgroup() -> bool:
+    """Whether containers get a cgroup: rootless on a cgroup v1/hybrid host they have none (no delegation)."""
     from dockyard.paths import is_rootless
 
     if not is_rootless():
@@ -465,9 +465,10 @@ def can_freeze() -> bool:
     return host.cgroup_info().version == "v2"
 
 
-def check_freeze() -> None:
-    if not can_freeze():
+def check_cgroup(what: str) -> None:
+    """Refuse ``what`` (pause, stats), which needs the container's cgroup, with the reason (Podman's refusal)."""
+    if not has_cgroup():
         from dockyard import host
 
-        raise Unsupported(f"pause needs a cgroup: rootless containers have none on this {host.cgroup_info().version} "
-                          "cgroup host")
+        raise Unsupported(f"{what} needs a cgroup: rootless containers have none on this "
+                          f"{host.cgroup_info().version} cgroup host")

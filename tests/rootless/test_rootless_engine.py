@@ -489,6 +489,10 @@ def test_commit_works_and_pause_is_refused_without_a_cgroup(user):
             assert p.returncode == 125
             assert p.stderr.strip() == f"Error: pause needs a cgroup: rootless containers have none on this " \
                                        f"{host.cgroup_info().version} cgroup host"
+            p = user.dy("stats", "--no-stream", name)
+            assert p.returncode == 125
+            assert p.stderr.strip() == f"Error: stats needs a cgroup: rootless containers have none on this " \
+                                       f"{host.cgroup_info().version} cgroup host"
         user.ok("commit", name, "rlsnap:1")
         assert user.ok("run", "--rm", "rlsnap:1", "stat", "-c", "%u %n", "/made") == "1234 /made\n"
     finally:
