@@ -272,3 +272,58 @@ def test_registry_mirrors(dy, registry, registry_env, busybox_oci):
     assert p.returncode == 125
     p = run_cli("pull", "-q", f"mirrored.example/ns/bb@{info['manifest']}", root=fresh, env=registry_env)
     assert p.returncode == 0, p.stderr
+
+
+def test_pull_zstd_layers(dy, registry, registry_env, tmp_path):
+    """Each layer is unpacked as it downloads whatever its compression; contents and diff_ids match."""
+    import hashlib
+    import io
+    import os
+    import tarfile
+
+    import zstandard
+
+    from dockyard.host import go_arch
+
+    blobs = tmp_path / "oci" / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict[str, object]:
+        h = hashlib.sha256(data).hexdigest()
+        (blobs / h).write_bytes(data)
+        return {"digest": "sha256:" + h, "size": len(data)}
+
+    payload = os.urandom(700_000) + b"z" * 700_000  # several stream pieces, half compressible
+    layers, diff_ids = [], []
+    for kind, pack in (("zstd", zstandard.ZstdCompressor().compress), ("tar", lambda b: b)):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            ti = tarfile.TarInfo(f"data/{kind}.bin")
+            ti.size = len(payload)
+            tf.addfile(ti, io.BytesIO(payload))
+        raw = buf.getvalue()
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        suffix = "+zstd" if kind == "zstd" else ""
+        layers.append({"mediaType": f"application/vnd.oci.image.layer.v1.tar{suffix}", **put(pack(raw))})
+    cfg = json.dumps({"architecture": go_arch(), "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                      "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(cfg)},
+                           "layers": layers}).encode()
+    m = put(manifest)
+    (tmp_path / "oci" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (tmp_path / "oci" / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **m,
+         "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
+    reg = registry()
+    skopeo_push(tmp_path / "oci", "v1", reg, "ns/zst")
+    name = f"127.0.0.1:{reg.port}/ns/zst:v1"
+    p = dy("pull", "--tls-verify=false", name, env=registry_env)
+    assert p.returncode == 0, p.stderr
+    img = image(dy.root, name)
+    assert img.layers[0].digest == layers[0]["digest"]  # zstd as pushed (skopeo gzips the plain one)
+    assert [lay.diff_id for lay in img.layers] == diff_ids
+    for lay, kind in zip(img.layers, ("zstd", "tar"), strict=True):
+        assert (lay.dir / "data" / f"{kind}.bin").read_bytes() == payload
+        assert (dy.root / "blobs" / "sha256" / lay.digest.split(":")[1]).stat().st_size == lay.size
+    assert not os.listdir(dy.root / "tmp")
