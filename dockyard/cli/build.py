@@ -66,8 +66,9 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
               help="Image manifest and config format.")
 @click.option("--secret", "secret_specs", multiple=True, metavar="id=ID,src=FILE|env=VAR",
               help="A secret RUN --mount=type=secret can read.")
-@click.option("--network", default="bridge", show_default=True, metavar="MODE",
-              help="RUN steps' network: bridge (own namespace on the default network), host, none, or a network.")
+@click.option("--network", default="default", show_default=True, metavar="MODE",
+              help="RUN steps' network: default (own namespace on the default bridge; slirp4netns rootless), "
+                   "host, none, or a network.")
 @click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability to RUN steps.")
 @click.option("--cap-drop", multiple=True, metavar="CAP", help="Drop a capability from RUN steps.")
 @click.option("--security-opt", multiple=True, metavar="OPT", help="Security options for RUN steps.")

@@ -67,7 +67,7 @@ class BuildOptions:
     platform: str | None = None
     fmt: str = "oci"
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> ("file"|"env", value)
-    network: str = "bridge"  # bridge (default network), host, none or a network name
+    network: str = "default"  # default (bridge; slirp4netns rootless), host, none or a network name
     runtime: str = "dockyard"
     output: str | None = None
     tls_verify: bool | None = None
@@ -972,7 +972,12 @@ class BuildService:
                                    "Hostname": cid[:12]}
             runtime.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
             out = subprocess.DEVNULL if self.opts.quiet else self.opts.run_stdout
-            net = self._network("bridge" if network in ("default", "private") else network)
+            if network in ("default", "private"):
+                from dockyard.paths import is_rootless
+
+                # Podman's defaults: the default bridge as root, slirp4netns rootless.
+                network = "slirp4netns" if is_rootless() else "bridge"
+            net = self._network(network)
             cfg["Hostname"] = net["hostname"].strip() if net.get("hostname") else cid[:12]
             started = True
             for name, key in (("hosts", "hosts"), ("resolv.conf", "resolv_conf"), ("hostname", "hostname")):
