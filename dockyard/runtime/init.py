@@ -89,6 +89,8 @@ def enter_namespaces(ch: Channel, namespaces: list[dict], join_pid: int | None =
     pid_new = bool(new & L.CLONE_NEWPID)
     if new & ~L.CLONE_NEWPID:
         L.unshare(new & ~L.CLONE_NEWPID)
+        if new & L.CLONE_NEWNET:
+            L.loopback_up()
     if pid_new:
         L.unshare(L.CLONE_NEWPID)
     return pid_new or joins_pid

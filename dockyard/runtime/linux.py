@@ -94,6 +94,20 @@ def sethostname(name: str) -> None:
     check(libc.sethostname(raw, len(raw)), "sethostname")
 
 
+def loopback_up() -> None:
+    """Bring ``lo`` up in the current network namespace, as runc does for every namespace it creates
+    (Docker's ``--network none`` is loopback-only, not no network at all).  One ioctl on a throwaway
+    socket: cheaper than a netlink round trip and needs no import on the container's start path."""
+    fd = libc.socket(2, 2, 0)  # AF_INET, SOCK_DGRAM
+    check(fd, "socket for lo")
+    try:
+        # struct ifreq: 16-byte name, then ifr_flags (short) in a 24-byte union
+        req = ctypes.create_string_buffer(b"lo".ljust(16, b"\0") + (0x1 | 0x40).to_bytes(2, "little") + bytes(22))
+        check(libc.ioctl(fd, 0x8914, req), "bring lo up")  # SIOCSIFFLAGS: IFF_UP | IFF_RUNNING
+    finally:
+        os.close(fd)
+
+
 # libc through the Python-API calling convention: the GIL stays held across the call, as os.fork
 # holds it across fork().
 _pylibc = ctypes.PyDLL(None, use_errno=True)

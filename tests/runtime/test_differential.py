@@ -31,7 +31,7 @@ echo "umask: $(umask) cwd: $(pwd)"
 echo "oom: $(cat /proc/self/oom_score_adj)"
 ulimit -a
 ls -ln /dev | awk '{print $1, $3, $4, $5, $6, $NF}'
-ip -o link show lo | awk '{print $2}'
+ip -o link show lo | awk '{print $2, $3}'
 cat /proc/self/mountinfo
 touch /probe-root 2>/dev/null && echo "root writable" || echo "root read-only"
 """
