@@ -441,3 +441,28 @@ def test_parallel_builds_share_the_cache(dyb, tmp_path):
         assert p.returncode == 0, out + err
     for i in range(3):
         assert dyb("run", "--rm", f"par{i}", "cat", "/both", check=True).stdout == f"base\nvariant {i}\n"
+
+
+def test_context_from_stdin(dyb, tmp_path):
+    """`build -`: stdin is a tar of the context, or a Dockerfile with an empty context (Docker's rule)."""
+    import io
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in (("Dockerfile", b'FROM localhost/busybox\nCOPY f /f\nCMD ["cat", "/f"]\n'),
+                           ("f", b"from-tar\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    import subprocess
+
+    from tests.helpers import REPO, dockyard_cmd
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), DOCKYARD_RUNTIME=RUNTIME)
+    p = subprocess.run([*dockyard_cmd(dyb.root), "--runroot", str(dyb.root / "run"), "build", "-q", "-t", "tarctx",
+                        "-"], input=buf.getvalue(), capture_output=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert dyb("run", "--rm", "tarctx", check=True).stdout == "from-tar\n"
+    p2 = dyb("build", "-q", "-t", "dfctx", "-", input="FROM localhost/busybox\nCMD [\"echo\", \"df-only\"]\n")
+    assert p2.returncode == 0, p2.stderr
+    assert dyb("run", "--rm", "dfctx", check=True).stdout == "df-only\n"
