@@ -86,7 +86,7 @@ class Dockerfile:
 
 
 def parse(text: str, name: str = "Dockerfile") -> Dockerfile:
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()  # editors' byte-order mark, as Docker skips it
     escape = "\\"
     directives: dict[str, str] = {}
     i = 0

@@ -60,3 +60,9 @@ def test_substitution():
 def test_errors_name_the_line(text, msg):
     with pytest.raises(DockerfileError, match=msg.replace("(", r"\(")):
         parse(text)
+
+
+def test_bom_and_crlf():
+    df = parse("\ufeffFROM x\r\nRUN a \\\r\n  b\r\n")
+    assert [i.cmd for i in df.instructions] == ["FROM", "RUN"]
+    assert df.instructions[1].rest.split() == ["a", "b"]
