@@ -350,16 +350,32 @@ class NetworkService:
             # Docker: "user specified IP address is supported on user defined networks only".
             raise InvalidArgument("--ip and --network-alias are supported on user-defined networks only")
         mac = bridge.check_mac(mac) if mac else bridge.random_mac()
+        if self.db.query_one("SELECT 1 FROM network_endpoints WHERE network_id = ? AND container_id = ?",
+                             (r["id"], container_id)):
+            raise Conflict(f"container {container_name} is already connected to network {r['name']}")
+        plug = (r, container_id, container_name, netns_path, aliases or [], ip, mac, hostname, dns_servers or [])
+        # A bridge that is up and needs no DNS server leaves nothing host-wide to do: the store's
+        # own lock (held by _plug) orders this against the detach that would take the default
+        # bridge down (it does so inside its transaction), so other stores' network work never
+        # holds this container back.  Making the bridge or starting a DNS server takes the host lock.
+        if not r["dns"] and bridge.link_present(r["bridge"]):
+            self.reap(r["id"])
+            try:
+                self._plug(*plug)
+            except NotFound:
+                if bridge.link_present(r["bridge"]):
+                    raise
+            else:
+                return self._endpoint(self.db.query_one(
+                    "SELECT * FROM network_endpoints WHERE network_id = ? AND container_id = ?",
+                    (r["id"], container_id)), r)
         with self._host_lock():
-            if self.db.query_one("SELECT 1 FROM network_endpoints WHERE network_id = ? AND container_id = ?",
-                                 (r["id"], container_id)):
-                raise Conflict(f"container {container_name} is already connected to network {r['name']}")
             self.reap(r["id"])
             if r["builtin"]:
                 r = self._ensure_default_bridge(r)
+                plug = (r, *plug[1:])
             try:
-                self._plug(r, container_id, container_name, netns_path, aliases or [], ip, mac, hostname,
-                           dns_servers or [])
+                self._plug(*plug)
                 if r["dns"]:
                     from dockyard.network import dns
 
@@ -502,23 +518,32 @@ class NetworkService:
         else:
             r = self._get(network)
             net_ids = [r["id"]]
+        delete = "DELETE FROM network_endpoints WHERE network_id = ? AND container_id = ?"
         for net_id in net_ids:
-            with self._host_lock():
-                e = self.db.query_one("SELECT * FROM network_endpoints WHERE network_id = ? AND container_id = ?",
-                                      (net_id, container_id))
-                if e is None:
-                    if network is not None:
-                        raise NotFound(f"container {container_id[:12]} is not connected to network {network}")
-                    continue
-                if delete_links and e["host_ifname"] and bridge.link_present(e["host_ifname"]):
-                    bridge.delete_link(e["host_ifname"])
-                with self.db.write() as c:
-                    c.execute("DELETE FROM network_endpoints WHERE network_id = ? AND container_id = ?",
-                              (net_id, container_id))
-                    left = c.execute("SELECT COUNT(*) FROM network_endpoints WHERE network_id = ?",
-                                     (net_id,)).fetchone()[0]
-                r = self.db.query_one("SELECT * FROM networks WHERE id = ?", (net_id,))
-                if left == 0 and r is not None:
+            e = self.db.query_one("SELECT * FROM network_endpoints WHERE network_id = ? AND container_id = ?",
+                                  (net_id, container_id))
+            if e is None:
+                if network is not None:
+                    raise NotFound(f"container {container_id[:12]} is not connected to network {network}")
+                continue
+            if delete_links and e["host_ifname"] and bridge.link_present(e["host_ifname"]):
+                bridge.delete_link(e["host_ifname"])
+            r = self.db.query_one("SELECT * FROM networks WHERE id = ?", (net_id,))
+            # Leaving a network others still use is this store's business alone; the last one out
+            # takes the DNS server and the default bridge down, host-wide work, under the host lock.
+            with self.db.write() as c:
+                others = c.execute("SELECT COUNT(*) FROM network_endpoints WHERE network_id = ? AND "
+                                   "container_id != ?", (net_id, container_id)).fetchone()[0]
+                last = r is not None and not others and (r["dns"] or r["builtin"])
+                if not last:
+                    c.execute(delete, (net_id, container_id))
+            if not last:
+                continue
+            with self._host_lock(), self.db.write() as c:
+                c.execute(delete, (net_id, container_id))
+                if not c.execute("SELECT 1 FROM network_endpoints WHERE network_id = ?", (net_id,)).fetchone():
+                    # Inside the transaction: an attach that skipped the host lock plugs in either
+                    # before (and this finds it) or after (and finds the bridge gone).
                     from dockyard.network import dns
 
                     dns.stop_server(self._rundir(net_id), net_id)
