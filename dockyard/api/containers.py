@@ -489,6 +489,25 @@ async def stats(request: web.Request) -> web.StreamResponse:
 
 
 # -- archive --------------------------------------------------------------------------------------
+async def _path_stat_header(request: web.Request, ref: str, path: str) -> str:
+    import base64
+    import json
+
+    from dockyard.engine.archive import stat_path
+
+    st = await backend(request).call(lambda e: stat_path(e, ref, path))
+    return base64.b64encode(json.dumps(st).encode()).decode()
+
+
+async def archive_head(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+    path = request.query.get("path")
+    if not path:
+        raise InvalidArgument("path is required")
+    return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": await _path_stat_header(request, ref,
+                                                                                                     path)})
+
+
 async def archive_get(request: web.Request) -> web.StreamResponse:
     import tempfile
 
@@ -497,17 +516,17 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path")
     if not path:
         raise InvalidArgument("path is required")
+    header = await _path_stat_header(request, ref, path)
     with tempfile.TemporaryFile() as tmp:
         await b.call(lambda e: e.containers.copy_from_container_tar(ref, path, tmp))
         tmp.seek(0)
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar",
+                                           "X-Docker-Container-Path-Stat": header})
         await resp.prepare(request)
-        while True:
-            chunk = await b.run(tmp.read, 1 << 20)
-            if not chunk:
-                break
-            await resp.write(chunk)
-        await resp.write_eof()
+        with contextlib.suppress(ConnectionError):  # clients may hang up once the tar has ended
+            while chunk := await b.run(tmp.read, 1 << 20):
+                await resp.write(chunk)
+            await resp.write_eof()
     return resp
 
 
@@ -619,6 +638,7 @@ ROUTES = [
     ("GET", "/containers/{id}/top", top),
     ("GET", "/containers/{id}/stats", stats),
     ("GET", "/containers/{id}/archive", archive_get),
+    ("HEAD", "/containers/{id}/archive", archive_head),
     ("PUT", "/containers/{id}/archive", archive_put),
     ("DELETE", "/containers/{id}", remove),
     ("POST", "/containers/{id}/exec", exec_create),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -114,15 +115,21 @@ async def _progress_stream(request: web.Request, work: Callable[[Any, Callable[[
     fut = loop.run_in_executor(b.executor, lambda: run(b.engine()))
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
+    gone = False  # a client that hangs up does not stop the pull: the image still lands in the store
     while (msg := await queue.get()) is not None:
-        await resp.write((json.dumps(msg) + "\r\n").encode())
+        if not gone:
+            try:
+                await resp.write((json.dumps(msg) + "\r\n").encode())
+            except ConnectionError:
+                gone = True
     try:
         tail = await fut
     except DockyardError as e:
         tail = [{"errorDetail": {"message": str(e)}, "error": str(e)}]
-    for msg in tail:
-        await resp.write((json.dumps(msg) + "\r\n").encode())
-    await resp.write_eof()
+    with contextlib.suppress(ConnectionError):
+        for msg in tail:
+            await resp.write((json.dumps(msg) + "\r\n").encode())
+        await resp.write_eof()
     return resp
 
 
@@ -177,9 +184,10 @@ async def get(request: web.Request) -> web.StreamResponse:
         tmp.seek(0)
         resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         await resp.prepare(request)
-        while chunk := await b.run(tmp.read, 1 << 20):
-            await resp.write(chunk)
-        await resp.write_eof()
+        with contextlib.suppress(ConnectionError):  # clients may hang up once the tar has ended
+            while chunk := await b.run(tmp.read, 1 << 20):
+                await resp.write(chunk)
+            await resp.write_eof()
     return resp
 
 

@@ -129,3 +129,28 @@ def test_docker_py_containers_and_images(api, client):
     assert img.id.startswith("sha256:")
     assert client.ping() is True
     assert client.version()["ApiVersion"]
+
+
+@needs_docker
+def test_docker_cli_cp_start_attach_wait(api, tmp_path):
+    name = unique_name("cp")
+    assert api.docker("create", "--name", name, "--pull", "never", IMAGE, "sh", "-c",
+                      "cat /tmp/in.txt; exit 4").returncode == 0
+    try:
+        src = tmp_path / "in.txt"
+        src.write_text("copied in\n")
+        cp = api.docker("cp", str(src), f"{name}:/tmp/")
+        assert cp.returncode == 0, cp.stderr
+        # start -a: attach before start, output and exit code come back
+        st = api.docker("start", "-a", name)
+        assert (st.returncode, st.stdout) == (4, "copied in\n")
+        assert api.docker("wait", name).stdout.strip() == "4"
+        out = tmp_path / "out"
+        out.mkdir()
+        cp = api.docker("cp", f"{name}:/tmp/in.txt", str(out))
+        assert cp.returncode == 0, cp.stderr
+        assert (out / "in.txt").read_text() == "copied in\n"
+        missing = api.docker("cp", f"{name}:/nope", str(out))
+        assert missing.returncode != 0 and "Could not find the file /nope" in missing.stderr
+    finally:
+        api.docker("rm", "-f", name)
