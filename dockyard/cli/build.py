@@ -46,31 +46,6 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
     return out
 
 
-def _is_tar(data: bytes) -> bool:
-    import io
-    import tarfile
-
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            return tf.next() is not None
-    except tarfile.TarError:
-        return False
-
-
-def _extract_context(data: bytes, dest: str) -> None:
-    import io
-    import tarfile
-
-    from dockyard.errors import InvalidArgument
-
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            # The "data" filter refuses absolute names, escapes, devices and links out of dest.
-            tf.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as e:
-        raise InvalidArgument(f"reading the build context from stdin: {e}") from None
-
-
 @click.command("build", help="Build an image from a Containerfile or Dockerfile.")
 @click.argument("context", required=False, default=".")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="Name (and tag) of the image.")
@@ -115,20 +90,11 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
 
     if squash and squash_all:
         raise click.UsageError("--squash and --squash-all cannot be used together")
-    import contextlib
-    import tempfile
-
     text = None
-    stack = contextlib.ExitStack()
+    context_tar = None
     if context == "-":
-        # Docker: stdin is either a Dockerfile (empty context) or a tar of the whole context.
-        data = sys.stdin.buffer.read()
-        context = stack.enter_context(tempfile.TemporaryDirectory(prefix="dockyard-context-"))
-        if _is_tar(data):
-            _extract_context(data, context)
-        else:
-            text = data.decode(errors="replace")
-            dockerfile = None
+        # Docker: stdin is either a tar of the whole context or a Dockerfile (empty context).
+        context_tar = sys.stdin.buffer.read()
     elif dockerfile == "-":
         text = sys.stdin.read()
         dockerfile = None
@@ -142,7 +108,7 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
         click.echo(f"WARNING: {line}", err=True)
 
     opts = BuildOptions(
-        context=context, dockerfile=dockerfile, dockerfile_text=text, tags=list(tags),
+        context=context, context_tar=context_tar, dockerfile=dockerfile, dockerfile_text=text, tags=list(tags),
         build_args=_pairs(build_args, "--build-arg", env_fallback=True), target=target, no_cache=no_cache,
         layers=layers, pull={"true": "always", "false": "missing"}.get(pull.lower(), pull.lower()),
         labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
@@ -160,8 +126,7 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
     signal.signal(signal.SIGTERM, stop)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, stop)
-    with stack:
-        image_id = BuildService(state.engine).build(opts)
+    image_id = BuildService(state.engine).build(opts)
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image_id)

@@ -54,6 +54,8 @@ class BuildStepError(DockyardError):
 @dataclass
 class BuildOptions:
     context: str = "."
+    # Docker's `build -` / the API's POST /build body: a tar of the context, or else a Dockerfile's text
+    context_tar: bytes | None = None
     dockerfile: str | None = None  # path, "-" for stdin text in dockerfile_text
     dockerfile_text: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -226,7 +228,14 @@ class BuildService:
         """Build and commit; returns the image ID."""
         self._nets: dict[str, tuple[str, dict[str, Any]]] = {}
         try:
-            with self._lock(exclusive=False):
+            with self._lock(exclusive=False), contextlib.ExitStack() as stack:
+                if opts.context_tar is not None:
+                    self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    ctx = stack.enter_context(tempfile.TemporaryDirectory(prefix="context-", dir=self.tmp))
+                    if _extract_context(opts.context_tar, ctx):
+                        opts.context = ctx
+                    else:
+                        opts.context, opts.dockerfile_text = ctx, opts.context_tar.decode(errors="replace")
                 return self._build(opts)
         finally:
             for nid, _net in self._nets.values():
@@ -1371,6 +1380,24 @@ class BuildService:
                 out: IO[bytes]
                 with (open(dest, "wb") if dest != "-" else os.fdopen(os.dup(1), "wb")) as out:
                     pack_directory(rootfs, out)
+
+
+def _extract_context(data: bytes, dest: str) -> bool:
+    """Unpack a context tar into ``dest``; False when ``data`` is not a tar (then it is a Dockerfile)."""
+    import io
+    import tarfile
+
+    try:
+        tf = tarfile.open(fileobj=io.BytesIO(data))
+    except tarfile.TarError:
+        return False
+    try:
+        with tf:
+            # The "data" filter refuses absolute names, escapes, devices and links out of dest.
+            tf.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise InvalidArgument(f"reading the build context tar: {e}") from None
+    return True
 
 
 def _tree_size(path: str) -> int:
