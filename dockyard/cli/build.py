@@ -52,6 +52,8 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("-f", "--file", "dockerfile", metavar="PATH", help="Containerfile/Dockerfile ('-' reads stdin).")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY[=VALUE]", help="Set a build-time ARG.")
 @click.option("--target", metavar="STAGE", help="Build this stage and stop.")
+@click.option("--build-context", "build_contexts", multiple=True, metavar="NAME=DIR",
+              help="An extra local context COPY --from=NAME reads.")
 @click.option("--no-cache", is_flag=True, help="Do not use cached steps.")
 @click.option("--layers", type=click.BOOL, default=True, show_default=True, metavar="BOOL",
               help="Cache intermediate steps.")
@@ -84,7 +86,7 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("--squash", is_flag=True, help="Squash this build's new layers into one.")
 @click.option("--squash-all", is_flag=True, help="Squash all layers, the base image's too, into one.")
 @click.pass_obj
-def build(state, context, tags, dockerfile, build_args, target, no_cache, layers, pull, labels, annotations,
+def build(state, context, tags, dockerfile, build_args, target, build_contexts, no_cache, layers, pull, labels, annotations,
           platform, quiet, fmt, secret_specs, network, cap_add, cap_drop, security_opt, dns, add_host, iidfile, output, tls_verify, runtime, rm_, force_rm, squash, squash_all):
     from dockyard.engine.build import BuildOptions, BuildService
 
@@ -109,7 +111,8 @@ def build(state, context, tags, dockerfile, build_args, target, no_cache, layers
 
     opts = BuildOptions(
         context=context, context_tar=context_tar, dockerfile=dockerfile, dockerfile_text=text, tags=list(tags),
-        build_args=_pairs(build_args, "--build-arg", env_fallback=True), target=target, no_cache=no_cache,
+        build_args=_pairs(build_args, "--build-arg", env_fallback=True), target=target,
+        build_contexts=_pairs(build_contexts, "--build-context"), no_cache=no_cache,
         layers=layers, pull={"true": "always", "false": "missing"}.get(pull.lower(), pull.lower()),
         labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
         platform=platform, fmt=fmt, secrets=secrets, network=network,

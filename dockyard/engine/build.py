@@ -56,6 +56,7 @@ class BuildOptions:
     context: str = "."
     # Docker's `build -` / the API's POST /build body: a tar of the context, or else a Dockerfile's text
     context_tar: bytes | None = None
+    build_contexts: dict[str, str] = field(default_factory=dict)  # --build-context NAME=DIR (COPY --from=NAME)
     dockerfile: str | None = None  # path, "-" for stdin text in dockerfile_text
     dockerfile_text: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -270,6 +271,9 @@ class BuildService:
             ref = parse_ref(t)
             if ref.digest:
                 raise InvalidArgument(f"tag {t}: a build cannot be tagged with a digest")
+        for name, path in opts.build_contexts.items():
+            if "://" in path or not os.path.isdir(path):
+                raise InvalidArgument(f"--build-context {name}={path}: only local directories are supported")
         for sid, (kind, val) in opts.secrets.items():
             if kind == "file" and not os.path.isfile(val):
                 raise NotFound(f"secret {sid}: {val}: no such file")
@@ -1136,7 +1140,11 @@ class BuildService:
         src_state: State | None = None
         what = f"line {ins.line}: {ins.cmd}"
         with self._workdir() as work:
-            if frm:
+            named = self.opts.build_contexts.get(parser.expand(frm, scope, self.escape)) if frm else None
+            if named is not None and self._stage_ref(frm or "", st.index) is None:
+                # --build-context NAME=DIR: another local context, no .dockerignore of ours applies
+                src_root, ignore = Path(named).resolve(), NO_IGNORE
+            elif frm:
                 src_state = self._source_state(parser.expand(frm, scope, self.escape), st, ins)
                 src_root, _ = self._mount(src_state, work, "src")
                 ignore = NO_IGNORE

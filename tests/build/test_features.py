@@ -180,3 +180,12 @@ def test_copy_keeps_user_xattrs(dyb, tmp_path):
         with tarfile.open(fileobj=tf.extractfile(f"blobs/sha256/{last}")) as layer:
             m = layer.getmember("tagged.txt")
     assert m.pax_headers.get("SCHILY.xattr.user.origin") == "context"
+
+
+def test_named_build_context(dyb, tmp_path):
+    extra = write(tmp_path / "extra", {"conf/app.conf": "from the named context\n"})
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM localhost/busybox\nCOPY --from=configs conf/app.conf /etc/app.conf\n"})
+    dyb("build", "--build-context", f"configs={extra}", "-t", "named", str(ctx), check=True)
+    assert dyb("run", "--rm", "named", "cat", "/etc/app.conf", check=True).stdout == "from the named context\n"
+    bad = dyb("build", "--build-context", "configs=docker-image://busybox", str(ctx))
+    assert bad.returncode == 125 and "only local directories" in bad.stderr
