@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "history": "dockyard.cli.image:image_history",
     "build": "dockyard.cli.build:build",
     "builder": "dockyard.cli.build:builder",
+    "compose": "dockyard.cli.compose:compose",
     "container": "dockyard.cli.container:container",
     "run": "dockyard.cli.container:run",
     "create": "dockyard.cli.container:create",
