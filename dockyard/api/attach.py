@@ -178,6 +178,7 @@ class AttachHub:
         self.starting: set[str] = set()
         self.exits: dict[str, asyncio.Future[int]] = {}  # the latest attached run of each container
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.monitors: dict[str, asyncio.StreamWriter] = {}  # open monitor connections, for resizes
 
     def idle(self) -> bool:
         return not self.tasks and not any(self.pending.values())
@@ -241,6 +242,17 @@ class AttachHub:
         task.add_done_callback(self.tasks.discard)
         return True
 
+    async def resize(self, cid: str, rows: int, cols: int) -> bool:
+        """Resize through a monitor connection this server holds, as the CLI's attach does; False if none."""
+        from dockyard.monitor.protocol import F_RESIZE, frame
+
+        writer = self.monitors.get(cid)
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(frame(F_RESIZE, f"{rows} {cols}".encode()))
+        await writer.drain()
+        return True
+
     async def _attach_running(self, cid: str, clients: list[AttachClient]) -> None:
         from dockyard.monitor.protocol import connect
 
@@ -263,6 +275,7 @@ class AttachHub:
         from dockyard.monitor.protocol import F_EXIT, F_STDIN, F_STDIN_EOF, frame
 
         reader, writer = await asyncio.open_unix_connection(sock=sock)
+        self.monitors.setdefault(cid, writer)
         feeders = [asyncio.create_task(self._feed_stdin(c, writer, frame, F_STDIN, F_STDIN_EOF))
                    for c in clients if c.stdin]
         code: int | None = None
@@ -294,6 +307,8 @@ class AttachHub:
                     await self.backend.call(lambda e: e.containers.cleanup(cid))
                 if not fut.done():
                     fut.set_result(code if code is not None else -1)
+            if self.monitors.get(cid) is writer:
+                del self.monitors[cid]
             writer.close()
             await self._release(clients)
 

@@ -421,6 +421,32 @@ async def logs(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def resize(request: web.Request) -> web.Response:
+    """The container's terminal size, passed to its monitor like the CLI's attach does on SIGWINCH."""
+    from dockyard.monitor.protocol import F_RESIZE, connect, frame
+
+    b = backend(request)
+    st = await _state(request, request.match_info["id"])
+    h, w = qint(request, "h", 0) or 0, qint(request, "w", 0) or 0
+    if not st["Running"]:
+        from dockyard.errors import Conflict
+
+        raise Conflict(f"container {st['Id']} is not running")
+    if h <= 0 or w <= 0 or not st["Tty"] or await b.attach.resize(st["Id"], h, w):
+        return web.Response(status=200)
+    path = await b.call(lambda e: e.containers.run_dir(st["Id"]) / "attach")
+
+    def send() -> None:
+        with connect(path) as s:
+            s.sendall(frame(F_RESIZE, f"{h} {w}".encode()))
+
+    try:
+        await b.run(send)
+    except OSError as e:
+        raise DockyardError(f"cannot resize the terminal of {st['Id'][:12]}: {e.strerror}") from None
+    return web.Response(status=200)
+
+
 # -- top / stats ----------------------------------------------------------------------------------
 async def top(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
@@ -635,6 +661,7 @@ ROUTES = [
     ("POST", "/containers/{id}/wait", wait),
     ("POST", "/containers/{id}/attach", attach),
     ("GET", "/containers/{id}/logs", logs),
+    ("POST", "/containers/{id}/resize", resize),
     ("GET", "/containers/{id}/top", top),
     ("GET", "/containers/{id}/stats", stats),
     ("GET", "/containers/{id}/archive", archive_get),

@@ -154,3 +154,22 @@ def test_docker_cli_cp_start_attach_wait(api, tmp_path):
         assert missing.returncode != 0 and "Could not find the file /nope" in missing.stderr
     finally:
         api.docker("rm", "-f", name)
+
+
+@needs_docker
+def test_docker_cli_run_it_and_exec_it_on_a_terminal(api):
+    from tests.containers.ptyrun import run_on_pty
+
+    env = {"DOCKER_HOST": api.uri, "DOCKER_CONFIG": str(api.root / "docker-config")}
+    code, out = run_on_pty(["/usr/local/bin/docker", "run", "-it", "--rm", "--pull", "never", IMAGE, "sh"],
+                           b"echo $((6*7)); stty size; exit 3\n", rows=33, cols=101, env=env)
+    assert code == 3 and b"\r\n42\r\n" in out and b"33 101" in out, out
+    name = unique_name("it")
+    assert api.docker("run", "-d", "--name", name, "--pull", "never", IMAGE, "sleep", "300").returncode == 0
+    try:
+        code, out = run_on_pty(["/usr/local/bin/docker", "exec", "-it", name, "sh"], b"echo $((6*8)); tty; exit 5\n",
+                               env=env)
+        assert code == 5 and b"\r\n48\r\n" in out and b"/dev/pts/" in out, out
+    finally:
+        api.docker("rm", "-f", name)
+    assert api.docker("ps", "-aq").stdout.strip() == ""
