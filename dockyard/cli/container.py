@@ -104,6 +104,7 @@ def _create_options(f: Any) -> Any:
         click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
         click.option("--pid", help="PID namespace to use: host or container:NAME."),
         click.option("--ipc", help="IPC namespace to use: host or container:NAME."),
+        click.option("--pod", help="Run the container in an existing pod (dockyard pod create)."),
         click.option("--userns", help="User namespace: host, keep-id[:uid=N,gid=N], nomap, auto[:size=N]."),
         click.option("--uidmap", multiple=True, help="UID map for a new user namespace (CONTAINER:HOST:SIZE)."),
         click.option("--gidmap", multiple=True, help="GID map for a new user namespace (CONTAINER:HOST:SIZE)."),
@@ -176,8 +177,19 @@ def _ensure_image(state: Any, image: str, pull: str, quiet: bool, progress: str 
 @click.pass_obj
 def create(state, image, command, **kw):
     _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"), kw.pop("progress"))
-    cid = _svc(state).create(_build_options(image, command, kw, attach=True))
+    cid = _create_container(state, kw.pop("pod"), _build_options(image, command, kw, attach=True))
     click.echo(cid)
+
+
+def _create_container(state: Any, pod: str | None, opts: Any, start_pod: bool = False) -> str:
+    if not pod:
+        return str(_svc(state).create(opts))
+    from dockyard.engine.pods import PodService
+
+    pods = PodService(state.engine)
+    if start_pod:
+        pods.start_infra(pod)  # the namespaces a member joins exist only while the infra runs
+    return pods.create_container(pod, opts)
 
 
 @click.command("run", context_settings=RUN_CONTEXT, help="Create and run a new container from an image.")
@@ -201,7 +213,8 @@ def run(state, detach, attach_streams, sig_proxy, image, command, **kw):
     svc = _svc(state)
     try:
         _ensure_image(state, image, kw.pop("pull"), kw.pop("quiet"), kw.pop("progress"))
-        cid = svc.create(_build_options(image, command, kw, attach=not detach))
+        cid = _create_container(state, kw.pop("pod"), _build_options(image, command, kw, attach=not detach),
+                                start_pod=True)
     except BaseException:
         monitor.abandon()
         raise
