@@ -9,6 +9,11 @@ for c in $($bb cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/c
 $bb mkdir -p /dev/pts /dev/shm /dev/mqueue
 $bb mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts
 $bb ln -sf pts/ptmx /dev/ptmx
+# What udev would add: crun reads `update -r -` from /dev/stdin.
+$bb ln -sf /proc/self/fd /dev/fd
+$bb ln -sf /proc/self/fd/0 /dev/stdin
+$bb ln -sf /proc/self/fd/1 /dev/stdout
+$bb ln -sf /proc/self/fd/2 /dev/stderr
 $bb mount -t tmpfs -o mode=1777 shm /dev/shm
 $bb mount -t mqueue mqueue /dev/mqueue
 $bb hostname dockyard-vm
