@@ -173,3 +173,22 @@ def test_docker_cli_run_it_and_exec_it_on_a_terminal(api):
     finally:
         api.docker("rm", "-f", name)
     assert api.docker("ps", "-aq").stdout.strip() == ""
+
+
+@needs_docker
+def test_docker_cli_info_and_logs_follow(api):
+    info = api.docker("info", "--format", "{{.ServerVersion}} {{.Images}} {{.OSType}}")
+    assert info.returncode == 0 and info.stdout.split()[1:] == ["1", "linux"], info.stderr
+    name = unique_name("follow")
+    p = api.docker("run", "-d", "--name", name, "--pull", "never", IMAGE, "sh", "-c",
+                   "for i in 1 2 3; do echo line$i; sleep 0.5; done; echo bye >&2")
+    assert p.returncode == 0, p.stderr
+    try:
+        # follows until the container exits, then ends by itself
+        f = api.docker("logs", "-f", "-t", name, timeout=60)
+        assert f.returncode == 0
+        assert [ln.split(" ", 1)[1] for ln in f.stdout.splitlines()] == ["line1", "line2", "line3"]
+        assert f.stderr.split(" ", 1)[1] == "bye\n"
+        assert api.docker("wait", name).stdout.strip() == "0"
+    finally:
+        api.docker("rm", "-f", name)
