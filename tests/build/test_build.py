@@ -106,6 +106,7 @@ def test_cache_hit_miss_and_no_cache(dyb, tmp_path):
     # Touching a file without changing it keeps the cache (content, not times, is the key).
     os.utime(ctx / "a.txt", (1, 1))
     assert dyb("build", str(ctx), check=True).stdout.count("--> Using cache") == 4
+    assert "Using cache" not in dyb("build", "--layers=false", str(ctx), check=True).stdout
     fourth = dyb("build", "--no-cache", "-t", "cached", str(ctx), check=True)
     assert "Using cache" not in fourth.stdout and "A\nC2\n" in fourth.stdout
     assert dyb("run", "--rm", "cached", "cat", "/b.txt", "/c.txt", check=True).stdout == "A\nC2\n"
