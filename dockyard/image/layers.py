@@ -14,26 +14,31 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
-import hashlib
 import io
-import logging
 import os
 import posixpath
 import shutil
 import stat
-import tarfile
-import tempfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from dockyard.errors import InvalidArgument, Unsupported
 from dockyard.osutil import copy_metadata, pid_alive
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
+    import tarfile
+
+# gzip, hashlib, logging, tarfile, tempfile and zlib are imported where used: `run` needs this
+# module only to mount and unmount a rootfs, and those imports were a third of its start.
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 WH_PREFIX = ".wh."
@@ -91,6 +96,8 @@ def decompressed(f: IO[bytes]) -> IO[bytes]:
     raw: IO[bytes] = io.BufferedReader(_Peekable(f, head), CHUNK)
     comp = compression_of(head)
     if comp == "gzip":
+        import gzip
+
         return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
     if comp == "zstd":
         import zstandard
@@ -100,6 +107,9 @@ def decompressed(f: IO[bytes]) -> IO[bytes]:
 
 
 def _stream_errors() -> tuple[type[BaseException], ...]:
+    import gzip
+    import zlib
+
     errs: list[type[BaseException]] = [EOFError, zlib.error, gzip.BadGzipFile]
     try:
         import zstandard
@@ -114,6 +124,8 @@ class _HashReader:
     """Hashes what tarfile reads, so the diff_id comes out of the same single pass."""
 
     def __init__(self, f: IO[bytes], what: str) -> None:
+        import hashlib
+
         self.f, self.what = f, what
         self.h = hashlib.sha256()
         self.n = 0
@@ -220,6 +232,8 @@ def _inflate(inp: _Input, check_crc: bool) -> Iterable[bytes]:
     Raw deflate with the header parsed here: zlib's own gzip mode also computes a CRC-32, which
     doubles the cost on poorly compressible data and adds nothing when the caller verifies a
     sha256 of the output anyway (``check_crc=False``)."""
+    import zlib
+
     while True:
         _gzip_header(inp)
         d = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -270,6 +284,8 @@ class _LayerStream:
     headers, ``copy_to`` for file contents without joining chunks."""
 
     def __init__(self, src: IO[bytes], what: str, check_crc: bool = True) -> None:
+        import hashlib
+
         self.what = what
         self.h = hashlib.sha256()
         self.n = 0  # bytes produced
@@ -353,6 +369,8 @@ class _TarCursor:
         self.offset = 0  # where the next header starts, set by tarfile
 
     def members(self) -> Iterable[tarfile.TarInfo]:
+        import tarfile
+
         s = self.fileobj
         what = s.what
         while True:
@@ -464,7 +482,7 @@ def _set_xattrs(path: Path, attrs: Iterable[tuple[str, bytes]], is_root: bool) -
     for name, value in attrs:
         allowed = name.startswith(_ALLOWED_XATTR_PREFIXES) or (is_root and name in _ROOT_XATTRS)
         if not allowed:
-            log.debug("not applying xattr %s on %s", name, path)
+            _log().debug("not applying xattr %s on %s", name, path)
             continue
         try:
             os.setxattr(path, name, value, follow_symlinks=False)
@@ -615,6 +633,8 @@ def stage_layer(src: IO[bytes], parent: Path, label: str, *, expected_diff_id: s
     """
     # Private: layers hold set-id binaries that must not be reachable by other host users.
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=temp_name(label), dir=parent))
     try:
         # The diff_id (sha256 of the whole output) checks what gzip's CRC-32 would, at no extra cost.
@@ -698,6 +718,8 @@ def pack_directory(rootfs: Path, out: BinaryIO, *, skip_contents_of: tuple[str, 
         if ti.isdir() and arc not in skip_contents_of:
             for child in sorted(os.listdir(path)):
                 add(tf, os.path.join(path, child), f"{arc}/{child}" if arc != "." else child)
+
+    import tarfile
 
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         for child in sorted(os.listdir(rootfs)):
@@ -790,7 +812,7 @@ def mount_rootfs(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
             if any(upper.iterdir()):
                 raise Unsupported(f"cannot mount overlay on {target} ({e.strerror}) and its upper "
                                   "layer already has changes") from None
-            log.warning("overlay mount failed (%s); copying layers instead (vfs)", e.strerror)
+            _log().warning("overlay mount failed (%s); copying layers instead (vfs)", e.strerror)
     marker = work / _VFS_MARKER
     if not marker.exists():
         for lower in lower_dirs:
