@@ -30,6 +30,14 @@ def _parse_secret(spec: str) -> tuple[str, tuple[str, str]]:
     return sid, ("env", sid) if sid in os.environ else ("file", sid)
 
 
+def _memory(value: str | None) -> int:
+    if not value:
+        return 0
+    from dockyard.runtime.cgroups import parse_memory
+
+    return parse_memory(value)
+
+
 def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> dict[str, str]:
     out = {}
     for v in values:
@@ -76,6 +84,10 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("--security-opt", multiple=True, metavar="OPT", help="Security options for RUN steps.")
 @click.option("--dns", multiple=True, metavar="IP", help="DNS server for RUN steps.")
 @click.option("--add-host", multiple=True, metavar="HOST:IP", help="Add a line to RUN steps' /etc/hosts.")
+@click.option("-m", "--memory", metavar="SIZE", help="Memory limit for RUN steps (e.g. 512m).")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="/HOST:/CONTAINER[:ro]",
+              help="Bind mount for RUN steps (never part of the image).")
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Add an environment variable to the image.")
 @click.option("--iidfile", metavar="FILE", help="Write the image ID to FILE.")
 @click.option("-o", "--output", metavar="type=local,dest=DIR", help="Also export the image's filesystem.")
 @click.option("--tls-verify", type=click.BOOL, is_flag=False, flag_value=True, default=None, metavar="BOOL",
@@ -87,7 +99,7 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("--squash-all", is_flag=True, help="Squash all layers, the base image's too, into one.")
 @click.pass_obj
 def build(state, context, tags, dockerfile, build_args, target, build_contexts, no_cache, layers, pull, labels, annotations,
-          platform, quiet, fmt, secret_specs, network, cap_add, cap_drop, security_opt, dns, add_host, iidfile, output, tls_verify, runtime, rm_, force_rm, squash, squash_all):
+          platform, quiet, fmt, secret_specs, network, cap_add, cap_drop, security_opt, dns, add_host, memory, volumes, envs, iidfile, output, tls_verify, runtime, rm_, force_rm, squash, squash_all):
     from dockyard.engine.build import BuildOptions, BuildService
 
     if squash and squash_all:
@@ -118,7 +130,8 @@ def build(state, context, tags, dockerfile, build_args, target, build_contexts, 
         platform=platform, fmt=fmt, secrets=secrets, network=network,
         runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
         cap_add=list(cap_add), cap_drop=list(cap_drop), security_opt=list(security_opt), dns=list(dns),
-        add_hosts=list(add_host), tls_verify=tls_verify, squash="all" if squash_all else "new" if squash else "none", quiet=quiet, report=report, warn=warn, run_stdout=None)
+        add_hosts=list(add_host), memory=_memory(memory), volumes=list(volumes), env=_pairs(envs, "--env", True),
+        tls_verify=tls_verify, squash="all" if squash_all else "new" if squash else "none", quiet=quiet, report=report, warn=warn, run_stdout=None)
     sys.stdout.flush()
     import signal
 

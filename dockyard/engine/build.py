@@ -80,6 +80,9 @@ class BuildOptions:
     security_opt: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)
+    memory: int = 0  # bytes, 0 = no limit
+    volumes: list[str] = field(default_factory=list)  # -v HOST:CONTAINER[:ro] bind mounts for RUN steps
+    env: dict[str, str] = field(default_factory=dict)  # --env: ENV added to the final image
     squash: str = "none"  # none | new (--squash: this build's layers become one) | all (--squash-all)
     quiet: bool = False
     # Progress lines (STEP, COMMIT, -->) and the fd RUN steps write their output to.
@@ -969,6 +972,8 @@ class BuildService:
         try:
             for m in mounts:
                 self._prepare_mount(m, ins, st, work, rundir / "secrets", extra, env_extra)
+            for v in self.opts.volumes:
+                extra.append(_volume_mount(v))
             # The paths the runtime and our mounts create in the root filesystem are not the step's changes.
             for dest in [*_RUNTIME_MOUNTPOINTS, *(m["destination"] for m in extra)]:
                 parts = [p for p in os.path.normpath(dest).split("/") if p]
@@ -1000,7 +1005,8 @@ class BuildService:
                                       extra_mounts=extra)
             try:
                 spec = specgen.generate(cfg, {"CapAdd": self.opts.cap_add, "CapDrop": self.opts.cap_drop,
-                                              "SecurityOpt": self.opts.security_opt}, ctx)
+                                              "SecurityOpt": self.opts.security_opt, "Memory": self.opts.memory},
+                                        ctx)
             except InvalidArgument as e:
                 raise ins.fail(f"cannot run: {e}") from None
             bundle = rundir / "bundle"
@@ -1288,6 +1294,9 @@ class BuildService:
         c = cfg.setdefault("config", {})
         if final and self.opts.labels:
             c.setdefault("Labels", {}).update(self.opts.labels)
+        if final:
+            for k, v in self.opts.env.items():  # podman build --env: into the image's config
+                _set_env(c, k, v)
         cfg["rootfs"] = {"type": "layers", "diff_ids": [lay.diff_id for lay in state.layers]}
         cfg.setdefault("created", state.config.get("created") or _now())
         cb = config_bytes(cfg)
@@ -1388,6 +1397,19 @@ class BuildService:
                 out: IO[bytes]
                 with (open(dest, "wb") if dest != "-" else os.fdopen(os.dup(1), "wb")) as out:
                     pack_directory(rootfs, out)
+
+
+def _volume_mount(spec: str) -> dict[str, Any]:
+    """``-v HOST:CONTAINER[:ro|rw]`` for RUN steps: a bind mount (read-write unless ro)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0].startswith("/") or not parts[1].startswith("/") \
+            or (len(parts) == 3 and parts[2] not in ("ro", "rw", "z", "Z")):
+        raise InvalidArgument(f"invalid --volume {spec!r}: want /HOST:/CONTAINER[:ro]")
+    if not os.path.exists(parts[0]):
+        raise NotFound(f"--volume {spec}: {parts[0]}: no such file or directory")
+    ro = len(parts) == 3 and parts[2] == "ro"
+    return {"destination": parts[1], "type": "bind", "source": parts[0],
+            "options": ["rbind", "ro" if ro else "rw", "nosuid", "nodev"]}
 
 
 def _extract_context(data: bytes, dest: str) -> bool:

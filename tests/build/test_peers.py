@@ -167,3 +167,20 @@ def test_run_step_container_flags(dyb, tmp_path):
             "--dns", "192.0.2.53", str(ctx), check=True)
     assert "CapEff:\t0000000000002000" in p.stdout
     assert "10.1.2.3\tmyhost" in p.stdout and "nameserver 192.0.2.53" in p.stdout
+
+
+def test_run_step_volume_memory_and_env(dyb, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "input.txt").write_text("from the host\n")
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM localhost/busybox\nRUN cat /mnt/host/input.txt > /got "
+                                                 "&& echo written > /mnt/host/out.txt\n"
+                                                 "RUN cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes"
+                                                 " 2>/dev/null; true\n"})
+    p = dyb("build", "-v", f"{shared}:/mnt/host", "-m", "64m", "--env", "FROM_FLAG=yes", "-t", "vm", str(ctx),
+            check=True)
+    assert "67108864" in p.stdout
+    assert (shared / "out.txt").read_text() == "written\n"
+    r = dyb("run", "--rm", "vm", "sh", "-c", "cat /got; test -e /mnt && echo mnt-present; echo $FROM_FLAG",
+            check=True)
+    assert r.stdout == "from the host\nyes\n", "neither the volume nor its mount point is in the image"
