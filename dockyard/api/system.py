@@ -92,7 +92,26 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def auth(request: web.Request) -> web.Response:
+    """``docker login``: try the credentials against the registry; nothing is stored here."""
+    from dockyard.api.server import body_json
+    from dockyard.engine.credcheck import check_login
+    from dockyard.registry.client import Unauthorized
+
+    body = await body_json(request)
+    server = body.get("serveraddress") or ""
+    if not server or "index.docker.io" in server:
+        server = "docker.io"
+    user, password = body.get("username") or "", body.get("password") or ""
+    try:
+        await backend(request).call(lambda e: check_login(e, server, user, password))
+    except Unauthorized as e:
+        return json_response({"message": str(e)}, 401)
+    return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
 ROUTES = [
+    ("POST", "/auth", auth),
     ("GET", "/_ping", ping),
     ("HEAD", "/_ping", ping),
     ("GET", "/version", version),

@@ -93,3 +93,36 @@ def test_save_and_load_round_trip(service, tmp_path):
     assert loaded == [{"stream": f"Loaded image: {IMAGE}:latest\n"}]
     listed = json.loads(service.curl("http://localhost/images/json").stdout)
     assert [(i["Id"], i["RepoTags"]) for i in listed] == [(src["Id"], [f"{IMAGE}:latest"])]
+
+
+@pytest.mark.peer("docker-registry")
+def test_docker_cli_login_push_pull(service, registry, registry_env):  # noqa: F811
+    import os
+    import subprocess
+
+    docker = "/usr/local/bin/docker"
+    if not os.path.exists(docker):
+        pytest.skip("the docker CLI is not installed")
+    reg = registry(tls=True, auth=("cliuser", "clipass"))
+    trust(reg, registry_env)
+    env = service.env()
+
+    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([docker, *args], capture_output=True, text=True, env=env, input=input, timeout=120)
+
+    bad = run("login", "-u", "cliuser", "--password-stdin", reg.host, input="wrong\n")
+    assert bad.returncode != 0 and "invalid username/password" in bad.stderr
+    ok = run("login", "-u", "cliuser", "--password-stdin", reg.host, input="clipass\n")
+    assert ok.returncode == 0 and "Login Succeeded" in ok.stdout, ok.stderr
+    # the server stored nothing: the docker CLI keeps the credentials and sends them along
+    assert not os.path.exists(registry_env["REGISTRY_AUTH_FILE"])
+    ref = f"{reg.host}/cli/bb:v3"
+    assert run("tag", IMAGE, ref).returncode == 0
+    push = run("push", ref)
+    assert push.returncode == 0 and "digest: sha256:" in push.stdout, push.stderr
+    assert run("rmi", ref).returncode == 0
+    pull = run("pull", ref)
+    assert pull.returncode == 0, pull.stderr
+    assert f"Status: Downloaded newer image for {ref}" in pull.stdout, pull.stdout
+    images = run("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert ref in images
