@@ -66,6 +66,10 @@ COMMANDS: dict[str, str] = {
     "port": "dockyard.cli.container:port",
     "export": "dockyard.cli.container:export",
     "commit": "dockyard.cli.container:commit",
+    "pod": "dockyard.cli.pod:pod",
+    "kube": "dockyard.cli.kube:kube",
+    "play": "dockyard.cli.kube:play",
+    "generate": "dockyard.cli.kube:generate",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
