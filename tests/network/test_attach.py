@@ -161,3 +161,41 @@ def test_cli_inspect_shows_containers(dy, eng, netns):
     finally:
         eng.networks.detach("e" * 64)
         dy("network", "rm", "insp", check=True)
+
+
+def test_joining_an_up_default_bridge_does_not_wait_for_the_host_lock(eng, netns):
+    """Other stores hold the host-wide network lock while they make bridges or start DNS servers;
+    a container joining or leaving the default bridge while it is up must not queue behind them.
+    The last one out still takes the lock (and the bridge down)."""
+    import fcntl
+    import threading
+
+    from dockyard.engine.networks import HOST_LOCK
+
+    a, b = netns.new(), netns.new()
+    eng.networks.attach("a" * 64, "ctr-a", netns.path(a), "bridge")  # brings the bridge up
+    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another store's long network operation
+    done: list[object] = []
+
+    def join_and_leave() -> None:
+        try:
+            done.append(eng.networks.attach("b" * 64, "ctr-b", netns.path(b), "bridge")["IPAddress"])
+            eng.networks.detach("b" * 64)
+            done.append("left")
+        except Exception as e:  # reported below
+            done.append(e)
+
+    try:
+        t = threading.Thread(target=join_and_leave)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "attach/detach waited for the host lock"
+        assert len(done) == 2 and done[1] == "left", done
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        t.join(60)
+    eng.networks.detach("a" * 64)  # the last one: takes the lock and the bridge down
+    br = eng.networks.inspect("bridge")["Options"]["com.docker.network.bridge.name"]
+    assert br not in links()
