@@ -57,6 +57,7 @@ class _HijackProtocol(asyncio.Protocol):
         self.paused = False
         self.lost = False
         self.resumed = asyncio.Event()
+        self.gone = asyncio.Event()
 
     def data_received(self, data: bytes) -> None:
         self.feed.feed_data(data)
@@ -77,6 +78,7 @@ class _HijackProtocol(asyncio.Protocol):
         self.lost = True
         self.feed.feed_eof()
         self.resumed.set()
+        self.gone.set()
         self.inner.connection_lost(exc)
 
     async def drain(self) -> None:
@@ -189,9 +191,15 @@ class AttachHub:
             await self._attach_running(cid, [client])
             return
         self.pending.setdefault(cid, []).append(client)
+        waits = [asyncio.ensure_future(client.done.wait())]
+        if client.conn.proto is not None:
+            # a client that went away before the start must not hold the service (and its idle timer)
+            waits.append(asyncio.ensure_future(client.conn.proto.gone.wait()))
         try:
-            await client.done.wait()
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for w in waits:
+                w.cancel()
             waiting = self.pending.get(cid)
             if waiting and client in waiting:
                 waiting.remove(client)

@@ -210,3 +210,32 @@ def test_service_idle_timeout_and_socket_checks(tmp_path):
     bad = start_service(root, tmp_path / "run", tmp_path / "x.sock", "--time", "-1")
     assert bad.wait(60) == 125
     bad.stderr.close()
+
+
+def test_attach_of_a_client_that_left_does_not_hold_the_service(tmp_path):
+    import socket
+
+    from tests.api.conftest import Service
+    from tests.helpers import run_cli
+
+    root, sock = tmp_path / "root", tmp_path / "left.sock"
+    root.mkdir()
+    run_cli("image", "bootstrap", "busybox", root=root, check=True)
+    p = start_service(root, tmp_path / "run", sock, "--time", "2")
+    svc = Service(root, tmp_path / "run", sock)
+    try:
+        wait_for(lambda: sock.exists() or p.poll() is not None, timeout=60, what="the API socket")
+        cid = json.loads(_post_json(svc, "/containers/create", {"Image": IMAGE, "Cmd": ["true"]}).stdout)["Id"]
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock))
+        s.sendall(f"POST /containers/{cid}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: a\r\n"
+                  "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+        s.settimeout(30)
+        assert s.recv(12) == b"HTTP/1.1 101"
+        s.close()  # gone before any start
+        assert p.wait(60) == 0  # idle once the attach is dropped
+    finally:
+        stop_service(p)
+        ids = svc.cli("ps", "-aq").stdout.split()
+        if ids:
+            svc.cli("rm", "-f", *ids)
