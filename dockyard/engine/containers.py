@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from dockyard import host
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound
-from dockyard.formatting.containers import human_duration
 
 if TYPE_CHECKING:
     import sqlite3
@@ -1298,6 +1297,8 @@ class ContainerService:
 
     def _ps_row(self, r: Any, config: dict[str, Any], status: str, exit_code: int, now: float,
                 size: bool) -> dict[str, Any]:
+        from dockyard.formatting.containers import human_duration  # `ps` only: `run` never loads it
+
         cmd = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
         health = r["health_status"]
         if status == "running":
