@@ -212,9 +212,9 @@ def validate(doc: Any, filename: str) -> None:
     where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
     msg = err.message
     if err.validator == "additionalProperties":
-        m = re.search(r"\('(.+?)' (was|were) unexpected\)", msg)
+        m = re.search(r"\('(.+?)' (was|were) unexpected\)", msg) or re.match(r"'(.+?)' does not match any of the regexes", msg)
         if m:
-            msg = f"additional properties {m[1]} not allowed"
+            msg = f"additional properties {m[1]!r} not allowed"
     raise InvalidArgument(f"validating {filename}: {where}: {msg}")
 
 

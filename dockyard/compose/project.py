@@ -199,21 +199,48 @@ class Compose:
         """Create and start what is missing or changed; returns the container ids of the selection."""
         selected = self._select(services, with_deps=not no_deps)
         for s in selected:
-            convert.check_keys(s, self.project.services[s], self.warn)
+            self.check(s)
         self._orphans(remove_orphans, timeout)
-        self.ensure_networks(selected)
-        self.ensure_volumes(selected)
-        for s in selected:
-            self.ensure_image(s, build=build and not no_build, pull_policy=pull)
+        fresh = not self.containers(oneoff=None)
+        nets_before = {n["Name"] for n in self.engine.networks.list()}
+        vols_before = {v["Name"] for v in self.engine.volumes.list_volumes()}
         ids: list[str] = []
-        for s in selected:
-            self._wait_dependencies(s, selected)
-            ids += self._converge(s, force_recreate=force_recreate, no_recreate=no_recreate, timeout=timeout)
+        try:
+            self.ensure_networks(selected)
+            self.ensure_volumes(selected)
+            for s in selected:
+                self.ensure_image(s, build=build and not no_build, pull_policy=pull)
+            for s in selected:
+                self._wait_dependencies(s, selected)
+                ids += self._converge(s, force_recreate=force_recreate, no_recreate=no_recreate, timeout=timeout)
+        except BaseException:
+            if fresh and not self.containers(oneoff=None):
+                # a first `up` that failed before any container existed leaves nothing behind
+                self._rollback(nets_before, vols_before)
+            raise
         if wait:
             for s in selected:
                 for c in self.containers([s]):
                     self._wait_condition(c, "service_healthy" if self._has_health(c) else "service_started")
         return ids
+
+    def check(self, service: str) -> None:
+        """Everything about a service that can be refused without touching the engine."""
+        svc = self.project.services[service]
+        convert.check_keys(service, svc, self.warn)
+        for n in range(1, convert.replicas(svc) + 1):
+            convert.create_options(self.project, service, n)
+
+    def _rollback(self, nets_before: set[str], vols_before: set[str]) -> None:
+        for net in self.engine.networks.list({"label": [f"{L_PROJECT}={self.project.name}"]}):
+            if net["Name"] not in nets_before:
+                with contextlib.suppress(DockyardError):
+                    self.engine.networks.remove(net["Id"])
+                    self.report(f"Network {net['Name']}  Removed")
+        for v in self.engine.volumes.list_volumes({"label": [f"{L_PROJECT}={self.project.name}"]}):
+            if v["Name"] not in vols_before:
+                with contextlib.suppress(DockyardError):
+                    self.engine.volumes.remove(v["Name"])
 
     def _orphans(self, remove: bool, timeout: int | None) -> None:
         orphans = [c for c in self.containers(oneoff=False)
@@ -331,8 +358,9 @@ class Compose:
         known = set(self.project.services) | set(self.project.disabled)
         rank = {s: i for i, s in enumerate(order(self.project.services))}
         # dependents first, one-off containers with their service
-        victims = [c for c in self.containers(oneoff=None)
-                   if remove_orphans or c["Labels"].get(L_SERVICE) in known]
+        # a project known only by its name (no file) is all its containers
+        everything = remove_orphans or not self.project.config_files
+        victims = [c for c in self.containers(oneoff=None) if everything or c["Labels"].get(L_SERVICE) in known]
         victims.sort(key=lambda c: -rank.get(c["Labels"].get(L_SERVICE, ""), -1))
         for c in victims:
             self._remove(c, timeout, volumes=volumes)
