@@ -447,6 +447,29 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def changes(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+    kinds = {"C": 0, "A": 1, "D": 2}
+    diff = await backend(request).call(lambda e: e.containers.diff(ref))
+    return json_response([{"Path": path, "Kind": kinds[kind]} for kind, path in diff] or None)
+
+
+async def commit(request: web.Request) -> web.Response:
+    """``POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=``."""
+    ref = request.query.get("container")
+    if not ref:
+        raise InvalidArgument("container is required")
+    repo = request.query.get("repo") or None
+    if repo and request.query.get("tag"):
+        repo += ":" + request.query["tag"]
+    author, comment = request.query.get("author", ""), request.query.get("comment", "")
+    changes_ = request.query.getall("changes", [])
+    pause_ = qbool(request, "pause", True)
+    image_id = await backend(request).call(lambda e: e.containers.commit(
+        ref, repo, author=author, message=comment, changes=changes_, pause=pause_))
+    return json_response({"Id": image_id}, 201)
+
+
 # -- top / stats ----------------------------------------------------------------------------------
 async def top(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
@@ -663,6 +686,8 @@ ROUTES = [
     ("GET", "/containers/{id}/logs", logs),
     ("POST", "/containers/{id}/resize", resize),
     ("GET", "/containers/{id}/top", top),
+    ("GET", "/containers/{id}/changes", changes),
+    ("POST", "/commit", commit),
     ("GET", "/containers/{id}/stats", stats),
     ("GET", "/containers/{id}/archive", archive_get),
     ("HEAD", "/containers/{id}/archive", archive_head),

@@ -110,8 +110,15 @@ async def auth(request: web.Request) -> web.Response:
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
+async def system_df(request: web.Request) -> web.Response:
+    from dockyard.storage.df import disk_usage
+
+    return json_response(await backend(request).call(disk_usage))
+
+
 ROUTES = [
     ("POST", "/auth", auth),
+    ("GET", "/system/df", system_df),
     ("GET", "/_ping", ping),
     ("HEAD", "/_ping", ping),
     ("GET", "/version", version),

@@ -192,3 +192,22 @@ def test_docker_cli_info_and_logs_follow(api):
         assert api.docker("wait", name).stdout.strip() == "0"
     finally:
         api.docker("rm", "-f", name)
+
+
+@needs_docker
+def test_docker_cli_diff_commit_system_df(api):
+    name = unique_name("cm")
+    ref = f"localhost/{name}:v1"
+    p = api.docker("run", "--name", name, "--pull", "never", IMAGE, "sh", "-c", "echo x > /newfile")
+    assert p.returncode == 0, p.stderr
+    try:
+        assert "A /newfile" in api.docker("diff", name).stdout.splitlines()
+        c = api.docker("commit", "-m", "from the api", "-a", "tester", name, ref)
+        assert c.returncode == 0 and c.stdout.startswith("sha256:"), c.stderr
+        assert api.docker("run", "--rm", "--pull", "never", ref, "cat", "/newfile").stdout == "x\n"
+        assert api.docker("image", "inspect", "-f", "{{.Comment}}", ref).stdout.strip() == "from the api"
+        df = api.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}")
+        assert df.returncode == 0 and "Images 2" in df.stdout.splitlines()
+    finally:
+        api.docker("rm", "-f", name)
+        api.docker("rmi", ref)
