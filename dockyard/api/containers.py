@@ -579,6 +579,31 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def export(request: web.Request) -> web.StreamResponse:
+    """``docker export``: the container's filesystem as a tar, packed like the CLI's export."""
+    import tempfile
+
+    b = backend(request)
+    ref = request.match_info["id"]
+
+    def pack(engine: Any, out: Any) -> None:
+        from dockyard.image.layers import pack_directory
+
+        with engine.containers.mounted_rootfs(ref) as rootfs:
+            pack_directory(rootfs, out)
+
+    with tempfile.TemporaryFile() as tmp:
+        await b.call(pack, tmp)
+        tmp.seek(0)
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while chunk := await b.run(tmp.read, 1 << 20):
+                await resp.write(chunk)
+            await resp.write_eof()
+    return resp
+
+
 async def archive_put(request: web.Request) -> web.Response:
     import tempfile
 
@@ -687,6 +712,7 @@ ROUTES = [
     ("POST", "/containers/{id}/resize", resize),
     ("GET", "/containers/{id}/top", top),
     ("GET", "/containers/{id}/changes", changes),
+    ("GET", "/containers/{id}/export", export),
     ("POST", "/commit", commit),
     ("GET", "/containers/{id}/stats", stats),
     ("GET", "/containers/{id}/archive", archive_get),

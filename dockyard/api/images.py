@@ -135,9 +135,11 @@ async def _progress_stream(request: web.Request, work: Callable[[Any, Callable[[
 
 async def create(request: web.Request) -> web.StreamResponse:
     """Pull (``fromImage`` + ``tag``).  Importing from ``fromSrc`` is not served."""
+    if request.query.get("fromSrc") == "-":
+        return await _import(request)
     from_image = request.query.get("fromImage")
     if not from_image:
-        raise InvalidArgument("only pulling (fromImage) is supported; use POST /images/load for archives")
+        raise InvalidArgument("fromImage (pull) or fromSrc=- (import of the request body) is required")
     tag_ = request.query.get("tag")
     name = from_image
     if tag_:
@@ -154,6 +156,24 @@ async def create(request: web.Request) -> web.StreamResponse:
         return [{"status": f"Digest: {res.digest}"}, {"status": f"Status: {word} {shown}"}]
 
     return await _progress_stream(request, work)
+
+
+async def _import(request: web.Request) -> web.Response:
+    """``docker import``: a root filesystem tar in the body becomes a one-layer image."""
+    import tempfile
+
+    b = backend(request)
+    ref = request.query.get("repo") or None
+    if ref and request.query.get("tag"):
+        ref += ":" + request.query["tag"]
+    changes = request.query.getall("changes", [])
+    message = request.query.get("message", "")
+    with tempfile.TemporaryFile() as tmp:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            tmp.write(chunk)
+        tmp.seek(0)
+        image_id = await b.call(lambda e: e.images.import_tar(tmp, ref, changes, message).id)
+    return web.Response(text=json.dumps({"status": image_id}) + "\r\n", content_type="application/json")
 
 
 async def push(request: web.Request) -> web.StreamResponse:

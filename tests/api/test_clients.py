@@ -211,3 +211,20 @@ def test_docker_cli_diff_commit_system_df(api):
     finally:
         api.docker("rm", "-f", name)
         api.docker("rmi", ref)
+
+
+@needs_docker
+def test_docker_cli_export_import(api, tmp_path):
+    name = unique_name("ex")
+    ref = f"localhost/{name}:flat"
+    assert api.docker("run", "--name", name, "--pull", "never", IMAGE, "sh", "-c", "echo kept > /marker").returncode == 0
+    tar = tmp_path / "fs.tar"
+    try:
+        ex = api.docker("export", "-o", str(tar), name)
+        assert ex.returncode == 0 and tar.stat().st_size > 100_000, ex.stderr
+        im = api.docker("import", "-c", "CMD [\"cat\", \"/marker\"]", str(tar), ref)
+        assert im.returncode == 0 and im.stdout.strip().startswith("sha256:"), im.stderr
+        assert api.docker("run", "--rm", "--pull", "never", ref).stdout == "kept\n"
+    finally:
+        api.docker("rm", "-f", name)
+        api.docker("rmi", ref)
