@@ -436,11 +436,11 @@ def images(st: ComposeState, quiet: bool, fmt: str, services: tuple[str, ...]) -
     elif fmt == "json":
         click.echo(json.dumps(rows))
     else:
-        from dockyard.engine.containers import _human_size
+        from dockyard.formatting.containers import human_size
 
         click.echo(table([["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"]] + [
             [r["ContainerName"], r["Repository"], r["Tag"], r["ID"].removeprefix("sha256:")[:12],
-             _human_size(r["Size"])] for r in rows]))
+             human_size(r["Size"])] for r in rows]))
 
 
 # -- lifecycle verbs -------------------------------------------------------------------------------------

@@ -326,3 +326,74 @@ def test_multiple_files_project_name_and_ls(cdy, proj):
         # down by project name alone, without the files
         cdy("compose", "-p", "h9merge", "down", check=False)
     assert "h9merge_back" not in cdy("network", "ls", check=True).stdout
+
+
+def test_build_and_lifecycle_verbs(cdy, proj):
+    (proj / "app").mkdir()
+    (proj / "app" / "Dockerfile").write_text(
+        'FROM localhost/busybox\nARG MSG=default\nRUN echo "$MSG" > /msg\nCMD ["sleep", "3600"]\n')
+    write(proj / "compose.yaml", """\
+        services:
+          app:
+            build:
+              context: ./app
+              args:
+                MSG: built-by-compose
+            stop_signal: SIGKILL
+        """)
+    name = proj.name
+    try:
+        compose(cdy, proj, "up", "-d")
+        assert compose(cdy, proj, "exec", "-T", "app", "cat", "/msg").stdout == "built-by-compose\n"
+        assert f"localhost/{name}-app" in compose(cdy, proj, "images").stdout
+        cid = compose(cdy, proj, "ps", "-q").stdout.strip()
+        compose(cdy, proj, "pause")
+        assert inspect(cdy, cid)["State"]["Status"] == "paused"
+        compose(cdy, proj, "unpause")
+        compose(cdy, proj, "stop")
+        assert compose(cdy, proj, "ps", "-q").stdout == ""
+        assert compose(cdy, proj, "ps", "-aq").stdout.strip() == cid
+        compose(cdy, proj, "start")
+        assert inspect(cdy, cid)["State"]["Running"]
+        top = compose(cdy, proj, "top").stdout
+        assert f"{name}-app-1" in top and "sleep" in top
+        compose(cdy, proj, "kill")
+        assert not inspect(cdy, cid)["State"]["Running"]
+        compose(cdy, proj, "rm", "-f")
+        assert compose(cdy, proj, "ps", "-aq").stdout == ""
+    finally:
+        compose(cdy, proj, "down", "--rmi", "local", check=False)
+    assert f"{name}-app" not in cdy("images", check=True).stdout
+
+
+def test_foreground_up_stops_on_interrupt(cdy, proj):
+    import os
+    import signal
+    import subprocess
+
+    from tests.helpers import REPO, dockyard_cmd
+
+    write(proj / "compose.yaml", """\
+        services:
+          ticker:
+            image: localhost/busybox
+            command: sh -c 'trap "exit 0" TERM; echo started; while true; do sleep 0.2; done'
+        """)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.Popen([*dockyard_cmd(cdy.root), "--runroot", str(cdy.root / "run"), "compose",
+                          "--project-directory", str(proj), "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, start_new_session=True)
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert line == "ticker-1  | started\n"
+        os.kill(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert "Gracefully stopping" in err
+        state = inspect(cdy, f"{proj.name}-ticker-1")["State"]
+        assert not state["Running"] and state["ExitCode"] == 0
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        compose(cdy, proj, "down", check=False)
