@@ -173,12 +173,12 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def make_app(root: str | None = None, runroot: str | None = None) -> web.Application:
-    from dockyard.api import containers, images, objects, system
+    from dockyard.api import build, containers, images, objects, system
 
     app = web.Application(middlewares=[headers_middleware, errors_middleware], client_max_size=1 << 40)
     app[BACKEND] = Backend(root, runroot)
     routes: list[tuple[str, str, Handler]] = []
-    for mod in (system, containers, images, objects):
+    for mod in (system, containers, images, objects, build):
         routes += mod.ROUTES
     for method, path, handler in routes:
         # Docker clients put the API version first (/v1.51/containers/json); curl users often don't.

@@ -228,3 +228,46 @@ def test_docker_cli_export_import(api, tmp_path):
     finally:
         api.docker("rm", "-f", name)
         api.docker("rmi", ref)
+
+
+DOCKERFILE = """FROM localhost/busybox
+ARG WHO=nobody
+COPY hello.txt /hello.txt
+RUN echo "built by $WHO" > /by.txt && cat /by.txt
+CMD ["cat", "/hello.txt", "/by.txt"]
+"""
+
+
+def test_build_with_docker_cli_and_docker_py(api, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "hello.txt").write_text("hello-ctx\n")
+    name = unique_name("built")
+    try:
+        import os
+
+        if os.path.exists("/usr/local/bin/docker"):
+            import subprocess
+
+            p = subprocess.run(["/usr/local/bin/docker", "build", "--build-arg", "WHO=cli", "-t", f"{name}:cli",
+                                str(ctx)], capture_output=True, text=True, timeout=300,
+                               env={**api.env(), "DOCKER_BUILDKIT": "0"})
+            assert p.returncode == 0, p.stderr
+            assert "built by cli\n" in p.stdout and "Successfully built " in p.stdout
+            run = api.docker("run", "--rm", "--pull", "never", f"{name}:cli")
+            assert run.stdout == "hello-ctx\nbuilt by cli\n"
+        docker = pytest.importorskip("docker")
+        client = docker.DockerClient(base_url=api.uri, timeout=300)
+        try:
+            img, logs = client.images.build(path=str(ctx), tag=f"{name}:py", buildargs={"WHO": "py"})
+            assert any("built by py" in (x.get("stream") or "") for x in logs)
+            assert client.containers.run(img.id, remove=True) == b"hello-ctx\nbuilt by py\n"
+            with pytest.raises(docker.errors.BuildError):
+                (ctx / "Dockerfile").write_text("FROM localhost/busybox\nRUN exit 3\n")
+                client.images.build(path=str(ctx), tag=f"{name}:bad")
+        finally:
+            client.close()
+    finally:
+        for t in ("cli", "py"):
+            api.cli("rmi", f"{name}:{t}")
