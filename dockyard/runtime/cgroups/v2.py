@@ -145,7 +145,8 @@ class V2Manager(CgroupManager):
             v2swap = swap_to_v2(swap, limit)
             if limit:
                 write(self._file("memory.max"), _max(limit))
-            if v2swap:
+            # 0 is a limit too: memory+swap equal to memory means no swap at all (runc writes it as well).
+            if v2swap or swap > 0:
                 if os.path.exists(self._file("memory.swap.max")):
                     write(self._file("memory.swap.max"), _max(v2swap))
                 else:

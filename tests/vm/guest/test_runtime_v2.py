@@ -176,6 +176,44 @@ def test_limits_are_the_ones_runc_writes(tmp_path, bundle, rootfs):
     assert seen["crun"] == seen["runc"]
 
 
+MORE = {
+    # memory+swap equal to memory: no swap at all, memory.swap.max 0 (docker run -m X --memory-swap X)
+    "swap-off": ({"memory": {"limit": 48 * MB, "swap": 48 * MB}}, ("memory.max", "memory.swap.max")),
+    "hugetlb": ({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB}]}, ("hugetlb.2MB.max",)),
+    "unified": ({"unified": {"memory.high": str(40 * MB), "pids.max": "17"}}, ("memory.high", "pids.max")),
+    "idle": ({"cpu": {"idle": 1}}, ("cpu.idle",)),
+}
+# runc 1.1 (Debian 12) predates cpu.idle, which crun applies.
+REFERENCE = {"idle": "crun"}
+
+
+@pytest.mark.parametrize("case", sorted(MORE))
+def test_more_limits_are_the_ones_runc_writes(case, tmp_path, bundle):
+    res, files = MORE[case]
+    seen: dict[str, dict[str, str] | str] = {}
+    for which in RUNTIMES:
+        r = Runtime(which, tmp_path / f"{which}-state")
+        try:
+            p = r.run(bundle(_files(files), res))
+            seen[which] = _parse(p.stdout) if p.returncode == 0 else f"exit {p.returncode}: {p.stderr.strip()}"
+        finally:
+            r.cleanup()
+    ref = REFERENCE.get(case, "runc")
+    assert isinstance(seen[ref], dict), seen
+    assert seen["dockyard"] == seen[ref], seen
+    if ref == "runc":
+        assert seen["crun"] == seen["runc"], seen
+
+
+def test_cpu_burst(rt, bundle):
+    if rt.which != "dockyard":
+        pytest.skip(f"{rt.which} (Debian 12) ignores cpu.burst")
+    res = {"cpu": {"quota": 50000, "period": 100000, "burst": 20000}}
+    p = rt.run(bundle(_files(("cpu.max", "cpu.max.burst")), res))
+    assert p.returncode == 0, p.stderr
+    assert _parse(p.stdout) == {"cpu.max": "50000 100000", "cpu.max.burst": "20000"}
+
+
 def test_unlimited_values_read_back_as_max(rt, bundle):
     res = {"memory": {"limit": -1, "swap": -1}, "cpu": {"quota": -1, "period": 250000}, "pids": {"limit": -1}}
     p = rt.run(bundle(_files(("memory.max", "memory.swap.max", "cpu.max", "pids.max")), res))
