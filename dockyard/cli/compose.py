@@ -668,3 +668,17 @@ def run(st: ComposeState, detach: bool, remove: bool, env: tuple[str, ...], labe
         raise
     return int(_attach_foreground(svc, handle, tty=opts.tty, stdin=opts.interactive, sig_proxy=True,
                                   on_start_error=lambda: _cleanup_failed(svc, cid, remove)))
+
+
+@compose.command("version", context_settings=CTX, help="Show the Docker Compose version information.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["pretty", "json"]), default="pretty", help="Format the output.")
+@click.option("--short", is_flag=True, help="Shows only Compose's version number.")
+def version(fmt: str, short: bool) -> None:
+    from dockyard.compose.convert import COMPOSE_VERSION
+
+    if short:
+        click.echo(COMPOSE_VERSION)
+    elif fmt == "json":
+        click.echo(json.dumps({"version": f"v{COMPOSE_VERSION}"}))
+    else:
+        click.echo(f"Docker Compose version v{COMPOSE_VERSION} (dockyard compose)")

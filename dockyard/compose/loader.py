@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.errors import InvalidArgument, NotFound
+from dockyard.errors import InvalidArgument, NotFound, Unsupported
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -246,7 +246,7 @@ def load(files: list[str] | None = None, *, project_name: str | None = None, pro
     paths = find_files(list(files or []), project_dir, environ)
     working_dir = os.path.abspath(project_dir) if project_dir else os.path.dirname(paths[0])
     env: dict[str, str] = {}
-    dotenvs = [os.path.join(working_dir, p) if not os.path.isabs(p) else p for p in env_files or []]
+    dotenvs = [os.path.abspath(p) for p in env_files or []]  # --env-file is relative to the caller's cwd
     if not env_files and os.path.isfile(os.path.join(working_dir, ".env")):
         dotenvs = [os.path.join(working_dir, ".env")]
     for p in dotenvs:
@@ -464,6 +464,9 @@ def _service(name: str, svc: dict[str, Any], working_dir: str) -> dict[str, Any]
 
 def _normalise_file(doc: dict[str, Any], working_dir: str, path: str) -> dict[str, Any]:
     doc = _drop_extensions(doc)
+    for key in doc:
+        if key not in ("version", "name", "services", "networks", "volumes", "secrets", "configs"):
+            raise Unsupported(f"{path}: top-level {key!r} is not supported by dockyard compose")
     services = doc.get("services") or {}
     out = dict(doc)
     out["services"] = {n: _service(n, s or {}, working_dir) for n, s in services.items()}

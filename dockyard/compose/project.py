@@ -72,14 +72,18 @@ class Compose:
 
     def ensure_networks(self, services: list[str]) -> None:
         nets = self.engine.networks
-        for key in self._used_networks(services):
-            name = convert.network_name(self.project, key)
-            d = self.project.networks.get(key) or {}
-            if d.get("external"):
+        keys = self._used_networks(services)
+        for key in keys:  # all external ones first, so a missing one fails before anything is made
+            if (self.project.networks.get(key) or {}).get("external"):
+                name = convert.network_name(self.project, key)
                 try:
                     nets.resolve(name)
                 except NotFound:
                     raise NotFound(f"network {name} declared as external, but could not be found") from None
+        for key in keys:
+            name = convert.network_name(self.project, key)
+            d = self.project.networks.get(key) or {}
+            if d.get("external"):
                 continue
             try:
                 got = nets.inspect(name)
