@@ -98,21 +98,17 @@ def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = False) -> di
 @click.option("--squash", is_flag=True, help="Squash this build's new layers into one.")
 @click.option("--squash-all", is_flag=True, help="Squash all layers, the base image's too, into one.")
 @click.pass_obj
-def build(state, context, tags, dockerfile, build_args, target, build_contexts, no_cache, layers, pull, labels, annotations,
-          platform, quiet, fmt, secret_specs, network, cap_add, cap_drop, security_opt, dns, add_host, memory, volumes, envs, iidfile, output, tls_verify, runtime, rm_, force_rm, squash, squash_all):
+def build(state, context, **o):
     from dockyard.engine.build import BuildOptions, BuildService
 
-    if squash and squash_all:
+    if o["squash"] and o["squash_all"]:
         raise click.UsageError("--squash and --squash-all cannot be used together")
-    text = None
-    context_tar = None
+    dockerfile, text, context_tar = o["dockerfile"], None, None
     if context == "-":
         # Docker: stdin is either a tar of the whole context or a Dockerfile (empty context).
         context_tar = sys.stdin.buffer.read()
     elif dockerfile == "-":
-        text = sys.stdin.read()
-        dockerfile = None
-    secrets = dict(_parse_secret(s) for s in secret_specs)
+        text, dockerfile = sys.stdin.read(), None
 
     def report(line: str) -> None:
         click.echo(line)
@@ -121,17 +117,20 @@ def build(state, context, tags, dockerfile, build_args, target, build_contexts, 
     def warn(line: str) -> None:
         click.echo(f"WARNING: {line}", err=True)
 
+    pull = o["pull"].lower()
     opts = BuildOptions(
-        context=context, context_tar=context_tar, dockerfile=dockerfile, dockerfile_text=text, tags=list(tags),
-        build_args=_pairs(build_args, "--build-arg", env_fallback=True), target=target,
-        build_contexts=_pairs(build_contexts, "--build-context"), no_cache=no_cache,
-        layers=layers, pull={"true": "always", "false": "missing"}.get(pull.lower(), pull.lower()),
-        labels=_pairs(labels, "--label"), annotations=_pairs(annotations, "--annotation"),
-        platform=platform, fmt=fmt, secrets=secrets, network=network,
-        runtime=runtime or os.environ.get("DOCKYARD_RUNTIME") or "dockyard", output=output,
-        cap_add=list(cap_add), cap_drop=list(cap_drop), security_opt=list(security_opt), dns=list(dns),
-        add_hosts=list(add_host), memory=_memory(memory), volumes=list(volumes), env=_pairs(envs, "--env", True),
-        tls_verify=tls_verify, squash="all" if squash_all else "new" if squash else "none", quiet=quiet, report=report, warn=warn, run_stdout=None)
+        context=context, context_tar=context_tar, dockerfile=dockerfile, dockerfile_text=text, tags=list(o["tags"]),
+        build_args=_pairs(o["build_args"], "--build-arg", env_fallback=True), target=o["target"],
+        build_contexts=_pairs(o["build_contexts"], "--build-context"), no_cache=o["no_cache"], layers=o["layers"],
+        pull={"true": "always", "false": "missing"}.get(pull, pull),
+        labels=_pairs(o["labels"], "--label"), annotations=_pairs(o["annotations"], "--annotation"),
+        platform=o["platform"], fmt=o["fmt"], secrets=dict(_parse_secret(x) for x in o["secret_specs"]),
+        network=o["network"], runtime=o["runtime"] or os.environ.get("DOCKYARD_RUNTIME") or "dockyard",
+        output=o["output"], cap_add=list(o["cap_add"]), cap_drop=list(o["cap_drop"]),
+        security_opt=list(o["security_opt"]), dns=list(o["dns"]), add_hosts=list(o["add_host"]),
+        memory=_memory(o["memory"]), volumes=list(o["volumes"]), env=_pairs(o["envs"], "--env", True),
+        tls_verify=o["tls_verify"], squash="all" if o["squash_all"] else "new" if o["squash"] else "none",
+        quiet=o["quiet"], report=report, warn=warn)
     sys.stdout.flush()
     import signal
 
@@ -143,8 +142,8 @@ def build(state, context, tags, dockerfile, build_args, target, build_contexts, 
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, stop)
     image_id = BuildService(state.engine).build(opts)
-    if iidfile:
-        with open(iidfile, "w") as f:
+    if o["iidfile"]:
+        with open(o["iidfile"], "w") as f:
             f.write(image_id)
     click.echo(image_id.split(":", 1)[1])
 
