@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,10 @@ def check_keys(name: str, svc: dict[str, Any], warn: Any) -> None:
             ok = {"limits": ("cpus", "memory", "pids"), "reservations": ("cpus", "memory")}[kind]
             if key not in ok:
                 raise Unsupported(f"services.{name}.deploy.resources.{kind}.{key} is not supported by dockyard compose")
+    restart = str(svc.get("restart") or "no")
+    if not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d+)?", restart):
+        raise InvalidArgument(f"services.{name}.restart: invalid restart policy {restart!r} "
+                              "(no, always, on-failure[:N] or unless-stopped)")
     hc = svc.get("healthcheck") or {}
     if "start_interval" in hc:
         warn(f"services.{name}.healthcheck.start_interval is ignored (the interval applies from the start)")

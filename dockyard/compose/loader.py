@@ -337,10 +337,12 @@ def _command(value: Any) -> list[str] | None:
     return [str(v) for v in value]
 
 
-def _port_list(value: Any) -> list[dict[str, Any]]:
+def _port_list(value: Any, where: str) -> list[dict[str, Any]]:
     out = []
-    for p in value or []:
+    for i, p in enumerate(value or []):
         if isinstance(p, dict):
+            if p.get("target") in (None, ""):
+                raise InvalidArgument(f"{where}[{i}]: target is required")
             d = {"target": str(p["target"]), "protocol": p.get("protocol") or "tcp"}
             if p.get("published") not in (None, ""):
                 d["published"] = str(p["published"])
@@ -411,7 +413,7 @@ def _service(name: str, svc: dict[str, Any], working_dir: str) -> dict[str, Any]
         if key in s:
             s[key] = _command(s[key])
     if "ports" in s:
-        s["ports"] = _port_list(s["ports"])
+        s["ports"] = _port_list(s["ports"], f"services.{name}.ports")
     if "volumes" in s:
         s["volumes"] = _volume_list(s["volumes"], working_dir)
     if "env_file" in s:

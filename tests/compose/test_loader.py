@@ -1,0 +1,154 @@
+"""Reading compose files without an engine: interpolation, .env, normalisation, merging, profiles,
+and the errors a broken file gets."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from dockyard.compose import convert, loader
+from dockyard.errors import DockyardError, InvalidArgument
+
+
+def load(tmp_path, body: str, env: dict[str, str] | None = None, **kw):
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(body))
+    return loader.load(project_dir=str(tmp_path), environ=env or {}, **kw)
+
+
+@pytest.mark.parametrize("text, env, want", [
+    ("$A", {"A": "1"}, "1"),
+    ("${A}", {"A": "1"}, "1"),
+    ("${A:-d}", {"A": ""}, "d"),
+    ("${A-d}", {"A": ""}, ""),
+    ("${A-d}", {}, "d"),
+    ("${A:+alt}", {"A": "x"}, "alt"),
+    ("${A:+alt}", {"A": ""}, ""),
+    ("${A+alt}", {"A": ""}, "alt"),
+    ("$$A", {"A": "1"}, "$A"),
+    ("${A:-${B:-inner}}", {}, "inner"),
+    ("pre-${A}-post", {"A": "mid"}, "pre-mid-post"),
+    ("cost: 5$", {}, "cost: 5$"),
+])
+def test_interpolation(text, env, want):
+    assert loader.Interpolator(env).expand(text, "x") == want
+
+
+def test_interpolation_errors():
+    with pytest.raises(InvalidArgument, match="required variable A is missing a value: need A"):
+        loader.Interpolator({}).expand("${A:?need A}", "x")
+    with pytest.raises(InvalidArgument, match="required variable A"):
+        loader.Interpolator({"A": ""}).expand("${A:?}", "x")
+    assert loader.Interpolator({"A": ""}).expand("${A?}", "x") == ""
+    with pytest.raises(InvalidArgument, match="invalid interpolation format"):
+        loader.Interpolator({}).expand("${A", "x")
+    with pytest.raises(InvalidArgument, match="invalid interpolation format"):
+        loader.Interpolator({}).expand("${-x}", "x")
+
+
+def test_dotenv(tmp_path):
+    (tmp_path / ".env").write_text(textwrap.dedent("""\
+        # a comment
+        export A=plain value # trailing comment
+        B='single $A #kept'
+        C="double ${A}\\nline"
+        D=${A}-again
+        EMPTY=
+        """))
+    got = loader.read_dotenv(str(tmp_path / ".env"), {})
+    assert got == {"A": "plain value", "B": "single $A #kept", "C": "double plain value\nline",
+                   "D": "plain value-again", "EMPTY": ""}
+
+
+def test_env_file_shell_wins_and_warnings(tmp_path):
+    (tmp_path / ".env").write_text("TAG=fromfile\nOTHER=o\n")
+    p = load(tmp_path, """\
+        services:
+          web:
+            image: "busybox:${TAG}"
+            environment: ["X=${OTHER}", "Y=${MISSING}", PASS]
+        """, env={"TAG": "fromshell", "PASS": "through"})
+    assert p.services["web"]["image"] == "busybox:fromshell"
+    assert p.services["web"]["environment"] == {"X": "o", "Y": "", "PASS": None}
+    assert any('"MISSING" variable is not set' in w for w in p.warnings)
+    opts = convert.create_options(p, "web", 1)
+    assert "PASS=through" in opts.env and "X=o" in opts.env
+
+
+def test_normalisation_and_anchors(tmp_path):
+    p = load(tmp_path, """\
+        x-base: &base
+          image: busybox
+          labels: {a: "1"}
+        services:
+          web:
+            <<: *base
+            x-note: ignored
+            command: sh -c 'echo "hi there"'
+            ports: ["8080:80", "127.0.0.1:9000:90/udp", "7000"]
+            volumes: ["./data:/data:ro", "named:/n", "/anon"]
+            depends_on: [db]
+          db:
+            <<: *base
+        volumes:
+          named:
+        """)
+    web = p.services["web"]
+    assert "x-note" not in web and web["labels"] == {"a": "1"}
+    assert web["command"] == ["sh", "-c", 'echo "hi there"']
+    assert web["ports"] == [{"target": "80", "protocol": "tcp", "published": "8080"},
+                            {"target": "90", "protocol": "udp", "published": "9000", "host_ip": "127.0.0.1"},
+                            {"target": "7000", "protocol": "tcp"}]
+    assert web["volumes"][0] == {"type": "bind", "source": str(tmp_path / "data"), "target": "/data",
+                                 "read_only": True, "bind": {"create_host_path": True}}
+    assert web["volumes"][1] == {"type": "volume", "source": "named", "target": "/n"}
+    assert web["volumes"][2] == {"type": "volume", "target": "/anon"}
+    assert web["depends_on"] == {"db": {"condition": "service_started", "required": True}}
+    assert loader.order(p.services) == ["db", "web"]
+    opts = convert.create_options(p, "web", 2)
+    assert opts.name == f"{p.name}-web-2"
+    assert opts.publish == ["8080:80/tcp", "127.0.0.1:9000:90/udp", "7000/tcp"]
+    assert f"type=volume,target=/n,source={p.name}_named" in opts.mounts
+    assert opts.network == [f"{p.name}_default:alias=web,alias={p.name}-web-2,alias=web-2"]
+
+
+def test_config_hash_ignores_spelling(tmp_path):
+    a = load(tmp_path, "services:\n  w:\n    image: busybox\n    environment: [A=1]\n    command: echo hi\n")
+    b = load(tmp_path, "services:\n  w:\n    image: busybox\n    environment: {A: 1}\n    command: [echo, hi]\n")
+    assert convert.config_hash(a.services["w"]) == convert.config_hash(b.services["w"])
+
+
+def test_merge_and_profiles(tmp_path):
+    (tmp_path / "a.yaml").write_text("services:\n  w:\n    image: busybox\n    command: [a]\n"
+                                     "    environment: {A: '1', B: '1'}\n    ports: ['80:80']\n"
+                                     "  dbg:\n    image: busybox\n    profiles: [debug]\n")
+    (tmp_path / "b.yaml").write_text("services:\n  w:\n    command: [b]\n    environment: {B: '2'}\n"
+                                     "    ports: ['81:81']\n")
+    files = [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+    p = loader.load(files, environ={})
+    w = p.services["w"]
+    assert w["command"] == ["b"] and w["environment"] == {"A": "1", "B": "2"}
+    assert [x["published"] for x in w["ports"]] == ["80", "81"]
+    assert "dbg" not in p.services and "dbg" in p.disabled
+    assert "dbg" in loader.load(files, environ={}, profiles=["debug"]).services
+    assert "dbg" in loader.load(files, environ={"COMPOSE_PROFILES": "debug"}).services
+    assert loader.load(files, environ={"COMPOSE_PROJECT_NAME": "other"}).name == "other"
+    assert loader.load(files, environ={}, project_name="given").name == "given"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("services:\n  w:\n    image: busybox\n    networks: [nope]\n", "undefined network nope"),
+    ("services:\n  w:\n    image: busybox\n    volumes: ['data:/d']\n", "undefined volume data"),
+    ("services:\n  w:\n    image: busybox\n    secrets: [s]\n", "undefined secret s"),
+    ("services:\n  w:\n    image: busybox\n    restart: sometimes\n", "invalid restart policy 'sometimes'"),
+    ("services:\n  w:\n    command: x\n", "neither an image nor a build context"),
+    ("include: [other.yaml]\nservices: {}\n", "top-level 'include' is not supported"),
+    ("services:\n  w:\n    image: busybox\n    ports: [{published: 80}]\n", "services.w.ports\\[0\\]: target is required"),
+    ("- a\n- b\n", "top-level object must be a mapping"),
+])
+def test_broken(tmp_path, body, message):
+    with pytest.raises(DockyardError, match=message):
+        p = load(tmp_path, body)
+        for s in p.services:
+            convert.create_options(p, s, 1)
+            convert.check_keys(s, p.services[s], lambda m: None)
