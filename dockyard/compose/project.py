@@ -271,9 +271,9 @@ class Compose:
         image_id = self.engine.images.get(convert.image_name(self.project, service)).id
         have = {int(c["Labels"].get(L_NUMBER, "0")): c for c in self.containers([service])}
         ids = []
-        for n, c in sorted(have.items(), reverse=True):
+        for n, old in sorted(have.items(), reverse=True):
             if n > want:
-                self._remove(c, timeout)
+                self._remove(old, timeout)
         for n in range(1, want + 1):
             c = have.get(n)
             if c is not None:
@@ -281,7 +281,6 @@ class Compose:
                 if (force_recreate or stale) and not no_recreate:
                     self.report(f"Container {_name(c)}  Recreate")
                     self._remove(c, timeout)
-                    c = None
                 else:
                     if c["State"] not in ("running", "paused", "restarting"):
                         self.engine.containers.start(c["Id"])
@@ -313,8 +312,8 @@ class Compose:
 
     # -- depends_on conditions -------------------------------------------------------------------
     def _has_health(self, c: dict[str, Any]) -> bool:
-        hc = (self.engine.containers.inspect(c["Id"])["Config"].get("Healthcheck") or {}).get("Test")
-        return bool(hc) and hc[0] != "NONE"
+        test = (self.engine.containers.inspect(c["Id"])["Config"].get("Healthcheck") or {}).get("Test") or []
+        return bool(test) and test[0] != "NONE"
 
     def _wait_dependencies(self, service: str, selected: list[str]) -> None:
         for dep, cond in (self.project.services[service].get("depends_on") or {}).items():

@@ -152,3 +152,19 @@ def test_broken(tmp_path, body, message):
         for s in p.services:
             convert.create_options(p, s, 1)
             convert.check_keys(s, p.services[s], lambda m: None)
+
+
+def test_file_discovery(tmp_path, monkeypatch):
+    (tmp_path / "docker-compose.yml").write_text("services:\n  w:\n    image: busybox\n")
+    (tmp_path / "docker-compose.override.yml").write_text("services:\n  w:\n    command: [over]\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)  # found in a parent directory, as Docker Compose finds it
+    p = loader.load(environ={})
+    assert p.config_files == [str(tmp_path / "docker-compose.yml"), str(tmp_path / "docker-compose.override.yml")]
+    assert p.services["w"]["command"] == ["over"] and p.working_dir == str(tmp_path)
+    (sub / "other.yaml").write_text("services:\n  o:\n    image: busybox\n")
+    p = loader.load(environ={"COMPOSE_FILE": "other.yaml"})
+    assert list(p.services) == ["o"] and p.name == "sub"
+    with pytest.raises(DockyardError, match="no such file or directory"):
+        loader.load(["missing.yaml"], environ={})
