@@ -233,10 +233,31 @@ class PodService:
     def stop(self, ref: str, timeout: int | None = None) -> str:
         r = self.row(ref)
         infra = self._infra(r)
-        for cid in self.members(r["id"])[::-1] + ([infra] if infra else []):
-            if self._state(cid) in ("running", "paused"):
-                self.engine.containers.stop(cid, timeout=timeout)
+        members = self.members(r["id"])[::-1]
+        self._stop_together([cid for cid in members if self._state(cid) in ("running", "paused")], timeout)
+        if infra and self._state(infra) in ("running", "paused"):
+            self.engine.containers.stop(infra, timeout=timeout)  # last: the members live in its namespaces
         return str(r["id"])
+
+    def _stop_together(self, cids: list[str], timeout: int | None) -> None:
+        """Signal every member first, then wait for each within its own grace period counted from that
+        signal, so a pod stops in its longest timeout rather than the sum of them."""
+        from dockyard.engine.containers import DEFAULT_STOP_TIMEOUT
+
+        svc = self.engine.containers
+        began = time.monotonic()
+        grace: dict[str, int] = {}
+        for cid in cids:
+            config = svc.inspect(cid)["Config"]
+            grace[cid] = timeout if timeout is not None else int(config.get("StopTimeout", DEFAULT_STOP_TIMEOUT))
+            if self._state(cid) == "running":
+                try:
+                    svc.kill(cid, str(config.get("StopSignal") or "SIGTERM"))
+                except DockyardError:
+                    pass  # it ended meanwhile; stop below sees that
+        for cid in cids:
+            left = grace[cid] - int(time.monotonic() - began)
+            svc.stop(cid, timeout=max(0, left))
 
     def kill(self, ref: str, signal: str = "KILL") -> str:
         r = self.row(ref)
