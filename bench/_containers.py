@@ -22,8 +22,10 @@ def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 def podman(workdir: str, *args: str) -> list[str]:
+    # A private --tmpdir too: the default /run/libpod is shared by every podman on the host, and
+    # another benchmark's `system reset` removes it under our feet.
     return ["podman", "--root", os.path.join(workdir, "podman", "root"), "--runroot",
-            os.path.join(workdir, "podman", "run"), *args]
+            os.path.join(workdir, "podman", "run"), "--tmpdir", os.path.join(workdir, "podman", "tmp"), *args]
 
 
 def docker_available() -> bool:
