@@ -409,3 +409,96 @@ spec:
     assert pod_ctr("pod", "ps", "--format", "{{.Name}} {{.Status}}").stdout == "warnpod Running\n"
     pod_ctr("kube", "down", str(f), check=True)
     assert pod_ctr("ps", "-aq").stdout == ""
+
+
+HELM = f"""\
+---
+# Source: webserver/templates/serviceaccount.yaml
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: webserver
+  labels:
+    helm.sh/chart: webserver-0.1.0
+    app.kubernetes.io/name: webserver
+automountServiceAccountToken: true
+---
+# Source: webserver/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: webserver
+spec:
+  type: ClusterIP
+  ports:
+    - port: 80
+      targetPort: http
+      protocol: TCP
+      name: http
+---
+# Source: webserver/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: webserver
+  labels:
+    helm.sh/chart: webserver-0.1.0
+    app.kubernetes.io/name: webserver
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: webserver
+  template:
+    metadata:
+      labels:
+        helm.sh/chart: webserver-0.1.0
+        app.kubernetes.io/name: webserver
+    spec:
+      serviceAccountName: webserver
+      securityContext:
+        {{}}
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: webserver
+          securityContext:
+            {{}}
+          image: "{IMAGE}"
+          imagePullPolicy: IfNotPresent
+          command: ["httpd", "-f", "-p", "80", "-h", "/etc"]
+          ports:
+            - name: http
+              containerPort: 80
+              hostPort: HOSTPORT
+              protocol: TCP
+          livenessProbe:
+            httpGet:
+              path: /
+              port: http
+          readinessProbe:
+            httpGet:
+              path: /
+              port: http
+          resources:
+            {{}}
+"""
+
+
+def test_helm_template_output(pod_ctr, tmp_path):
+    """What `helm template` of a `helm create` chart gives (the tutorial's data/webserver-k8s.yaml)."""
+    port = _free_port()
+    f = tmp_path / "webserver-k8s.yaml"
+    f.write_text(HELM.replace("HOSTPORT", str(port)))
+    p = pod_ctr("kube", "play", "--replace", str(f), check=True)
+    assert len(_report(p.stdout)) == 1
+    for text in ("kind ServiceAccount (webserver) is not supported", "kind Service (webserver) is not supported",
+                 "pod webserver-pod-0: spec.serviceAccountName is not supported",
+                 "container webserver: livenessProbe httpGet is not supported",
+                 "container webserver: readinessProbe is not supported"):
+        assert text in p.stderr, p.stderr
+    assert pod_ctr("pod", "ps", "--format", "{{.Name}} {{.Status}}").stdout == "webserver-pod-0 Running\n"
+    assert pod_ctr("ps", "--format", "{{.Names}}", "--filter", "name=webserver-pod-0-webserver").stdout == \
+        "webserver-pod-0-webserver\n"
+    wait_for(lambda: _get(f"http://127.0.0.1:{port}/hostname") == "webserver-pod-0\n", timeout=20, what="helm pod")
+    pod_ctr("kube", "play", "--down", str(f), check=True)
+    assert pod_ctr("pod", "ps", "-q").stdout == "" and pod_ctr("ps", "-aq").stdout == ""
