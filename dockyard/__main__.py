@@ -1,7 +1,9 @@
 import sys
 
 
-def _main() -> None:
+def main() -> None:
+    """`python -m dockyard`, and the fastest target for a `dockyard` console script: the runtime and
+    a plain `ps` are answered before click is imported."""
     if len(sys.argv) > 1 and sys.argv[1] == "runtime":
         # The OCI runtime is on every container start's hot path: dispatch it before click is imported.
         from dockyard.runtime.cli import main as runtime_main
@@ -10,9 +12,10 @@ def _main() -> None:
     from dockyard.fastcli import try_ps
 
     try_ps(sys.argv[1:])  # exits when it answered a plain `ps`, which it does faster than click
-    from dockyard.cli import main
+    from dockyard.cli import main as cli_main
 
+    cli_main()
+
+
+if __name__ == "__main__":
     main()
-
-
-_main()
