@@ -98,6 +98,16 @@ def inspect(state, fmt, pods):
         sys.exit(125)
 
 
+def _refs(state: Any, pods: tuple[str, ...], all_: bool) -> tuple[str, ...]:
+    if all_ and pods:
+        raise click.UsageError("--all and pod names cannot be used together")
+    if all_:
+        return tuple(p["Id"] for p in _pods(state).list_pods())
+    if not pods:
+        raise click.UsageError("requires at least 1 pod name or --all")
+    return pods
+
+
 def _each(refs: tuple[str, ...], fn: Any) -> None:
     failed = False
     for ref in refs:
@@ -111,50 +121,74 @@ def _each(refs: tuple[str, ...], fn: Any) -> None:
 
 
 @pod.command("start", help="Start one or more pods.")
-@click.argument("pods", nargs=-1, required=True)
+@click.argument("pods", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="Act on all pods.")
 @click.pass_obj
-def start(state, pods):
-    _each(pods, _pods(state).start)
+def start(state, pods, all_):
+    _each(_refs(state, pods, all_), _pods(state).start)
 
 
 @pod.command("stop", help="Stop one or more pods.")
 @click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing the containers.")
-@click.argument("pods", nargs=-1, required=True)
+@click.argument("pods", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="Act on all pods.")
 @click.pass_obj
-def stop(state, timeout, pods):
+def stop(state, timeout, pods, all_):
     svc = _pods(state)
-    _each(pods, lambda ref: svc.stop(ref, timeout))
+    _each(_refs(state, pods, all_), lambda ref: svc.stop(ref, timeout))
 
 
 @pod.command("restart", help="Restart one or more pods.")
 @click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing the containers.")
-@click.argument("pods", nargs=-1, required=True)
+@click.argument("pods", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="Act on all pods.")
 @click.pass_obj
-def restart(state, timeout, pods):
+def restart(state, timeout, pods, all_):
     svc = _pods(state)
-    _each(pods, lambda ref: svc.restart(ref, timeout))
+    _each(_refs(state, pods, all_), lambda ref: svc.restart(ref, timeout))
 
 
 @pod.command("kill", help="Send a signal to the containers of one or more pods.")
 @click.option("-s", "--signal", default="KILL", show_default=True, help="Signal to send.")
-@click.argument("pods", nargs=-1, required=True)
+@click.argument("pods", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="Act on all pods.")
 @click.pass_obj
-def kill(state, signal, pods):
+def kill(state, signal, pods, all_):
     svc = _pods(state)
-    _each(pods, lambda ref: svc.kill(ref, signal))
+    _each(_refs(state, pods, all_), lambda ref: svc.kill(ref, signal))
 
 
 @pod.command("rm", help="Remove one or more pods and their containers.")
 @click.option("-f", "--force", is_flag=True, help="Stop and remove running pods.")
 @click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing the containers.")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore pods that do not exist.")
-@click.argument("pods", nargs=-1, required=True)
+@click.argument("pods", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="Act on all pods.")
 @click.pass_obj
-def rm(state, force, timeout, ignore, pods):
+def rm(state, force, timeout, ignore, pods, all_):
     svc = _pods(state)
+    pods = _refs(state, pods, all_)
     if ignore:
         pods = tuple(p for p in pods if svc.exists(p))
     _each(pods, lambda ref: svc.remove(ref, force=force, timeout=timeout))
+
+
+@pod.command("exists", help="Exit 0 if the pod exists, 1 if not.")
+@click.argument("pod_ref", metavar="POD")
+@click.pass_obj
+def exists(state, pod_ref):
+    sys.exit(0 if _pods(state).exists(pod_ref) else 1)
+
+
+@pod.command("prune", help="Remove all stopped pods and their containers.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_obj
+def prune(state, force):
+    if not force and sys.stdin.isatty():
+        click.confirm("WARNING! This will remove all stopped/exited pods. Are you sure you want to continue?",
+                      abort=True)
+    for pod_id in _pods(state).prune():
+        click.echo(pod_id)
 
 
 @pod.command("top", context_settings={"ignore_unknown_options": True},

@@ -297,6 +297,14 @@ class PodService:
                 pass
         return str(r["id"])
 
+    def prune(self) -> list[str]:
+        """Remove the pods none of whose containers runs."""
+        gone = []
+        for r in self.db.query("SELECT id FROM pods ORDER BY created"):
+            if self.inspect(str(r[0]))["State"] not in ("Running", "Paused", "Degraded"):
+                gone.append(self.remove(str(r[0])))
+        return gone
+
     # -- reading ----------------------------------------------------------------------------------
     def inspect(self, ref: str) -> dict[str, Any]:
         from dockyard.engine.containers import now_rfc3339

@@ -124,3 +124,23 @@ def test_pod_bad_input(pod_ctr):
     assert len(pod_ctr("ps", "-aq").stdout.split()) == 1
     pod_ctr("pod", "rm", "p1", check=True)
     assert pod_ctr("ps", "-aq").stdout == ""
+
+
+def test_pod_all_flags_exists_and_prune(pod_ctr):
+    for name in ("pa", "pb"):
+        pod_ctr("pod", "create", "--name", name, "--hostname", f"host-{name}", check=True)
+        pod_ctr("create", "--pod", name, "--name", f"{name}-c", IMAGE, "sleep", "600", check=True)
+    assert pod_ctr("pod", "exists", "pa").returncode == 0
+    assert pod_ctr("pod", "exists", "nosuch").returncode == 1
+    assert len(pod_ctr("pod", "start", "--all", check=True).stdout.split()) == 2
+    assert pod_ctr("exec", "pb-c", "hostname", check=True).stdout == "host-pb\n"
+    p = pod_ctr("pod", "stop", "-a", "pa")
+    assert p.returncode == 125 and "--all" in p.stderr
+    pod_ctr("pod", "stop", "-t", "0", "pa", check=True)
+    # prune takes the stopped pod with its containers, leaves the running one
+    pa_id = pod_ctr("pod", "inspect", "-f", "{{.Id}}", "pa").stdout.strip()
+    assert pod_ctr("pod", "prune", "-f", check=True).stdout.split() == [pa_id]
+    assert pod_ctr("pod", "ps", "--format", "{{.Name}}").stdout == "pb\n"
+    assert "pa-c" not in pod_ctr("ps", "-a", "--format", "{{.Names}}").stdout
+    pod_ctr("pod", "rm", "-a", "-f", check=True)
+    assert pod_ctr("pod", "ps", "-q").stdout == "" and pod_ctr("ps", "-aq").stdout == ""
