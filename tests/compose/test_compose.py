@@ -95,6 +95,7 @@ def test_tutorial_webserver(cdy, proj):
         # the published port answers on the host
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
         assert body == "hello from compose\n"
+        assert compose(cdy, proj, "port", "webserver", "8080").stdout == f"127.0.0.1:{port}\n"
 
         # services reach each other by service name on the project network
         out = compose(cdy, proj, "exec", "-T", "client", "wget", "-qO-", "http://webserver:8080/").stdout
@@ -397,3 +398,47 @@ def test_foreground_up_stops_on_interrupt(cdy, proj):
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         compose(cdy, proj, "down", check=False)
+
+
+def test_scale_orphans_no_deps_force_recreate(cdy, proj):
+    def write_file(replicas: int, extra: str = "") -> None:
+        (proj / "compose.yaml").write_text(textwrap.dedent(f"""\
+            services:
+              db:
+                image: localhost/busybox
+                command: sleep 3600
+                stop_signal: SIGKILL
+              app:
+                image: localhost/busybox
+                command: sleep 3600
+                stop_signal: SIGKILL
+                depends_on: [db]
+                deploy:
+                  replicas: {replicas}
+            """) + extra)
+
+    def names() -> list[str]:
+        return compose(cdy, proj, "ps", "-a", "--format", "{{.Name}}").stdout.split()
+
+    n = proj.name
+    write_file(1, "  extra:\n    image: localhost/busybox\n    command: sleep 3600\n    stop_signal: SIGKILL\n")
+    try:
+        compose(cdy, proj, "up", "-d", "--no-deps", "app")
+        assert names() == [f"{n}-app-1"]
+        compose(cdy, proj, "up", "-d")
+        assert names() == [f"{n}-app-1", f"{n}-db-1", f"{n}-extra-1"]
+        write_file(3)
+        p = compose(cdy, proj, "up", "-d")
+        assert "orphan containers" in p.stderr and f"{n}-extra-1" in p.stderr
+        assert names() == [f"{n}-app-1", f"{n}-app-2", f"{n}-app-3", f"{n}-db-1", f"{n}-extra-1"]
+        write_file(2)
+        compose(cdy, proj, "up", "-d", "--remove-orphans")
+        assert names() == [f"{n}-app-1", f"{n}-app-2", f"{n}-db-1"]
+        before = compose(cdy, proj, "ps", "-q", "db").stdout
+        compose(cdy, proj, "up", "-d", "--force-recreate", "--no-deps", "db")
+        assert compose(cdy, proj, "ps", "-q", "db").stdout != before
+        compose(cdy, proj, "restart", "app")
+        assert len(compose(cdy, proj, "ps", "-q").stdout.split()) == 3
+    finally:
+        compose(cdy, proj, "down", check=False)
+    assert cdy("ps", "-aq", check=True).stdout == ""
