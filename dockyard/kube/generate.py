@@ -22,8 +22,8 @@ EMPTYDIR_LABEL = "io.dockyard.kube.emptydir"
 
 
 def dns_name(name: str) -> str:
-    """A Kubernetes object name (DNS label) from a dockyard name."""
-    out = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")
+    """A Kubernetes object name (DNS label) from a dockyard name: underscores dropped, as Podman does."""
+    out = re.sub(r"[^a-z0-9.-]+", "-", name.lower().replace("_", "")).strip("-.")
     return out[:63] or "x"
 
 
@@ -76,14 +76,23 @@ def generate(engine: Engine, names: list[str], kind: str = "pod", service: bool 
                          "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": labels["app"]}},
                                   "template": {"metadata": meta, "spec": spec}}})
         if service:
-            ports = [{"name": f"{p['containerPort']}-{p.get('protocol', 'TCP').lower()}",
-                      "port": p.get("hostPort", p["containerPort"]), "protocol": p.get("protocol", "TCP"),
-                      "targetPort": p["containerPort"]}
-                     for c in spec["containers"] for p in c.get("ports") or []]
+            # Podman's shape: one port per published container port, named by its number; the
+            # cluster picks the node ports.
+            ports = []
+            for c in spec["containers"]:
+                for p in c.get("ports") or []:
+                    sp: dict[str, Any] = {"name": str(p["containerPort"]), "port": p["containerPort"],
+                                          "targetPort": p["containerPort"]}
+                    if p.get("protocol"):
+                        sp["name"] += "-" + p["protocol"].lower()
+                        sp["protocol"] = p["protocol"]
+                    ports.append(sp)
             if not ports:
                 raise InvalidArgument(f"--service: {pod_name} publishes no ports")
-            docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"labels": labels, "name": meta_name},
-                         "spec": {"ports": ports, "selector": {"app": labels["app"]}, "type": "NodePort"}})
+            docs.insert(len(docs) - 1, {"apiVersion": "v1", "kind": "Service",
+                                        "metadata": {"labels": labels, "name": meta_name},
+                                        "spec": {"ports": ports, "selector": {"app": labels["app"]},
+                                                 "type": "NodePort"}})
     body = "---\n".join(yaml.safe_dump(d, sort_keys=False, default_flow_style=False) for d in docs)
     return HEADER.format(version=__version__) + body
 

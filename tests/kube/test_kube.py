@@ -334,16 +334,15 @@ def test_generate_kube_container_deployment_and_service(pod_ctr):
     pod_ctr("create", "--name", "app_1", "-p", "127.0.0.1:18555:80", "-v", "appdata:/data", "-e", "X=1",
             "-m", "128m", "--restart", "always", IMAGE, "httpd", "-f", "-p", "80", check=True)
     docs = _validate(pod_ctr("generate", "kube", "--service", "app_1", check=True).stdout)
-    assert [d["kind"] for d in docs] == ["Pod", "Service"]
-    pod = docs[0]
-    assert pod["metadata"]["name"] == "app-1-pod" and pod["spec"]["containers"][0]["name"] == "app-1"
+    assert [d["kind"] for d in docs] == ["Service", "Pod"]  # Podman's order
+    svc, pod = docs
+    assert pod["metadata"]["name"] == "app1-pod" and pod["spec"]["containers"][0]["name"] == "app1"
     c = pod["spec"]["containers"][0]
     assert c["args"] == ["httpd", "-f", "-p", "80"] and "command" not in c
     assert c["env"] == [{"name": "X", "value": "1"}] and c["resources"]["limits"]["memory"] == "128Mi"
     assert pod["spec"]["volumes"] == [{"name": "appdata-pvc", "persistentVolumeClaim": {"claimName": "appdata"}}]
-    svc = docs[1]
-    assert svc["spec"]["ports"] == [{"name": "80-tcp", "port": 18555, "protocol": "TCP", "targetPort": 80}]
-    assert svc["spec"]["selector"] == {"app": "app-1-pod"}
+    assert svc["spec"]["ports"] == [{"name": "80", "port": 80, "targetPort": 80}]
+    assert svc["spec"]["selector"] == {"app": "app1-pod"} and svc["spec"]["type"] == "NodePort"
 
     docs = _validate(pod_ctr("generate", "kube", "--type", "deployment", "--replicas", "3", "app_1",
                              check=True).stdout)
@@ -502,3 +501,46 @@ def test_helm_template_output(pod_ctr, tmp_path):
     wait_for(lambda: _get(f"http://127.0.0.1:{port}/hostname") == "webserver-pod-0\n", timeout=20, what="helm pod")
     pod_ctr("kube", "play", "--down", str(f), check=True)
     assert pod_ctr("pod", "ps", "-q").stdout == "" and pod_ctr("ps", "-aq").stdout == ""
+
+
+@pytest.mark.peer("podman")
+def test_generate_kube_matches_podman(pod_ctr, tmp_path):
+    """Podman is the reference: the same container gives the same names, command, env, ports, limits,
+    security settings and Service in both generators (podman only creates, so nothing runs)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    runroot = tempfile.mkdtemp(prefix="dy-podman-")  # podman wants a runroot under 50 characters
+    podman = ["podman", "--root", str(tmp_path / "proot"), "--runroot", runroot,
+              "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    pod_ctr("save", "-o", str(tmp_path / "bb.tar"), IMAGE, check=True)
+    args = ["--name", "app_1", "-p", "127.0.0.1:18556:80", "-e", "X=1", "-m", "128m", "--read-only",
+            "-u", "1000:1000", IMAGE, "httpd", "-f", "-p", "80"]
+    try:
+        for cmd in (["load", "-i", str(tmp_path / "bb.tar")], ["create", *args]):
+            p = subprocess.run(podman + cmd, capture_output=True, text=True)
+            assert p.returncode == 0, p.stderr
+        theirs = [d for d in yaml.safe_load_all(subprocess.run(
+            podman + ["generate", "kube", "--service", "app_1"], check=True, capture_output=True,
+            text=True).stdout) if d]
+    finally:
+        subprocess.run(podman + ["rm", "-af"], capture_output=True)
+        subprocess.run(podman + ["rmi", "-af"], capture_output=True)
+        shutil.rmtree(runroot, ignore_errors=True)
+    pod_ctr("create", *args, check=True)
+    ours = _validate(pod_ctr("generate", "kube", "--service", "app_1", check=True).stdout)
+
+    def essentials(docs: list[dict]) -> dict:
+        svc, pod = docs
+        c = pod["spec"]["containers"][0]
+        sc = c["securityContext"]
+        return {"kinds": [d["kind"] for d in docs], "pod": pod["metadata"]["name"],
+                "labels": pod["metadata"]["labels"], "name": c["name"],
+                "image": c["image"].removesuffix(":latest"), "argv": c.get("command", []) + c.get("args", []),
+                "env": c["env"], "ports": c["ports"], "limits": c["resources"]["limits"],
+                "security": (sc["readOnlyRootFilesystem"], sc["runAsUser"], sc["runAsGroup"]),
+                "service": (svc["metadata"]["name"], svc["spec"]["selector"], svc["spec"]["type"],
+                            [{k: v for k, v in p.items() if k != "nodePort"} for p in svc["spec"]["ports"]])}
+
+    assert essentials(ours) == essentials(theirs)
