@@ -73,6 +73,16 @@ def test_pod_members_share_network_and_hostname(pod_ctr):
     assert _get(f"http://127.0.0.1:{port}/hostname") == ""
     assert pod_ctr("pod", "start", "webpod", check=True).stdout.strip() == pod_id
     wait_for(lambda: _get(f"http://127.0.0.1:{port}/hostname") == "webpod\n", timeout=15, what="restarted pod")
+    # a hand-made pod exports like a kube-played one: its ports on the first member, infra left out
+    import kubernetes_validate
+    import yaml
+
+    (doc,) = [d for d in yaml.safe_load_all(pod_ctr("generate", "kube", "webpod", check=True).stdout) if d]
+    kubernetes_validate.validate(doc, "1.30", strict=True)
+    assert doc["metadata"] == {"labels": {"tier": "web", "app": "webpod"}, "name": "webpod"}
+    (web,) = doc["spec"]["containers"]
+    assert web["name"] == "web" and web["args"] == ["httpd", "-f", "-p", "80", "-h", "/etc"]
+    assert web["ports"] == [{"containerPort": 80, "hostIP": "127.0.0.1", "hostPort": port}]
     top = pod_ctr("pod", "top", "webpod", check=True).stdout
     assert "httpd" in top and "catatonit" in top
     assert pod_ctr("pod", "rm", "-f", "webpod", check=True).stdout.strip() == pod_id
