@@ -113,9 +113,9 @@ class PodService:
         with self.db.write() as c:
             if name is None:
                 taken = {r[0] for r in c.execute("SELECT name FROM pods")}
-                name = generate_name() + "_pod"
+                name = generate_name()
                 while name in taken:
-                    name = generate_name() + "_pod"
+                    name = generate_name()
             elif c.execute("SELECT 1 FROM pods WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"{name}: pod already exists")
             config = {"Hostname": hostname or name, "Labels": dict(labels or {}), "SharedNamespaces": list(share),
