@@ -79,6 +79,7 @@ def _stand_in(nodeid: str, run: _VMRun):
     return stand_in
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: the VM runs only what was selected
 def pytest_collection_modifyitems(config, items):
     if IN_VM:
         return

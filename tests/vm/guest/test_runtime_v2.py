@@ -338,6 +338,34 @@ def test_update_changes_a_running_container(rt, bundle):
     assert open(f"{d}/pids.max").read().strip() == "max"
 
 
+UPDATE_STEPS = (("--memory", str(96 * MB)), ("--cpu-period", "50000"), ("--cpu-quota", "20000"),
+                ("--memory-swap", "-1"), ("--memory", str(80 * MB), "--memory-swap", str(80 * MB)),
+                ("--cpu-share", "2048"), ("--cpuset-cpus", "0"))
+UPDATE_FILES = ("memory.max", "memory.swap.max", "cpu.max", "cpu.weight", "cpuset.cpus", "pids.max")
+
+
+def test_partial_updates_keep_the_other_limits_like_runc(tmp_path, bundle):
+    """`update` with one or two flags leaves the cgroup files exactly as runc leaves them (runc 1.1
+    even resets the quota to max when only the period is given; dockyard does the same)."""
+    res = {"memory": {"limit": 64 * MB, "swap": 128 * MB}, "cpu": {"quota": 50000, "period": 100000},
+           "pids": {"limit": 20}}
+    seen: dict[str, list] = {}
+    for which in ("dockyard", "runc"):
+        r = Runtime(which, tmp_path / f"{which}-state")
+        try:
+            cid = r.create_started(bundle(["sleep", "600"], res))
+            d = _host_cgroup(r, cid)
+            steps = seen[which] = []
+            for flags in UPDATE_STEPS:
+                p = r("update", *flags, cid)
+                steps.append((flags, p.returncode, {f: open(f"{d}/{f}").read().strip() for f in UPDATE_FILES}))
+        finally:
+            r.cleanup()
+    assert all(rc == 0 for _flags, rc, _files in seen["runc"]), seen["runc"]
+    for mine, theirs in zip(seen["dockyard"], seen["runc"], strict=True):
+        assert mine == theirs
+
+
 def test_pause_and_resume_use_cgroup_freeze(rt, bundle):
     cid = rt.create_started(bundle(["sleep", "600"]))
     d = _host_cgroup(rt, cid)
