@@ -358,8 +358,8 @@ def test_build_and_lifecycle_verbs(cdy, proj):
         assert inspect(cdy, cid)["State"]["Running"]
         top = compose(cdy, proj, "top").stdout
         assert f"{name}-app-1" in top and "sleep" in top
-        compose(cdy, proj, "kill")
-        assert not inspect(cdy, cid)["State"]["Running"]
+        compose(cdy, proj, "kill")  # sends the signal and returns, as docker compose kill does
+        wait_for(lambda: not inspect(cdy, cid)["State"]["Running"], timeout=30, what="the killed container to stop")
         compose(cdy, proj, "rm", "-f")
         assert compose(cdy, proj, "ps", "-aq").stdout == ""
     finally:
