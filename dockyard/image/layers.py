@@ -287,6 +287,7 @@ class _LayerStream:
 
     def __init__(self, src: IO[bytes], what: str, check_crc: bool = True) -> None:
         import hashlib
+        import zlib
 
         self.what = what
         self.h = hashlib.sha256()
@@ -298,7 +299,9 @@ class _LayerStream:
         comp = compression_of(inp.buf)
         self._chunks = iter(_inflate(inp, check_crc) if comp == "gzip" else
                             _unzstd(inp) if comp == "zstd" else _plain(inp))
-        self._errs: tuple[type[BaseException], ...] = (_Corrupt, *_stream_errors())
+        # zstandard is imported only for zstd layers: a gzip pull should not pay for loading it.
+        self._errs: tuple[type[BaseException], ...] = (_Corrupt, *_stream_errors()) if comp == "zstd" \
+            else (_Corrupt, EOFError, zlib.error)
 
     def _next(self) -> bool:
         try:
