@@ -1111,6 +1111,10 @@ class ContainerService:
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
         r = self.row(ref)
         cid = str(r["id"])
+        pod = self._db().query_one("SELECT name FROM pods WHERE infra_id=?", (cid,))
+        if pod is not None:  # its pod's members live in its namespaces (engine/pods.py)
+            raise Conflict(f"container {cid} is the infra container of pod {pod[0]} and cannot be removed "
+                           "without removing the pod")
         status = self._live_status(r)
         if status in ("running", "paused", "restarting"):
             if not force:
@@ -1139,7 +1143,7 @@ class ContainerService:
                 continue
             cid = str(r["id"])
             space += _dir_size(self.ctr_dir(cid) / "upper")
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFound, Conflict):  # Conflict: a pod's infra container
                 self.remove(cid)
                 removed.append(cid)
         return removed, space

@@ -285,8 +285,12 @@ class PodService:
             raise Conflict(f"pod {r['name']} has running containers: stop the pod first or use --force")
         if running and timeout is not None:
             self.stop(r["id"], timeout)  # else killed, as `rm -f` does
-        for cid in members + ([infra] if infra else []):
+        for cid in members:
             self.engine.containers.remove(cid, force=True)
+        if infra:
+            with self.db.write() as c:  # lets the containers service remove it
+                c.execute("UPDATE pods SET infra_id='' WHERE id=?", (r["id"],))
+            self.engine.containers.remove(infra, force=True)
         cfg = json.loads(r["config"])
         with self.db.write() as c:
             c.execute("DELETE FROM pods WHERE id=?", (r["id"],))

@@ -131,7 +131,12 @@ def test_pod_bad_input(pod_ctr):
     assert p.returncode == 125 and "no such pod" in p.stderr
     assert pod_ctr("pod", "rm", "-i", "nosuchpod").returncode == 0
     # only the infra container exists: nothing half-made by the refused commands
-    assert len(pod_ctr("ps", "-aq").stdout.split()) == 1
+    (infra,) = pod_ctr("ps", "-aq").stdout.split()
+    # the infra container goes only with its pod, also with -f and on prune (Podman's rule)
+    p = pod_ctr("rm", "-f", infra)
+    assert p.returncode != 0 and "is the infra container of pod p1" in p.stderr
+    pod_ctr("container", "prune", "-f", check=True)
+    assert pod_ctr("ps", "-aq").stdout.split() == [infra]
     pod_ctr("pod", "rm", "p1", check=True)
     assert pod_ctr("ps", "-aq").stdout == ""
 
