@@ -76,7 +76,7 @@ def rootfs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(params=RUNTIMES)
-def rt(request, tmp_path):
+def rt(request, tmp_path, cgroup_dirs):  # after cgroup_dirs: its containers go before their parents
     r = Runtime(request.param, tmp_path / f"{request.param}-state")
     try:
         yield r
@@ -336,6 +336,21 @@ def test_update_changes_a_running_container(rt, bundle):
     assert p.returncode == 0, p.stderr
     assert open(f"{d}/memory.low").read().strip() == str(16 * MB)
     assert open(f"{d}/pids.max").read().strip() == "max"
+
+
+def test_exec_joins_the_container_cgroup(rt, bundle, cgroup_dirs):
+    cid = rt.new_id()
+    cgroup_dirs.append("/dyvmexec")
+    p = subprocess.run(_cmd(rt.which, rt.root) + ["create", "-b", str(bundle(
+        ["sleep", "600"], {"pids": {"limit": 30}}, f"/dyvmexec/{cid}", cgroupns=False)), cid],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=240, env=rt.env)
+    assert p.returncode == 0
+    assert rt("start", cid).returncode == 0
+    p = rt("exec", cid, "cat", "/proc/self/cgroup")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"0::/dyvmexec/{cid}\n"
+    init = rt.state(cid)["pid"]
+    assert open(f"{CG}/dyvmexec/{cid}/cgroup.procs").read().split() == [str(init)]
 
 
 UPDATE_STEPS = (("--memory", str(96 * MB)), ("--cpu-period", "50000"), ("--cpu-quota", "20000"),
