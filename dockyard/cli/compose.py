@@ -139,20 +139,20 @@ def _attach(c: Any, services: list[str] | None, *, prefix: bool, stop_on_exit: b
         if stop.is_set():
             return
         with contextlib.suppress(DockyardError, KeyError):
-            code = c.engine.containers.inspect(ctr["Id"])["State"]["ExitCode"]
+            code = c.engine.containers.wait(ctr["Id"])
             with lock:
                 out.write(f"{label} exited with code {code}\n".encode())
                 out.flush()
-
-    threads = [threading.Thread(target=follow, args=(x, n), daemon=True) for x, n in zip(containers, names, strict=True)]
-    for t in threads:
-        t.start()
 
     def on_term(_sig: int, _frm: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    threads = [threading.Thread(target=follow, args=(x, n), daemon=True) for x, n in zip(containers, names, strict=True)]
     try:
+        # started inside the try: an interrupt right after the first output line still stops them
+        for t in threads:
+            t.start()
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(0.2)

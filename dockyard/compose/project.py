@@ -344,11 +344,13 @@ class Compose:
                     raise DockyardError(f"dependency failed to start: container {_name(c)} exited "
                                         f"({st.get('ExitCode')})")
             elif not st.get("Running") and st.get("Status") in ("exited", "dead"):
-                if st.get("ExitCode") == 0:
+                # wait() returns the code the monitor recorded (inspect may be ahead of it)
+                code = self.engine.containers.wait(c["Id"])
+                if code == 0:
                     self.report(f"Container {_name(c)}  Exited")
                     return
                 raise DockyardError(f"service {c['Labels'].get(L_SERVICE)!r} didn't complete successfully: "
-                                    f"exit {st.get('ExitCode')}")
+                                    f"exit {code}")
             if deadline is not None and time.monotonic() > deadline:
                 raise DockyardError(f"timed out waiting for container {_name(c)}")
             time.sleep(0.2)
