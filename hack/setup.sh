@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(
   # the engine at run time
   iproute2 nftables uidmap libseccomp2 busybox-static debootstrap openssl ca-certificates
+  catatonit  # --init and the pod infra container (only a Recommends of podman, which we install without)
   # peers the tests compare against or talk to
   runc crun skopeo umoci docker-registry apache2-utils jq curl podman buildah
   golang-go  # Go's own text/template, for the --format differential test
