@@ -264,7 +264,7 @@ class AttachHub:
     async def _attach_running(self, cid: str, clients: list[AttachClient]) -> None:
         from dockyard.monitor.protocol import connect
 
-        path = await self.backend.call(lambda e: e.containers.run_dir(cid) / "attach")
+        path = await self.backend.concurrent(lambda e: e.containers.run_dir(cid) / "attach")
         try:
             sock = await self.backend.run(connect, path)
         except OSError:

@@ -175,7 +175,7 @@ async def list_(request: web.Request) -> web.Response:
     b = backend(request)
     flt = filter_list(qfilters(request))
     limit = max(qint(request, "limit", 0) or 0, 0)  # docker-py sends -1 for "no limit"
-    rows = await b.call(lambda e: e.containers.list_containers(
+    rows = await b.concurrent(lambda e: e.containers.list_containers(
         all_=qbool(request, "all"), filters=flt, last=limit, size=qbool(request, "size")))
     return json_response(rows)
 
@@ -183,11 +183,11 @@ async def list_(request: web.Request) -> web.Response:
 async def inspect(request: web.Request) -> web.Response:
     b = backend(request)
     ref = request.match_info["id"]
-    return json_response(await b.call(lambda e: e.containers.inspect(ref, size=qbool(request, "size"))))
+    return json_response(await b.concurrent(lambda e: e.containers.inspect(ref, size=qbool(request, "size"))))
 
 
 async def _state(request: web.Request, ref: str) -> dict[str, Any]:
-    r = await backend(request).call(lambda e: e.containers.inspect(ref))
+    r = await backend(request).concurrent(lambda e: e.containers.inspect(ref))
     return {"Id": r["Id"], "Running": r["State"]["Running"], "Paused": r["State"]["Paused"],
             "Status": r["State"]["Status"], "Tty": bool(r["Config"].get("Tty")),
             "OpenStdin": bool(r["Config"].get("OpenStdin"))}
@@ -314,7 +314,7 @@ async def _wait_code(request: web.Request, cid: str, condition: str) -> int:
                 code = 0
                 break
             if cur["Running"] or (condition == "not-running" and cur["Status"] != "restarting"):
-                code = await b.call(lambda e: e.containers.wait(cid))
+                code = await b.concurrent(lambda e: e.containers.wait(cid))
                 break
         await asyncio.sleep(0.05)
     if condition == "removed":
@@ -403,7 +403,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     since = float(request.query["since"]) if request.query.get("since") not in (None, "", "0") else None
     until = float(request.query["until"]) if request.query.get("until") not in (None, "", "0") else None
     # Fail before the 200 goes out (unreadable driver, ...).
-    await backend(request).call(lambda e: e.containers.logs_files(st["Id"]))
+    await backend(request).concurrent(lambda e: e.containers.logs_files(st["Id"]))
     resp = web.StreamResponse(headers={"Content-Type": RAW_STREAM if st["Tty"] else MUX_STREAM})
     await resp.prepare(request)
 
@@ -434,7 +434,7 @@ async def resize(request: web.Request) -> web.Response:
         raise Conflict(f"container {st['Id']} is not running")
     if h <= 0 or w <= 0 or not st["Tty"] or await b.attach.resize(st["Id"], h, w):
         return web.Response(status=200)
-    path = await b.call(lambda e: e.containers.run_dir(st["Id"]) / "attach")
+    path = await b.concurrent(lambda e: e.containers.run_dir(st["Id"]) / "attach")
 
     def send() -> None:
         with connect(path) as s:
@@ -450,7 +450,7 @@ async def resize(request: web.Request) -> web.Response:
 async def changes(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
     kinds = {"C": 0, "A": 1, "D": 2}
-    diff = await backend(request).call(lambda e: e.containers.diff(ref))
+    diff = await backend(request).concurrent(lambda e: e.containers.diff(ref))
     return json_response([{"Path": path, "Kind": kinds[kind]} for kind, path in diff] or None)
 
 
@@ -474,7 +474,7 @@ async def commit(request: web.Request) -> web.Response:
 async def top(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
     args = (request.query.get("ps_args") or "").split()
-    titles, procs = await backend(request).call(lambda e: e.containers.top(ref, args))
+    titles, procs = await backend(request).concurrent(lambda e: e.containers.top(ref, args))
     return json_response({"Titles": titles, "Processes": procs})
 
 
@@ -509,16 +509,16 @@ async def stats(request: web.Request) -> web.StreamResponse:
 
     b = backend(request)
     ref = request.match_info["id"]
-    cid = await b.call(lambda e: e.containers.resolve(ref))
+    cid = await b.concurrent(lambda e: e.containers.resolve(ref))
     stream = qbool(request, "stream", True) and not qbool(request, "one-shot")
-    first = await b.call(lambda e: e.containers.stats(cid))
+    first = await b.concurrent(lambda e: e.containers.stats(cid))
     t0 = time.time()
     if not stream:
         if qbool(request, "one-shot"):
             return json_response(_stats_json(first, None, t0, 0))
         # Docker waits one interval so the CPU percentage has a previous sample to compare with.
         await asyncio.sleep(1.0)
-        s = await b.call(lambda e: e.containers.stats(cid))
+        s = await b.concurrent(lambda e: e.containers.stats(cid))
         return json_response(_stats_json(s, first, time.time(), t0))
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
@@ -531,7 +531,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
                 break
             await asyncio.sleep(1.0)
             prev, prev_t = cur, cur_t
-            cur = await b.call(lambda e: e.containers.stats(cid))
+            cur = await b.concurrent(lambda e: e.containers.stats(cid))
             cur_t = time.time()
         await resp.write_eof()
     return resp
@@ -544,7 +544,7 @@ async def _path_stat_header(request: web.Request, ref: str, path: str) -> str:
 
     from dockyard.engine.archive import stat_path
 
-    st = await backend(request).call(lambda e: stat_path(e, ref, path))
+    st = await backend(request).concurrent(lambda e: stat_path(e, ref, path))
     return base64.b64encode(json.dumps(st).encode()).decode()
 
 
@@ -567,7 +567,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("path is required")
     header = await _path_stat_header(request, ref, path)
     with tempfile.TemporaryFile() as tmp:
-        await b.call(lambda e: e.containers.copy_from_container_tar(ref, path, tmp))
+        await b.concurrent(lambda e: e.containers.copy_from_container_tar(ref, path, tmp))
         tmp.seek(0)
         resp = web.StreamResponse(headers={"Content-Type": "application/x-tar",
                                            "X-Docker-Container-Path-Stat": header})
@@ -593,7 +593,7 @@ async def export(request: web.Request) -> web.StreamResponse:
             pack_directory(rootfs, out)
 
     with tempfile.TemporaryFile() as tmp:
-        await b.call(pack, tmp)
+        await b.concurrent(pack, tmp)
         tmp.seek(0)
         resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         await resp.prepare(request)
@@ -630,7 +630,7 @@ async def exec_create(request: web.Request) -> web.Response:
                      stdin=bool(body.get("AttachStdin")), env=_str_list(body.get("Env")),
                      user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
                      privileged=bool(body.get("Privileged")))
-    sid = await b.call(lambda e: b.execs.create(e, cfg))
+    sid = await b.concurrent(lambda e: b.execs.create(e, cfg))
     return json_response({"Id": sid}, 201)
 
 
@@ -644,13 +644,13 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     body = await body_json(request)
     session = b.execs.get(sid)
     if body.get("Detach"):
-        proc = await b.call(lambda e: b.execs.start(e, sid, detach=True))
+        proc = await b.concurrent(lambda e: b.execs.start(e, sid, detach=True))
         code = await b.run(proc.wait)
         if code != 0:
             b.execs.finished(sid, code)
         return web.Response(status=200)
     tty = session.config.tty
-    proc = await b.call(lambda e: b.execs.start(e, sid))
+    proc = await b.concurrent(lambda e: b.execs.start(e, sid))
     conn = await Hijacked.open(request, RAW_STREAM if tty else MUX_STREAM)
 
     async def copy_out(f: Any, kind: int) -> None:

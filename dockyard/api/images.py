@@ -37,19 +37,19 @@ async def list_(request: web.Request) -> web.Response:
     from dockyard.engine.images import parse_created
 
     flt = filter_list(qfilters(request))
-    imgs = await backend(request).call(lambda e: e.images.list_images(all_images=qbool(request, "all"), filters=flt))
+    imgs = await backend(request).concurrent(lambda e: e.images.list_images(all_images=qbool(request, "all"), filters=flt))
     imgs.sort(key=lambda i: (parse_created(i.created), i.added), reverse=True)
     return json_response([summary(i) for i in imgs])
 
 
 async def inspect(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return json_response(await backend(request).call(lambda e: e.images.inspect(name)))
+    return json_response(await backend(request).concurrent(lambda e: e.images.inspect(name)))
 
 
 async def history(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return json_response(await backend(request).call(lambda e: e.images.history(name)))
+    return json_response(await backend(request).concurrent(lambda e: e.images.history(name)))
 
 
 async def remove(request: web.Request) -> web.Response:
@@ -200,7 +200,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     if not names:
         raise InvalidArgument("no images named")
     with tempfile.TemporaryFile() as tmp:
-        await b.call(lambda e: e.images.save(names, fmt="docker-archive", stream=tmp))
+        await b.concurrent(lambda e: e.images.save(names, fmt="docker-archive", stream=tmp))
         tmp.seek(0)
         resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         await resp.prepare(request)

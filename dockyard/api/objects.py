@@ -13,12 +13,12 @@ from dockyard.errors import InvalidArgument
 # -- networks -------------------------------------------------------------------------------------
 async def networks_list(request: web.Request) -> web.Response:
     flt = qfilters(request)
-    return json_response(await backend(request).call(lambda e: e.networks.list(flt)))
+    return json_response(await backend(request).concurrent(lambda e: e.networks.list(flt)))
 
 
 async def network_inspect(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
-    return json_response(await backend(request).call(lambda e: e.networks.inspect(ref)))
+    return json_response(await backend(request).concurrent(lambda e: e.networks.inspect(ref)))
 
 
 async def network_create(request: web.Request) -> web.Response:
@@ -77,7 +77,7 @@ async def networks_prune(request: web.Request) -> web.Response:
 # -- volumes --------------------------------------------------------------------------------------
 async def volumes_list(request: web.Request) -> web.Response:
     flt = qfilters(request)
-    vols = await backend(request).call(lambda e: e.volumes.list_volumes(flt))
+    vols = await backend(request).concurrent(lambda e: e.volumes.list_volumes(flt))
     return json_response({"Volumes": vols, "Warnings": []})
 
 
@@ -92,7 +92,7 @@ async def volume_create(request: web.Request) -> web.Response:
 
 async def volume_inspect(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return json_response(await backend(request).call(lambda e: e.volumes.inspect(name)))
+    return json_response(await backend(request).concurrent(lambda e: e.volumes.inspect(name)))
 
 
 async def volume_remove(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ class Backend:
 
         self.root, self.runroot = root, runroot
         self._local = threading.local()
+        self._changes = threading.Lock()
         self._engines: list[Any] = []
         # Waits, log follows and attaches each hold a thread for their whole length.
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="api")
@@ -53,7 +54,20 @@ class Backend:
         return e
 
     async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """``fn(engine, *args, **kw)`` in a worker thread."""
+        """``fn(engine, *args, **kw)`` in a worker thread, one state change at a time.
+
+        The engine's process-wide locks (the network host lock, re-entrant per process) serialise
+        dockyard *processes*, not threads of one; the CLI is one process per command, so the
+        service keeps its state changes to one thread at a time as well."""
+        def run() -> T:
+            with self._changes:
+                return fn(self.engine(), *args, **kw)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+
+    async def concurrent(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """``fn(engine, *args, **kw)`` in a worker thread, beside others: for calls that touch no
+        process-wide lock (lists, inspects, waits, logs, exec), so a long stop does not hold them up."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(self.engine(), *args, **kw))
 
@@ -154,6 +168,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_response({"message": "page not found"}, 404)
     except web.HTTPMethodNotAllowed:
         return json_response({"message": f"method {request.method} not allowed on {request.path}"}, 405)
+    except (web.HTTPException, asyncio.CancelledError):
+        raise
+    except Exception as e:  # a bug: Docker's JSON error, so clients show it instead of an HTML page
+        LOG.exception("%s %s failed", request.method, request.path)
+        return json_response({"message": f"internal error: {type(e).__name__}: {e}"}, 500)
     finally:
         b.active -= 1
         b.last_activity = time.monotonic()

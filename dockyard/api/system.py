@@ -29,7 +29,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    v = await backend(request).call(lambda e: e.system.version())
+    v = await backend(request).concurrent(lambda e: e.system.version())
     details = {"ApiVersion": API_VERSION, "Arch": v["Arch"], "BuildTime": "", "Experimental": "false",
                "GitCommit": "", "GoVersion": "python" + v["PythonVersion"], "KernelVersion": v["KernelVersion"],
                "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}
@@ -73,7 +73,7 @@ def _info(engine: Any) -> dict[str, Any]:
 
 
 async def info(request: web.Request) -> web.Response:
-    return json_response(await backend(request).call(_info))
+    return json_response(await backend(request).concurrent(_info))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -104,7 +104,7 @@ async def auth(request: web.Request) -> web.Response:
         server = "docker.io"
     user, password = body.get("username") or "", body.get("password") or ""
     try:
-        await backend(request).call(lambda e: check_login(e, server, user, password))
+        await backend(request).concurrent(lambda e: check_login(e, server, user, password))
     except Unauthorized as e:
         return json_response({"message": str(e)}, 401)
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
@@ -113,7 +113,7 @@ async def auth(request: web.Request) -> web.Response:
 async def system_df(request: web.Request) -> web.Response:
     from dockyard.storage.df import disk_usage
 
-    return json_response(await backend(request).call(disk_usage))
+    return json_response(await backend(request).concurrent(disk_usage))
 
 
 ROUTES = [

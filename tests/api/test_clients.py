@@ -271,3 +271,19 @@ def test_build_with_docker_cli_and_docker_py(api, tmp_path):
     finally:
         for t in ("cli", "py"):
             api.cli("rmi", f"{name}:{t}")
+
+
+@needs_docker
+def test_docker_cli_parallel_runs(api):
+    """Concurrent requests run in threads of one process: state changes must not race each other
+    (the engine's host network lock is per process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int):
+        return api.docker("run", "--rm", "--pull", "never", IMAGE, "sh", "-c", f"echo run{i}; exit {i}")
+
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(one, range(1, 6)))
+    assert [(r.returncode, r.stdout) for r in results] == [(i, f"run{i}\n") for i in range(1, 6)], \
+        [r.stderr for r in results]
+    assert api.docker("ps", "-aq").stdout.strip() == ""
