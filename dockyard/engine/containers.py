@@ -1062,7 +1062,8 @@ class ContainerService:
         hc = json.loads(r["host_config"])
         if hc.get("AutoRemove"):
             self._remove_files_and_row(cid, remove_volumes=True, before_rundir=monitor_done,
-                                       volumes=_uses_volumes(json.loads(r["settings"]), json.loads(r["config"])))
+                                       volumes=_uses_volumes(json.loads(r["settings"]), json.loads(r["config"])),
+                                       networks=_connectable(hc.get("NetworkMode") or "none"))
         elif monitor_done is not None:
             monitor_done()
 
@@ -1088,7 +1089,8 @@ class ContainerService:
                 runtime.delete(cid, force=True)
 
     def _remove_files_and_row(self, cid: str, remove_volumes: bool = False,
-                              before_rundir: Callable[[], object] | None = None, volumes: bool = True) -> None:
+                              before_rundir: Callable[[], object] | None = None, volumes: bool = True,
+                              networks: bool = True) -> None:
         from dockyard.image.layers import remove_tree
 
         # One transaction for every row the container owns: it is gone or it is not.
@@ -1098,7 +1100,8 @@ class ContainerService:
                 with contextlib.suppress(DockyardError):
                     self.engine.volumes.release(cid, remove_anonymous=remove_volumes)
             # `network connect` is part of the container's configuration: it goes with the container.
-            self.engine.networks.forget(cid)
+            if networks:
+                self.engine.networks.forget(cid)
             c.execute("DELETE FROM containers WHERE id=?", (cid,))
         remove_tree(self.ctr_dir(cid))
         from dockyard.engine import rootless
@@ -1835,6 +1838,12 @@ def _uses_volumes(settings: dict[str, Any], config: dict[str, Any]) -> bool:
     """-v, --mount, --tmpfs, --shm-size, --volumes-from or the image's VOLUMEs: without any of them
     the volume service holds nothing for the container, and `run` leaves it unloaded."""
     return bool(settings.get("mount_specs") or config.get("Volumes"))
+
+
+def _connectable(mode: str) -> bool:
+    """`network connect` refuses none, host and container: modes, so such a container has nothing
+    for ``networks.forget`` (and `run --rm --network none` need not load the network service)."""
+    return mode not in ("none", "host") and not mode.startswith("container:")
 
 
 def _uses_network_service(mode: str) -> bool:
