@@ -281,6 +281,12 @@ def test_foreground_up_run_and_config(cdy, proj):
         assert inspect(cdy, f"{name}-app-1")["State"]["StartedAt"] >= setup_done["FinishedAt"]
         logs = compose(cdy, proj, "logs", "--no-log-prefix", "setup").stdout
         assert logs == "setting up\nhi from env_file\n"
+        last = compose(cdy, proj, "logs", "-t", "--tail", "1", "setup").stdout
+        assert last.startswith("setup-1  | 20") and last.endswith("Z hi from env_file\n")
+        (proj / "prod.env").write_text("MODE=prod\n")
+        cfg = cdy("compose", "--project-directory", str(proj), "--env-file", str(proj / "prod.env"), "config",
+                  check=True).stdout
+        assert "MODE: prod" in cfg
         run = compose(cdy, proj, "run", "--rm", "-T", "--no-deps", "setup", "echo", "one-off")
         assert run.stdout == "one-off\n"
         assert len(cdy("ps", "-aq", check=True).stdout.split()) == 2  # the --rm container is gone

@@ -168,3 +168,47 @@ def test_file_discovery(tmp_path, monkeypatch):
     assert list(p.services) == ["o"] and p.name == "sub"
     with pytest.raises(DockyardError, match="no such file or directory"):
         loader.load(["missing.yaml"], environ={})
+
+
+def test_healthcheck_forms(tmp_path):
+    p = load(tmp_path, """\
+        services:
+          a:
+            image: busybox
+            healthcheck: {test: ["CMD", "wget", "-q", "http://x/a b"], interval: 2s, retries: 4, start_period: 1s}
+          b:
+            image: busybox
+            healthcheck: {test: ["CMD-SHELL", "exit 0"]}
+          c:
+            image: busybox
+            healthcheck: {disable: true}
+          d:
+            image: busybox
+            healthcheck: {test: ["NONE"]}
+        """)
+    a = convert.create_options(p, "a", 1)
+    assert a.health_cmd == "wget -q 'http://x/a b'" and a.health_interval == "2s" and a.health_retries == 4
+    assert a.health_start_period == "1s"
+    assert convert.create_options(p, "b", 1).health_cmd == "exit 0"
+    assert convert.create_options(p, "c", 1).no_healthcheck and convert.create_options(p, "d", 1).no_healthcheck
+
+
+def test_entrypoint_list_and_network_mode(tmp_path):
+    p = load(tmp_path, """\
+        services:
+          a:
+            image: busybox
+            entrypoint: ["sh", "-c"]
+            command: ["echo hi"]
+          b:
+            image: busybox
+            network_mode: "service:a"
+          c:
+            image: busybox
+            entrypoint: /bin/true
+        """)
+    a = convert.create_options(p, "a", 1)
+    assert a.entrypoint == "sh" and a.command == ["-c", "echo hi"]
+    assert convert.create_options(p, "b", 1).network == f"container:{p.name}-a-1"
+    c = convert.create_options(p, "c", 1)
+    assert c.entrypoint == "/bin/true" and c.command == []
