@@ -186,12 +186,16 @@ def down(st: ComposeState, volumes: bool, remove_orphans: bool, rmi: str | None,
 
 # -- ps / ls / logs / config ---------------------------------------------------------------------------
 def _ps_rows(c: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    import time
+
     from dockyard.compose.convert import L_SERVICE
-    from dockyard.formatting.containers import displayable_ports
+    from dockyard.formatting.containers import displayable_ports, human_duration
 
     out = []
+    now = time.time()
     for r in rows:
         out.append({
+            "RunningFor": human_duration(now - r["Created"]) + " ago",
             "ID": r["Id"], "Name": r["Names"][0].lstrip("/"), "Image": r["Image"], "Command": json.dumps(r["Command"]),
             "Project": c.project.name, "Service": r["Labels"].get(L_SERVICE, ""), "Created": r["Created"],
             "State": r["State"], "Status": r["Status"], "Health": _health(r["Status"]),
@@ -250,9 +254,9 @@ def ps(st: ComposeState, all_: bool, quiet: bool, fmt: str | None, only_services
     print_rows(data, fmt, _PS_TABLE, _PS_HEADERS)
 
 
-_PS_TABLE = "table {{.Name}}\t{{.Image}}\t{{.Command}}\t{{.Service}}\t{{.Status}}\t{{.Ports}}"
+_PS_TABLE = "table {{.Name}}\t{{.Image}}\t{{.Command}}\t{{.Service}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}"
 _PS_HEADERS = {"Name": "NAME", "Image": "IMAGE", "Command": "COMMAND", "Service": "SERVICE", "Status": "STATUS",
-               "Ports": "PORTS", "ID": "CONTAINER ID", "State": "STATE", "Project": "PROJECT", "Health": "HEALTH"}
+               "Ports": "PORTS", "RunningFor": "CREATED", "ID": "CONTAINER ID", "State": "STATE", "Project": "PROJECT", "Health": "HEALTH"}
 
 
 @compose.command("ls", context_settings=CTX, help="List running compose projects.")
