@@ -93,11 +93,15 @@ def compose(ctx: click.Context, files: tuple[str, ...], project_name: str | None
 @click.option("--wait", is_flag=True, help="Wait for services to be running|healthy. Implies detached mode.")
 @click.option("--no-log-prefix", is_flag=True, help="Don't print prefix in logs.")
 @click.option("--abort-on-container-exit", is_flag=True, help="Stop all containers if any container was stopped.")
+@click.option("--exit-code-from", help="Return the exit code of the selected service container. "
+              "Implies --abort-on-container-exit.")
 @click.argument("services", nargs=-1)
 @click.pass_obj
 def up(st: ComposeState, detach: bool, build: bool, no_build: bool, force_recreate: bool, no_recreate: bool,
        no_deps: bool, remove_orphans: bool, pull: str | None, timeout: int | None, wait: bool, no_log_prefix: bool,
-       abort_on_container_exit: bool, services: tuple[str, ...]) -> None:
+       abort_on_container_exit: bool, exit_code_from: str | None, services: tuple[str, ...]) -> int:
+    if exit_code_from and (detach or wait):
+        raise InvalidArgument("--exit-code-from cannot be combined with --detach or --wait")
     if build and no_build:
         raise InvalidArgument("--build and --no-build are incompatible")
     if force_recreate and no_recreate:
@@ -106,10 +110,15 @@ def up(st: ComposeState, detach: bool, build: bool, no_build: bool, force_recrea
     c.up(list(services) or None, build=build, no_build=no_build, force_recreate=force_recreate,
          no_recreate=no_recreate, no_deps=no_deps, remove_orphans=remove_orphans, pull=pull, timeout=timeout,
          wait=wait)
+    if exit_code_from and exit_code_from not in c.project.services:
+        raise NotFound(f"no such service: {exit_code_from}")
     if detach or wait:
-        return
-    _attach(c, list(services) or None, prefix=not no_log_prefix, stop_on_exit=abort_on_container_exit,
-            timeout=timeout)
+        return 0
+    _attach(c, list(services) or None, prefix=not no_log_prefix,
+            stop_on_exit=abort_on_container_exit or bool(exit_code_from), timeout=timeout)
+    if exit_code_from:
+        return int(c.engine.containers.wait(c.container_for(exit_code_from)["Id"]))
+    return 0
 
 
 def _attach(c: Any, services: list[str] | None, *, prefix: bool, stop_on_exit: bool, timeout: int | None) -> None:

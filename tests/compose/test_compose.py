@@ -290,6 +290,14 @@ def test_foreground_up_run_and_config(cdy, proj):
         run = compose(cdy, proj, "run", "--rm", "-T", "--no-deps", "setup", "echo", "one-off")
         assert run.stdout == "one-off\n"
         assert len(cdy("ps", "-aq", check=True).stdout.split()) == 2  # the --rm container is gone
+        # --exit-code-from returns that service's exit code
+        write(proj / "compose.override.yaml", """\
+            services:
+              setup:
+                command: sh -c 'exit 3'
+            """)
+        p = compose(cdy, proj, "up", "--exit-code-from", "setup", "setup", check=False)
+        assert p.returncode == 3, p.stderr
     finally:
         compose(cdy, proj, "down", check=False)
     assert cdy("ps", "-aq", check=True).stdout == ""
