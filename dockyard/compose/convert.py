@@ -113,8 +113,12 @@ def resource_name(project: Project, kind: str, key: str) -> str:
 
 
 def config_hash(svc: dict[str, Any]) -> str:
-    # what a container's creation depends on; `up` recreates a container when this changes
-    return hashlib.sha256(json.dumps(svc, sort_keys=True, default=str).encode()).hexdigest()
+    """What a container's creation depends on; `up` recreates a container when this changes.  As in
+    Docker Compose, scaling, ordering, profiles and how the image is obtained are left out."""
+    s = {k: v for k, v in svc.items() if k not in ("build", "pull_policy", "scale", "depends_on", "profiles")}
+    if isinstance(s.get("deploy"), dict):
+        s["deploy"] = {k: v for k, v in s["deploy"].items() if k != "replicas"}
+    return hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def container_name(project: Project, service: str, number: int) -> str:

@@ -441,9 +441,11 @@ def test_scale_orphans_no_deps_force_recreate(cdy, proj):
         assert names() == [f"{n}-app-1"]
         compose(cdy, proj, "up", "-d")
         assert names() == [f"{n}-app-1", f"{n}-db-1", f"{n}-extra-1"]
+        first = compose(cdy, proj, "ps", "-q", "app").stdout
         write_file(3)
         p = compose(cdy, proj, "up", "-d")
         assert "orphan containers" in p.stderr and f"{n}-extra-1" in p.stderr
+        assert first.strip() in compose(cdy, proj, "ps", "-q", "app").stdout.split()  # scaling keeps app-1
         assert names() == [f"{n}-app-1", f"{n}-app-2", f"{n}-app-3", f"{n}-db-1", f"{n}-extra-1"]
         write_file(2)
         compose(cdy, proj, "up", "-d", "--remove-orphans")
