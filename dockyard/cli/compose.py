@@ -183,6 +183,39 @@ def _short(ctr: dict[str, Any]) -> str:
     return f"{lab.get(L_SERVICE)}-{lab.get(L_NUMBER)}"
 
 
+@compose.command("create", context_settings=CTX, help="Creates containers for a service.")
+@click.option("--build", is_flag=True, help="Build images before starting containers.")
+@click.option("--no-build", is_flag=True, help="Don't build an image, even if it's missing.")
+@click.option("--force-recreate", is_flag=True, help="Recreate containers even if their configuration is unchanged.")
+@click.option("--no-recreate", is_flag=True, help="Don't recreate containers that exist.")
+@click.option("--remove-orphans", is_flag=True, help="Remove containers for services not in the compose file.")
+@click.option("--pull", type=click.Choice(["always", "missing", "never"]), help="Pull image before running.")
+@click.argument("services", nargs=-1)
+@click.pass_obj
+def create(st: ComposeState, build: bool, no_build: bool, force_recreate: bool, no_recreate: bool,
+           remove_orphans: bool, pull: str | None, services: tuple[str, ...]) -> None:
+    st.load(list(services)).up(list(services) or None, build=build, no_build=no_build,
+                               force_recreate=force_recreate, no_recreate=no_recreate,
+                               remove_orphans=remove_orphans, pull=pull, start=False)
+
+
+@compose.command("wait", context_settings=CTX, help="Block until the first service container stops.")
+@click.option("--down-project", is_flag=True, help="Drops project when the first container stops.")
+@click.argument("services", nargs=-1, required=True)
+@click.pass_obj
+def wait(st: ComposeState, down_project: bool, services: tuple[str, ...]) -> int:
+    c = st.load(need_file=False)
+    cs = c.containers(list(services), all_=True)
+    if not cs:
+        raise NotFound(f"no containers for services {', '.join(services)}")
+    codes = [c.engine.containers.wait(x["Id"]) for x in cs]
+    for code in codes:
+        click.echo(code)
+    if down_project:
+        c.down()
+    return 0
+
+
 @compose.command("down", context_settings=CTX, help="Stop and remove containers, networks.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove named volumes declared in the file and anonymous volumes.")
 @click.option("--remove-orphans", is_flag=True, help="Remove containers for services not in the compose file.")

@@ -199,8 +199,9 @@ class Compose:
     def up(self, services: list[str] | None = None, *, build: bool = False, no_build: bool = False,
            force_recreate: bool = False, no_recreate: bool = False, no_deps: bool = False,
            remove_orphans: bool = False, pull: str | None = None, timeout: int | None = None,
-           wait: bool = False) -> list[str]:
-        """Create and start what is missing or changed; returns the container ids of the selection."""
+           wait: bool = False, start: bool = True) -> list[str]:
+        """Create and start what is missing or changed; returns the container ids of the selection.
+        With ``start`` false (``compose create``) containers are only created."""
         selected = self._select(services, with_deps=not no_deps)
         for s in selected:
             self.check(s)
@@ -215,8 +216,10 @@ class Compose:
             for s in selected:
                 self.ensure_image(s, build=build and not no_build, pull_policy=pull)
             for s in selected:
-                self._wait_dependencies(s, selected)
-                ids += self._converge(s, force_recreate=force_recreate, no_recreate=no_recreate, timeout=timeout)
+                if start:
+                    self._wait_dependencies(s, selected)
+                ids += self._converge(s, force_recreate=force_recreate, no_recreate=no_recreate, timeout=timeout,
+                                      start=start)
         except BaseException:
             if fresh and not self.containers(oneoff=None):
                 # a first `up` that failed before any container existed leaves nothing behind
@@ -261,7 +264,8 @@ class Compose:
         for c in orphans:
             self._remove(c, timeout)
 
-    def _converge(self, service: str, *, force_recreate: bool, no_recreate: bool, timeout: int | None) -> list[str]:
+    def _converge(self, service: str, *, force_recreate: bool, no_recreate: bool, timeout: int | None,
+                  start: bool = True) -> list[str]:
         svc = self.project.services[service]
         want = convert.replicas(svc)
         if want > 1 and svc.get("container_name"):
@@ -282,7 +286,9 @@ class Compose:
                     self.report(f"Container {_name(c)}  Recreate")
                     self._remove(c, timeout)
                 else:
-                    if c["State"] not in ("running", "paused", "restarting"):
+                    if not start:
+                        self.report(f"Container {_name(c)}  Exists")
+                    elif c["State"] not in ("running", "paused", "restarting"):
                         self.engine.containers.start(c["Id"])
                         self.report(f"Container {_name(c)}  Started")
                     else:
@@ -292,13 +298,12 @@ class Compose:
             opts = convert.create_options(self.project, service, n)
             cid = self.engine.containers.create(opts)
             self.report(f"Container {opts.name}  Created")
-            try:
-                self.engine.containers.start(cid)
-            except DockyardError:
-                # left created, as Docker Compose leaves it, so `logs`/`inspect` can tell why
-                raise
-            self.report(f"Container {opts.name}  Started")
             ids.append(cid)
+            if start:
+                # a container that fails to start stays created, as Docker Compose leaves it, so
+                # `logs`/`inspect` can tell why
+                self.engine.containers.start(cid)
+                self.report(f"Container {opts.name}  Started")
         return ids
 
     def _remove(self, c: dict[str, Any], timeout: int | None, volumes: bool = False) -> None:

@@ -358,7 +358,9 @@ def test_build_and_lifecycle_verbs(cdy, proj):
         """)
     name = proj.name
     try:
-        compose(cdy, proj, "up", "-d")
+        compose(cdy, proj, "create")
+        assert compose(cdy, proj, "ps", "-a", "--format", "{{.State}}").stdout == "created\n"
+        compose(cdy, proj, "start")
         assert compose(cdy, proj, "exec", "-T", "app", "cat", "/msg").stdout == "built-by-compose\n"
         assert f"localhost/{name}-app" in compose(cdy, proj, "images").stdout
         cid = compose(cdy, proj, "ps", "-q").stdout.strip()
@@ -373,7 +375,7 @@ def test_build_and_lifecycle_verbs(cdy, proj):
         top = compose(cdy, proj, "top").stdout
         assert f"{name}-app-1" in top and "sleep" in top
         compose(cdy, proj, "kill")  # sends the signal and returns, as docker compose kill does
-        wait_for(lambda: not inspect(cdy, cid)["State"]["Running"], timeout=30, what="the killed container to stop")
+        assert compose(cdy, proj, "wait", "app").stdout == "137\n"
         compose(cdy, proj, "rm", "-f")
         assert compose(cdy, proj, "ps", "-aq").stdout == ""
     finally:
