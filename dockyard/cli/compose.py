@@ -696,6 +696,7 @@ def run(st: ComposeState, detach: bool, remove: bool, env: tuple[str, ...], labe
     monitor = PendingMonitor()
     try:
         cid = svc.create(opts)
+        c.inject_files(service, cid)
     except BaseException:
         monitor.abandon()
         raise

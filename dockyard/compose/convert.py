@@ -203,23 +203,46 @@ def _mounts(project: Project, name: str, svc: dict[str, Any]) -> tuple[list[str]
             if size:
                 spec += f",tmpfs-size={size}"
             mounts.append(spec)
+    for _kind, _ref, top, target in _secret_refs(project, name, svc):
+        if top.get("file"):
+            mounts.append(f"type=bind,source={top['file']},target={target},readonly")
+    return vols, mounts
+
+
+def _secret_refs(project: Project, name: str, svc: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
+    """(kind, service reference, top-level definition, path in the container) of each secret/config."""
+    out = []
     for kind, default_dir in (("secrets", "/run/secrets/"), ("configs", "/")):
         for ref in svc.get(kind) or []:
             top = getattr(project, kind)[ref["source"]]
             if top.get("external"):
                 raise Unsupported(f"{kind}.{ref['source']}: external {kind} need a Swarm; not supported")
-            if not top.get("file"):
-                what = sorted(set(top) - {"name"})
-                raise Unsupported(f"{kind}.{ref['source']}.{what[0] if what else 'file'}: only file-based "
-                                  f"{kind} are supported by dockyard compose")
+            if not any(top.get(k) is not None for k in ("file", "environment", "content")):
+                raise InvalidArgument(f"{kind}.{ref['source']}: one of file, environment or content is required")
             if any(ref.get(k) is not None for k in ("uid", "gid", "mode")):
-                raise Unsupported(f"services.{name}.{kind}: uid/gid/mode are not supported (file-based "
-                                  f"{kind} are bind-mounted read-only as they are)")
+                raise Unsupported(f"services.{name}.{kind}: uid/gid/mode are not supported by dockyard compose")
             target = ref.get("target") or ref["source"]
             if not target.startswith("/"):
                 target = default_dir + target
-            mounts.append(f"type=bind,source={top['file']},target={target},readonly")
-    return vols, mounts
+            out.append((kind, ref, top, target))
+    return out
+
+
+def injected_files(project: Project, service: str) -> list[tuple[str, bytes]]:
+    """Secrets/configs given by ``environment:`` or ``content:``: (path in the container, content),
+    copied into the container after it is created, as Docker Compose does outside a Swarm."""
+    out = []
+    for kind, ref, top, target in _secret_refs(project, service, project.services[service]):
+        if top.get("file"):
+            continue
+        if top.get("environment") is not None:
+            var = str(top["environment"])
+            if var not in project.environment:
+                raise InvalidArgument(f"{kind}.{ref['source']}: environment variable {var} is not set")
+            out.append((target, project.environment[var].encode()))
+        else:
+            out.append((target, str(top["content"]).encode()))
+    return out
 
 
 def _networks(project: Project, service: str, svc: dict[str, Any], cname: str, number: int) -> tuple[Any, str | None]:

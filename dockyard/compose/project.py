@@ -297,6 +297,7 @@ class Compose:
                     continue
             opts = convert.create_options(self.project, service, n)
             cid = self.engine.containers.create(opts)
+            self.inject_files(service, cid)
             self.report(f"Container {opts.name}  Created")
             ids.append(cid)
             if start:
@@ -305,6 +306,38 @@ class Compose:
                 self.engine.containers.start(cid)
                 self.report(f"Container {opts.name}  Started")
         return ids
+
+    def inject_files(self, service: str, cid: str) -> None:
+        """Copy content/environment-based secrets and configs into a created container (read-only
+        for everyone but root, like a mounted secret file)."""
+        files = convert.injected_files(self.project, service)
+        if not files:
+            return
+        import io
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            dirs: set[str] = set()
+            for path, data in files:
+                parts = path.strip("/").split("/")
+                for i in range(1, len(parts)):
+                    d = "/".join(parts[:i])
+                    if d not in dirs:
+                        dirs.add(d)
+                        info = tarfile.TarInfo(d)
+                        info.type, info.mode = tarfile.DIRTYPE, 0o755
+                        tf.addfile(info)
+                info = tarfile.TarInfo("/".join(parts))
+                info.size, info.mode, info.mtime = len(data), 0o444, int(time.time())
+                tf.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        try:
+            self.engine.containers.copy_tar_to_container(buf, cid, "/")
+        except BaseException:
+            with contextlib.suppress(DockyardError):
+                self.engine.containers.remove(cid, force=True)
+            raise
 
     def _remove(self, c: dict[str, Any], timeout: int | None, volumes: bool = False) -> None:
         svc = self.engine.containers

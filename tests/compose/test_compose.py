@@ -243,24 +243,29 @@ def test_foreground_up_run_and_config(cdy, proj):
           app:
             image: localhost/busybox
             entrypoint: ["sh", "-c"]
-            command: ["echo app sees $$MODE; cat /run/secrets/token /app.conf"]
+            command: ["echo app sees $$MODE; cat /run/secrets/token /app.conf /run/secrets/from_env /etc/inline"]
             environment:
               - MODE=${MODE:-dev}
             depends_on:
               setup:
                 condition: service_completed_successfully
-            secrets: [token]
-            configs: [app.conf]
+            secrets: [token, from_env]
+            configs: [app.conf, {source: inline, target: /etc/inline}]
           debug:
             image: localhost/busybox
             profiles: [debug]
         secrets:
           token:
             file: ./token.txt
+          from_env:
+            environment: SECRET_FROM_ENV
         configs:
           app.conf:
             file: ./app.conf
+          inline:
+            content: inline config
         """)
+    (proj / ".env").write_text("SECRET_FROM_ENV=env-secret\n")
     (proj / "settings.env").write_text("GREETING=hi from env_file\n")
     (proj / "token.txt").write_text("s3cret\n")
     (proj / "app.conf").write_text("conf\n")
@@ -274,6 +279,8 @@ def test_foreground_up_run_and_config(cdy, proj):
         assert "setup-1  | hi from env_file" in lines
         assert "app-1    | app sees dev" in lines
         assert "app-1    | s3cret" in lines and "app-1    | conf" in lines
+        assert any(ln.startswith("app-1    | env-secret") for ln in lines), lines
+        assert any("inline config" in ln for ln in lines), lines
         # the app started only after setup completed
         name = proj.name
         setup_done = inspect(cdy, f"{name}-setup-1")["State"]
