@@ -729,3 +729,52 @@ def version(fmt: str, short: bool) -> None:
         click.echo(json.dumps({"version": f"v{COMPOSE_VERSION}"}))
     else:
         click.echo(f"Docker Compose version v{COMPOSE_VERSION} (dockyard compose)")
+
+
+@compose.command("cp", context_settings=CTX, help="Copy files/folders between a service container and the local filesystem.")
+@click.option("--index", default=1, type=int, help="Index of the container if service has multiple replicas.")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.argument("src")
+@click.argument("dest")
+@click.pass_obj
+def cp(st: ComposeState, index: int, follow_link: bool, src: str, dest: str) -> None:
+    c = st.load()
+    svc = c.engine.containers
+
+    def split(arg: str) -> tuple[str | None, str]:
+        head, sep, path = arg.partition(":")
+        if sep and head in c.project.services:
+            return head, path
+        return None, arg
+
+    s_svc, s_path = split(src)
+    d_svc, d_path = split(dest)
+    if (s_svc is None) == (d_svc is None):
+        raise InvalidArgument("copying between services or between local paths is not supported: "
+                              "one of SRC and DEST must be SERVICE:PATH")
+    if s_svc is not None:
+        svc.copy_from_container(c.container_for(s_svc, index)["Id"], s_path, d_path, follow_link=follow_link)
+    else:
+        assert d_svc is not None
+        svc.copy_to_container(s_path, c.container_for(d_svc, index)["Id"], d_path, follow_link=follow_link)
+
+
+@compose.command("scale", context_settings=CTX, help="Scale services.")
+@click.option("--no-deps", is_flag=True, help="Don't start linked services.")
+@click.argument("scales", nargs=-1, required=True)
+@click.pass_obj
+def scale(st: ComposeState, no_deps: bool, scales: tuple[str, ...]) -> None:
+    wanted: dict[str, int] = {}
+    for item in scales:
+        name, sep, n = item.partition("=")
+        if not sep or not n.isdigit():
+            raise InvalidArgument(f"invalid scale specifier {item!r}: expected SERVICE=REPLICAS")
+        wanted[name] = int(n)
+    c = st.load(list(wanted))
+    for name, n in wanted.items():
+        if name not in c.project.services:
+            raise NotFound(f"no such service: {name}")
+        svc = c.project.services[name]
+        svc.pop("scale", None)
+        svc["deploy"] = {**(svc.get("deploy") or {}), "replicas": n}
+    c.up(list(wanted), no_deps=no_deps)

@@ -464,6 +464,12 @@ def test_scale_orphans_no_deps_force_recreate(cdy, proj):
         assert compose(cdy, proj, "ps", "-q", "db").stdout != before
         compose(cdy, proj, "restart", "app")
         assert len(compose(cdy, proj, "ps", "-q").stdout.split()) == 3
+        compose(cdy, proj, "scale", "app=1")
+        assert names() == [f"{n}-app-1", f"{n}-db-1"]
+        (proj / "in.txt").write_text("copied in\n")
+        compose(cdy, proj, "cp", str(proj / "in.txt"), "app:/tmp/in.txt")
+        compose(cdy, proj, "cp", "app:/tmp/in.txt", str(proj / "out.txt"))
+        assert (proj / "out.txt").read_text() == "copied in\n"
     finally:
         compose(cdy, proj, "down", check=False)
     assert cdy("ps", "-aq", check=True).stdout == ""
