@@ -169,7 +169,10 @@ def find_files(explicit: list[str], project_dir: str | None, environ: dict[str, 
     if explicit:
         out = []
         for f in explicit:
-            p = os.path.abspath(f if f == "-" or os.path.isabs(f) or not project_dir else os.path.join(project_dir, f))
+            if f == "-":  # the file on stdin
+                out.append(f)
+                continue
+            p = os.path.abspath(f if os.path.isabs(f) or not project_dir else os.path.join(project_dir, f))
             if not os.path.isfile(p):
                 raise NotFound(f"open {p}: no such file or directory")
             out.append(p)
@@ -244,7 +247,7 @@ def load(files: list[str] | None = None, *, project_name: str | None = None, pro
          environ: dict[str, str] | None = None, services: list[str] | None = None) -> Project:
     environ = dict(os.environ if environ is None else environ)
     paths = find_files(list(files or []), project_dir, environ)
-    working_dir = os.path.abspath(project_dir) if project_dir else os.path.dirname(paths[0])
+    working_dir = os.path.abspath(project_dir or (os.getcwd() if paths[0] == "-" else os.path.dirname(paths[0])))
     env: dict[str, str] = {}
     dotenvs = [os.path.abspath(p) for p in env_files or []]  # --env-file is relative to the caller's cwd
     if not env_files and os.path.isfile(os.path.join(working_dir, ".env")):

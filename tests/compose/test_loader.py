@@ -212,3 +212,13 @@ def test_entrypoint_list_and_network_mode(tmp_path):
     assert convert.create_options(p, "b", 1).network == f"container:{p.name}-a-1"
     c = convert.create_options(p, "c", 1)
     assert c.entrypoint == "/bin/true" and c.command == []
+
+
+def test_file_on_stdin(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("services:\n  w:\n    image: busybox\n"))
+    p = loader.load(["-"], environ={})
+    assert list(p.services) == ["w"] and p.working_dir == str(tmp_path) and p.name == tmp_path.name.lower()
