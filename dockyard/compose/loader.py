@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,7 @@ def _read_yaml(path: str) -> Any:
     import yaml
 
     try:
-        text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
+        text = Path(path).read_text() if path != "-" else sys.stdin.read()
     except OSError as e:
         raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
     try:
