@@ -38,8 +38,12 @@ def cert_dirs(host: str) -> list[Path]:
 
 def ssl_context(host: str, verify: bool = True) -> ssl.SSLContext:
     """A client context trusting the system CAs plus the registry's certs.d CAs."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if not verify:
+    if verify:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    else:
+        # Nothing is verified, so the system CA bundle (tens of ms to parse, on every insecure pull)
+        # is not loaded; the protocol defaults (TLS >= 1.2) are those of a default context.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     for d in cert_dirs(host):
