@@ -200,6 +200,8 @@ class _Input:
 
     def skip_string(self) -> None:
         while b"\x00" not in self.buf:
+            if len(self.buf) > MAX_SPECIAL:
+                raise _Corrupt("gzip header field too long")  # never buffer a whole hostile blob
             if not self.more():
                 raise _Corrupt("truncated gzip header")
         self.buf = self.buf[self.buf.index(b"\x00") + 1:]

@@ -229,6 +229,9 @@ def test_gzip_damage_is_caught_without_a_diff_id(tmp_path):
         _unpack(tmp_path, bytes(data))
     with pytest.raises(LayerError, match="corrupt or truncated compressed data"):
         _unpack(tmp_path, gzip.compress(raw) + b"trailing garbage")
+    # A file name field that never ends is refused, not buffered whole.
+    with pytest.raises(LayerError, match="header field too long"):
+        _unpack(tmp_path, b"\x1f\x8b\x08\x08" + b"\0" * 6 + b"A" * (3 << 20))
     assert _left_over(tmp_path) == []
 
 
