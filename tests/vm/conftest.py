@@ -73,6 +73,8 @@ def _stand_in(nodeid: str, run: _VMRun):
             pytest.fail(f"{nodeid} did not run in the VM (the guest session stopped early?)", pytrace=False)
         if res["outcome"] == "skipped":
             pytest.skip(f"in the VM: {res['reason']}")
+        if res["outcome"] == "xfailed":
+            pytest.xfail(f"in the VM: {res['reason']}")
         if res["outcome"] != "passed":
             pytest.fail(f"in the pure cgroup v2 VM:\n{res['longrepr']}", pytrace=False)
 

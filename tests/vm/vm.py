@@ -28,7 +28,7 @@ CACHE = Path(os.environ.get("DOCKYARD_VM_CACHE", "/var/cache/dockyard-vm"))
 QEMU = "qemu-system-x86_64"
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 # Load order follows each module's `depends=`; these are the roots the guest needs.
-MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_blk", "bfq")
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_blk", "bfq", "overlay")
 
 
 def accelerator() -> str:

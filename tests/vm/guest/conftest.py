@@ -16,10 +16,14 @@ def pytest_runtest_logreport(report):
     if not IN_VM:
         return
     entry = _results.setdefault(report.nodeid, {"outcome": "passed", "reason": "", "longrepr": ""})
-    if report.skipped and entry["outcome"] == "passed":
+    if hasattr(report, "wasxfail"):
+        entry["outcome"] = "passed" if report.passed else "xfailed"
+        entry["reason"] = report.wasxfail
+    elif report.skipped and entry["outcome"] == "passed":
         entry["outcome"] = "skipped"
         lr = report.longrepr
-        entry["reason"] = lr[2] if isinstance(lr, tuple) else str(lr)
+        reason = lr[2] if isinstance(lr, tuple) else str(lr)
+        entry["reason"] = reason.removeprefix("Skipped: ")
     elif report.failed:
         entry["outcome"] = "failed"
         entry["longrepr"] += f"[{report.when}] {report.longreprtext}\n"
