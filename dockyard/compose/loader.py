@@ -222,6 +222,30 @@ def validate(doc: Any, filename: str) -> None:
     raise InvalidArgument(f"validating {filename}: {where}: {msg}")
 
 
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader, refusing a key given twice in one mapping (as Docker Compose does) instead
+    of silently keeping the last."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"mapping key {key!r} already defined",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return Loader
+
+
 def _read_yaml(path: str) -> Any:
     import yaml
 
@@ -230,7 +254,7 @@ def _read_yaml(path: str) -> Any:
     except OSError as e:
         raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""

@@ -145,6 +145,7 @@ def test_merge_and_profiles(tmp_path):
     ("include: [other.yaml]\nservices: {}\n", "top-level 'include' is not supported"),
     ("services:\n  w:\n    image: busybox\n    ports: [{published: 80}]\n", "services.w.ports\\[0\\]: target is required"),
     ("- a\n- b\n", "top-level object must be a mapping"),
+    ("services:\n  w:\n    image: a\n    image: b\n", "line 4 column 5: mapping key 'image' already defined"),
 ])
 def test_broken(tmp_path, body, message):
     with pytest.raises(DockyardError, match=message):
