@@ -223,3 +223,48 @@ def test_file_on_stdin(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("services:\n  w:\n    image: busybox\n"))
     p = loader.load(["-"], environ={})
     assert list(p.services) == ["w"] and p.working_dir == str(tmp_path) and p.name == tmp_path.name.lower()
+
+
+def test_service_options_map_to_run_options(tmp_path):
+    p = load(tmp_path, """\
+        services:
+          s:
+            image: busybox
+            hostname: h
+            user: "1000:1000"
+            working_dir: /w
+            read_only: true
+            tmpfs: [/run, /tmp:size=1m]
+            privileged: true
+            init: true
+            stop_signal: SIGQUIT
+            stop_grace_period: 1m30s
+            ulimits: {nproc: 512, nofile: {soft: 10, hard: 20}}
+            security_opt: [no-new-privileges:true]
+            cap_add: [NET_ADMIN]
+            cap_drop: [MKNOD]
+            restart: on-failure:3
+            dns: 10.0.0.1
+            extra_hosts: {db.local: 10.0.0.2}
+            logging: {driver: json-file, options: {max-size: 1m, max-file: "2"}}
+            env_file: [{path: ./missing.env, required: false}]
+            labels: [a=b]
+            deploy:
+              resources: {limits: {cpus: "1.5", memory: 64M, pids: 50}, reservations: {memory: 16M}}
+              restart_policy: {condition: any}
+        """)
+    o = convert.create_options(p, "s", 1)
+    assert (o.hostname, o.user, o.workdir, o.read_only, o.privileged, o.init) == ("h", "1000:1000", "/w", True, True, True)
+    assert o.tmpfs == ["/run", "/tmp:size=1m"] and o.stop_signal == "SIGQUIT" and o.stop_timeout == 90
+    assert sorted(o.ulimits) == ["nofile=10:20", "nproc=512:512"]
+    assert o.security_opt == ["no-new-privileges:true"] and o.cap_add == ["NET_ADMIN"] and o.cap_drop == ["MKNOD"]
+    assert o.restart == "on-failure:3"  # restart wins over deploy.restart_policy
+    assert o.dns == ["10.0.0.1"] and o.add_host == ["db.local:10.0.0.2"]
+    assert o.log_driver == "json-file" and sorted(o.log_opts) == ["max-file=2", "max-size=1m"]
+    assert o.env_files == []  # an optional env_file that does not exist is skipped
+    assert (o.cpus, o.memory, o.pids_limit, o.memory_reservation) == ("1.5", "64M", 50, "16M")
+    assert "a=b" in o.labels and "com.docker.compose.service=s" in o.labels
+    warned: list[str] = []
+    convert.check_keys("s", {"image": "x", "deploy": {"placement": {}}, "develop": {}}, warned.append)
+    assert warned == ["services.s.develop is ignored by dockyard compose",
+                      "services.s.deploy.placement only applies to a Swarm and is ignored"]
