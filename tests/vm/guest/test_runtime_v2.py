@@ -353,6 +353,19 @@ def test_exec_joins_the_container_cgroup(rt, bundle, cgroup_dirs):
     assert open(f"{CG}/dyvmexec/{cid}/cgroup.procs").read().split() == [str(init)]
 
 
+def test_ps_and_kill_all_follow_the_cgroup(rt, bundle):
+    cid = rt.create_started(bundle(["sh", "-c", "sleep 600 & sleep 600 & wait"]))
+    d = _host_cgroup(rt, cid)
+    wait_for(lambda: len(open(f"{d}/cgroup.procs").read().split()) == 3, timeout=60, what="two children")
+    p = rt("ps", "--format", "json", cid)
+    assert p.returncode == 0, p.stderr
+    assert sorted(json.loads(p.stdout)) == sorted(int(x) for x in open(f"{d}/cgroup.procs").read().split())
+    p = rt("kill", "--all", cid, "KILL")
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: open(f"{d}/cgroup.procs").read() == "", timeout=60, what="every process to die")
+    wait_for(lambda: rt.state(cid)["status"] == "stopped", timeout=60, what="the container to stop")
+
+
 UPDATE_STEPS = (("--memory", str(96 * MB)), ("--cpu-period", "50000"), ("--cpu-quota", "20000"),
                 ("--memory-swap", "-1"), ("--memory", str(80 * MB), "--memory-swap", str(80 * MB)),
                 ("--cpu-share", "2048"), ("--cpuset-cpus", "0"))
