@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -413,3 +415,67 @@ def test_pause_and_resume_use_cgroup_freeze(rt, bundle):
     p = rt("delete", cid)
     assert p.returncode == 0, p.stderr
     assert not os.path.exists(d)
+
+
+def test_rootless_limits_in_a_delegated_subtree(tmp_path, rootfs):
+    """An unprivileged user owning a cgroup v2 subtree (as systemd delegates one) gets its limits:
+    the runtime creates the container's cgroup beside its own, inside the delegated parent."""
+    uid = 4321
+    base = tempfile.mkdtemp(prefix="dy-rootless-", dir="/tmp")
+    os.chmod(base, 0o755)
+    shutil.copytree(rootfs, f"{base}/rootfs", symlinks=True)
+    from dockyard.runtime.spec import default_spec
+
+    cfg = default_spec(rootless=True)
+    cfg["root"]["path"] = f"{base}/rootfs"
+    cfg["process"].update(terminal=False, args=["sleep", "600"])
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    cfg["linux"]["resources"] = {"memory": {"limit": 64 * MB}, "pids": {"limit": 12}, "cpu": {"quota": 30000}}
+    with open(f"{base}/config.json", "w") as f:
+        json.dump(cfg, f)
+    subprocess.run(["chown", "-R", f"{uid}:{uid}", base], check=True)
+    deleg = f"{CG}/{unique_name('dyvm-user')}"
+    os.mkdir(deleg)
+    os.mkdir(f"{deleg}/shell")
+    for path in (deleg, f"{deleg}/cgroup.procs", f"{deleg}/cgroup.subtree_control", f"{deleg}/cgroup.threads",
+                 f"{deleg}/shell", f"{deleg}/shell/cgroup.procs"):
+        os.chown(path, uid, uid)
+    as_user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+               "env", f"HOME={base}", f"XDG_RUNTIME_DIR={base}", f"PYTHONPATH={REPO}",
+               "/usr/bin/python3", "-m", "dockyard", "runtime", "--root", f"{base}/state"]
+    # The user's shell sits in a leaf of the delegated subtree, as a systemd user session would.
+    enter = f"echo $$ > {deleg}/shell/cgroup.procs && exec \"$@\""
+
+    def user(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", enter, "sh", *as_user, *args], capture_output=True, text=True,
+                              timeout=240, cwd=base, stdin=subprocess.DEVNULL)
+
+    try:
+        with open(f"{base}/out", "w") as out:
+            p = subprocess.run(["sh", "-c", enter, "sh", *as_user, "create", "-b", base, "rl"], stdout=out,
+                               stderr=out, stdin=subprocess.DEVNULL, timeout=240, cwd=base)
+        assert p.returncode == 0, open(f"{base}/out").read()
+        p = user("start", "rl")
+        assert p.returncode == 0, p.stderr
+        pid = json.loads(user("state", "rl").stdout)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            d = CG + f.read().strip().split("::", 1)[1]
+        assert os.path.dirname(d) == deleg, d
+        got = {f: open(f"{d}/{f}").read().strip() for f in ("memory.max", "pids.max", "cpu.max")}
+        assert got == {"memory.max": str(64 * MB), "pids.max": "12", "cpu.max": "30000 100000"}
+    finally:
+        user("delete", "--force", "rl")
+        for leaf in (f"{deleg}/shell", deleg):
+            wait_for(lambda leaf=leaf: _try_rmdir(leaf), timeout=30, what=f"removing {leaf}")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _try_rmdir(path: str) -> bool:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
