@@ -766,10 +766,10 @@ def cp(st: ComposeState, index: int, follow_link: bool, src: str, dest: str) -> 
 def scale(st: ComposeState, no_deps: bool, scales: tuple[str, ...]) -> None:
     wanted: dict[str, int] = {}
     for item in scales:
-        name, sep, n = item.partition("=")
-        if not sep or not n.isdigit():
+        name, sep, count = item.partition("=")
+        if not sep or not count.isdigit():
             raise InvalidArgument(f"invalid scale specifier {item!r}: expected SERVICE=REPLICAS")
-        wanted[name] = int(n)
+        wanted[name] = int(count)
     c = st.load(list(wanted))
     for name, n in wanted.items():
         if name not in c.project.services:
