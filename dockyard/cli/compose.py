@@ -594,7 +594,7 @@ def top(st: ComposeState, services: tuple[str, ...]) -> None:
 @click.argument("private_port")
 @click.pass_obj
 def port(st: ComposeState, protocol: str, index: int, service: str, private_port: str) -> None:
-    c = st.load()
+    c = st.load([service])
     x = c.container_for(service, index)
     ports = c.engine.containers.inspect(x["Id"])["NetworkSettings"].get("Ports") or {}
     binds = ports.get(f"{private_port}/{protocol}") or []
@@ -624,7 +624,7 @@ def exec_(st: ComposeState, detach: bool, env: tuple[str, ...], index: int, no_t
           command: tuple[str, ...]) -> int:
     from dockyard.engine import execs
 
-    c = st.load()
+    c = st.load([service])  # naming a service enables it even behind an inactive profile
     x = c.container_for(service, index)
     if x["State"] != "running":
         raise InvalidArgument(f"container {x['Names'][0].lstrip('/')} is not running")
