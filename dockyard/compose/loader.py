@@ -8,7 +8,6 @@ so that ``compose config`` prints it and the config hash of a service is stable 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -202,13 +201,16 @@ def _validator() -> Any:
     if _SCHEMA is None:
         import jsonschema
 
-        schema = json.loads((Path(__file__).parent / "schema" / "compose-spec.json").read_text())
-        _SCHEMA = jsonschema.Draft7Validator(schema)
+        from dockyard.compose.schema import SCHEMA
+
+        _SCHEMA = jsonschema.Draft7Validator(SCHEMA)
     return _SCHEMA
 
 
 def validate(doc: Any, filename: str) -> None:
     from jsonschema.exceptions import best_match
+
+    from dockyard.compose.schema import INTEGER_PATTERN
 
     err = best_match(_validator().iter_errors(doc))
     if err is None:
@@ -219,6 +221,8 @@ def validate(doc: Any, filename: str) -> None:
         m = re.search(r"\('(.+?)' (was|were) unexpected\)", msg) or re.match(r"'(.+?)' does not match any of the regexes", msg)
         if m:
             msg = f"additional properties {m[1]!r} not allowed"
+    elif err.validator == "pattern" and err.validator_value == INTEGER_PATTERN:
+        msg = f"{err.instance!r} is not an integer"
     raise InvalidArgument(f"validating {filename}: {where}: {msg}")
 
 

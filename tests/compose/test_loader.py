@@ -268,3 +268,78 @@ def test_service_options_map_to_run_options(tmp_path):
     convert.check_keys("s", {"image": "x", "deploy": {"placement": {}}, "develop": {}}, warned.append)
     assert warned == ["services.s.develop is ignored by dockyard compose",
                       "services.s.deploy.placement only applies to a Swarm and is ignored"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("servicess: {}\n", "(top level): additional properties 'servicess' not allowed"),
+    ("services:\n  w:\n    image: busybox\n    environment: 5\n", "services.w.environment: 5 is not of type"),
+    ("services:\n  w:\n    image: busybox\n    depends_on: {d: {condition: service_up}}\n",
+     "services.w.depends_on.d.condition: 'service_up' is not one of"),
+    ("services:\n  w:\n    image: busybox\n    ulimits: {nofile: {soft: 1}}\n",
+     "services.w.ulimits.nofile: 'hard' is a required property"),
+    ("services:\n  w:\n    image: busybox\n    deploy: {replicas: many}\n",
+     "services.w.deploy.replicas: 'many' is not an integer"),
+    ("services:\n  w:\n    image: busybox\n    healthcheck: {tset: [CMD, 'true']}\n",
+     "services.w.healthcheck: additional properties 'tset' not allowed"),
+    ("services:\n  w:\n    image: busybox\n    networks: {n: {aliases: a}}\nnetworks: {n: }\n",
+     "services.w.networks.n.aliases: 'a' is not of type 'array'"),
+    ("services:\n  w:\n    image: busybox\n    volumes: [{type: bind, source: .}]\n",
+     "services.w.volumes.0: 'target' is a required property"),
+    ("services:\n  w:\n    image: busybox\n    devices: [/dev/fuse]\n", "services.w.devices is not supported"),
+    ("services:\n  w:\n    image: busybox\n    extends: {service: x}\n", "services.w.extends is not supported"),
+    ("services:\n  w:\n    image: busybox\n    deploy: {resources: {reservations: {devices: []}}}\n",
+     "services.w.deploy.resources.reservations.devices is not supported"),
+])
+def test_schema_errors_name_the_path(tmp_path, body, message):
+    with pytest.raises(DockyardError) as e:
+        p = load(tmp_path, body)
+        for s in p.services:
+            convert.check_keys(s, p.services[s], lambda m: None)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_schema_accepts_every_form_dockyard_runs(tmp_path):
+    p = load(tmp_path, """\
+        version: "3.9"
+        name: demo
+        x-top: {any: thing}
+        services:
+          s:
+            image: busybox
+            x-note: 1
+            build: {context: ., args: [A=1], labels: {l: v}, tags: [t]}
+            command: [echo, hi]
+            entrypoint: sh -c
+            environment: {A: 1, B: true, C: null}
+            env_file: [a.env, {path: b.env, required: false}]
+            ports: [80, "81:81", {target: 82, published: "8082", protocol: udp}]
+            expose: ["90", 91]
+            volumes: [/anon, {type: tmpfs, target: /t, tmpfs: {size: 1000}}]
+            networks: {n: {aliases: [x], ipv4_address: 10.9.0.9}, m: null}
+            depends_on: {d: {condition: service_healthy}, e: null}
+            healthcheck: {test: "true", interval: 1s, retries: "3"}
+            deploy: {replicas: "2", resources: {limits: {cpus: 0.5, memory: 64M}}, placement: {constraints: []}}
+            ulimits: {nproc: "512", nofile: {soft: 10, hard: "20"}}
+            logging: {driver: json-file, options: {max-file: 2}}
+            secrets: [sec, {source: sec, target: /x}]
+            labels: [a=b]
+            extra_hosts: ["h:1.2.3.4"]
+            stop_grace_period: 5s
+            read_only: "true"
+            develop: {watch: []}
+          d: {image: busybox}
+          e: {image: busybox}
+        networks:
+          n: {ipam: {config: [{subnet: 10.9.0.0/24}]}, labels: [x=y]}
+          m:
+        volumes: {v: null, w: {external: true}}
+        secrets: {sec: {file: ./s.txt}}
+        configs: {c: {content: hello}}
+        """)
+    assert p.name == "demo" and p.services["s"]["deploy"]["replicas"] == "2"
+
+
+def test_every_handled_key_is_in_the_schema():
+    from dockyard.compose.schema import SERVICE
+
+    assert convert.HANDLED | convert.IGNORED <= set(SERVICE["properties"])
