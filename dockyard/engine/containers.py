@@ -195,6 +195,7 @@ class CreateOptions:
     add_host: list[str] = field(default_factory=list)
     pid: str | None = None
     ipc: str | None = None
+    cgroupns: str | None = None  # host | private; default private on cgroup v2 hosts, as Docker
     volumes_from: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
@@ -440,6 +441,7 @@ class ContainerService:
         hc["VolumesFrom"] = list(opts.volumes_from) or None
         hc["PidMode"] = self._ns_mode(opts.pid, "--pid")
         hc["IpcMode"] = self._ns_mode(opts.ipc, "--ipc", default="private")
+        hc["CgroupnsMode"] = _cgroupns_mode(opts.cgroupns)
         network_mode = hc["NetworkMode"] = self._network_mode(opts.network)
         if opts.publish:
             if network_mode in ("none", "host"):
@@ -1844,6 +1846,18 @@ def _connectable(mode: str) -> bool:
     """`network connect` refuses none, host and container: modes, so such a container has nothing
     for ``networks.forget`` (and `run --rm --network none` need not load the network service)."""
     return mode not in ("none", "host") and not mode.startswith("container:")
+
+
+def _cgroupns_mode(value: str | None) -> str:
+    """Docker's default: a private cgroup namespace on cgroup v2 hosts, the host's on v1 and hybrid ones
+    (where a cgroup namespace would still show the v1 hierarchies' host paths to tools expecting them)."""
+    if value in ("host", "private"):
+        return value
+    if value:
+        raise InvalidArgument(f"invalid --cgroupns {value!r}: expected host or private")
+    from dockyard import host
+
+    return "private" if host.cgroup_info().version == "v2" else "host"
 
 
 def _uses_network_service(mode: str) -> bool:

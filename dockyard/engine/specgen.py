@@ -218,6 +218,8 @@ def generate(config: dict[str, Any], host_config: dict[str, Any], ctx: SpecConte
             namespaces.append({"type": typ, "path": str(ctx.join[typ])})
     if ctx.netns is not None:
         namespaces.append({"type": "network", "path": ctx.netns} if ctx.netns else {"type": "network"})
+    if host_config.get("CgroupnsMode") == "private":
+        namespaces.append({"type": "cgroup"})
 
     linux: dict[str, Any] = {
         "namespaces": namespaces,

@@ -55,8 +55,6 @@ def test_run_resource_flags_land_in_the_v2_cgroup(engine):
                    "cpu.max": "50000 100000", "cpu.weight": "20", "pids.max": "42"}
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not yet give containers a private cgroup namespace "
-                                       "on v2 hosts (Docker's and Podman's default there)")
 def test_cgroup_namespace_is_private_by_default_on_v2(engine):
     p = engine("run", "--rm", "--network", "none", "vmbusybox", "cat", "/proc/self/cgroup")
     assert p.returncode == 0, p.stderr
