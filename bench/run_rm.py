@@ -16,6 +16,9 @@ def prepare(workdir: str) -> list[Case]:
     have = setup_images(workdir)
     args = ["run", "--rm", "--network", "none", "localhost/busybox", "true"]
     cases = [Case("dockyard run --rm (dockyard runtime)", dy(workdir, *args), env={"DOCKYARD_RUNTIME": "dockyard"}),
+             # The same runtime exec'd as a new interpreter per call instead of forked from the monitor.
+             Case("dockyard run --rm (dockyard runtime, exec'd)", dy(workdir, *args),
+                  env={"DOCKYARD_RUNTIME": "dockyard", "DOCKYARD_RUNTIME_EXEC": "1"}),
              Case("dockyard run --rm (runc)", dy(workdir, *args), env={"DOCKYARD_RUNTIME": "runc"})]
     if have["podman"]:
         cases.append(Case("podman run --rm (crun/runc)", podman(workdir, *args)))

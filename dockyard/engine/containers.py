@@ -877,6 +877,7 @@ class ContainerService:
             ("wait_attach", attach),
         ]
         items += [("runtime", a) for a in runtime.command()]
+        items += [("runtime_inproc", a) for a in runtime.in_process_args() or []]
         log = hc.get("LogConfig") or {}
         items.append(("log_driver", log.get("Type", "json-file")))
         items.append(("log_path", settings.get("log_path", "")))

@@ -2,7 +2,9 @@
 
 Run as ``python -S -I -c "...import monitor; monitor.main()" fd:N``, reading its config file's path
 from descriptor N (see protocol.monitor_command).  It imports only C-level standard modules (no
-dockyard, no json, no subprocess) so an idle monitor stays near the interpreter's own footprint.
+json, no subprocess) so an idle monitor stays near the interpreter's own footprint; the one exception
+is dockyard's own runtime, which it runs in forked children (fork_runtime) rather than as new
+interpreters, and so imports while the engine prepares the container.
 
 What it does, in order:
   1. forks once more and lets the engine reap the parent (so it is nobody's child), becomes a
@@ -203,6 +205,57 @@ def spawn(argv, stdin=None, stdout=None, stderr=None):
         os.close(devnull)
 
 
+def fork_runtime(argv, stdin=None, stdout=None, stderr=None):
+    """dockyard's own runtime (``runtime_inproc``) in a forked child instead of a new interpreter.
+
+    The child starts as the exec'd runtime would: stdio as given, only inheritable descriptors,
+    default handlers for the signals we catch (ignored ones stay ignored, as across exec); it is
+    our child like a spawned runtime, so reaping and reparenting of the container are unchanged.
+    Safe because the monitor never starts a thread.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for fd, target in ((0, stdin), (1, stdout), (2, stderr)):
+                    os.dup2(devnull if target is None else target, fd)
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for name in os.listdir("/proc/self/fd"):
+                    fd = int(name)
+                    if fd > 2:
+                        try:
+                            if not os.get_inheritable(fd):
+                                os.close(fd)
+                        except OSError:
+                            pass  # the listing's own descriptor, closed by now
+                from dockyard.runtime.cli import main_forked
+
+                main_forked(argv)
+            finally:
+                os._exit(1)
+        return pid
+    finally:
+        os.close(devnull)
+
+
+def preload_runtime():
+    """Import dockyard's runtime ahead (forked runs then skip the imports); False when it cannot be."""
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if top not in sys.path:
+        sys.path.insert(0, top)
+    try:
+        # the entry, and what `run` and `delete` import once they parsed their arguments
+        import dockyard.runtime.cli  # noqa: F401
+        from dockyard import host  # noqa: F401
+        from dockyard.runtime import _libc, capabilities, container, init, rlimits, rootfs, seccomp, spec  # noqa: F401
+        from dockyard.runtime.cgroups import v1, v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def wait_exit(pid):
     while True:
         try:
@@ -277,6 +330,7 @@ class Monitor:
         self.cid = cfg.get("id")
         self.rundir = cfg.get("rundir")
         self.runtime = cfg.list("runtime")
+        self.runtime_inproc = cfg.list("runtime_inproc") if "runtime_inproc" in cfg.raw else None
         self.tty = cfg.int("tty") == 1
         self.open_stdin = cfg.int("stdin") == 1
         self.store = Store(cfg.get("db"), cfg.get("lock"), self.cid)
@@ -384,6 +438,11 @@ class Monitor:
             self.claimer = c
 
     # -- container lifecycle --------------------------------------------------------------------
+    def spawn_runtime(self, args, stdin=None, stdout=None, stderr=None):
+        if self.runtime_inproc is not None:
+            return fork_runtime(self.runtime_inproc + args, stdin, stdout, stderr)
+        return spawn(self.runtime + args, stdin, stdout, stderr)
+
     def create(self):
         """runtime create with our stdio; returns (ok, message)."""
         bundle = self.cfg.get("bundle")
@@ -394,7 +453,7 @@ class Monitor:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
-        pre = self.runtime + ["--log", log_file, "--log-format", "json"]
+        pre = ["--log", log_file, "--log-format", "json"]
         # `run --detach` is create + start in one runtime invocation (one process start less).
         args = pre + ["run", "--detach", "--bundle", bundle, "--pid-file", pid_file]
         child_fds = []
@@ -414,7 +473,7 @@ class Monitor:
                 csock.listen(1)
                 arg = sock_path if len(sock_path) < 100 else "console.sock"
                 # started in the bundle, like runc runs itself, for any runtime that does not chdir
-                pid = spawn(args + ["--console-socket", arg, self.cid])
+                pid = self.spawn_runtime(args + ["--console-socket", arg, self.cid])
             finally:
                 os.chdir(self.rundir)
             csock.settimeout(0.1)
@@ -454,7 +513,7 @@ class Monitor:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             child_fds += [out_w, err_w]
-            pid = spawn(args + [self.cid], stdin=in_r, stdout=out_w, stderr=err_w)
+            pid = self.spawn_runtime(args + [self.cid], stdin=in_r, stdout=out_w, stderr=err_w)
             for fd in child_fds:
                 os.close(fd)
             code = wait_exit(pid)
@@ -480,7 +539,7 @@ class Monitor:
         err_path = os.path.join(self.rundir, "runtime.err")
         fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            pid = spawn(self.runtime + list(args), stderr=fd)
+            pid = self.spawn_runtime(list(args), stderr=fd)
         finally:
             os.close(fd)
         code = wait_exit(pid)
@@ -644,7 +703,7 @@ class Monitor:
         except FileNotFoundError:
             pass
         r, w = os.pipe()
-        pid = spawn(self.runtime + ["exec", "--pid-file", pid_file, self.cid] + args, stdout=w, stderr=w)
+        pid = self.spawn_runtime(["exec", "--pid-file", pid_file, self.cid] + args, stdout=w, stderr=w)
         os.close(w)
         os.set_blocking(r, False)
         self.health_proc = {"pid": pid, "fd": r, "out": b"", "eof": False, "start": now, "pid_file": pid_file,
@@ -836,10 +895,16 @@ def read_config_path(fd):
 
 
 def main():
+    # While the engine prepares the container: its runtime is most likely dockyard's own, whose modules
+    # the forked runtime runs need (the config says for sure; a wrong guess costs only memory).
+    preloaded = (os.environ.get("DOCKYARD_RUNTIME", "dockyard") == "dockyard"
+                 and os.environ.get("DOCKYARD_RUNTIME_EXEC") != "1" and preload_runtime())
     path = read_config_path(int(sys.argv[1].removeprefix("fd:")))
     if not path:
         return  # the start was given up before the container was ready
     cfg = Config(read_config(path))
+    if "runtime_inproc" in cfg.raw and not preloaded and not preload_runtime():
+        del cfg.raw["runtime_inproc"]  # not importable from here: exec'd like any runtime
     # Detach: the engine reaps this first process at once; the monitor runs in the grandchild.
     if os.fork() > 0:
         os._exit(0)

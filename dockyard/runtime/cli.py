@@ -471,6 +471,31 @@ def main(argv: list[str] | None = None) -> None:
     os._exit(code)
 
 
+def main_forked(argv: list[str]) -> None:
+    """main() in a process forked from a Python process of dockyard (the container monitor) instead of a
+    new interpreter: what would end an interpreter (SystemExit, an uncaught exception) ends it alike."""
+    import os
+
+    code = 1
+    try:
+        main(argv)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - reported like the interpreter reports it, then exit 1
+        import traceback
+
+        traceback.print_exc()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
+
+
 def _error(msg: str) -> None:
     log("error", msg)
     print(f"Error: {msg}", file=sys.stderr, flush=True)
