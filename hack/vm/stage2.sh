@@ -17,6 +17,12 @@ $bb ln -sf /proc/self/fd/2 /dev/stderr
 $bb mount -t tmpfs -o mode=1777 shm /dev/shm
 $bb mount -t mqueue mqueue /dev/mqueue
 $bb hostname dockyard-vm
+# The project (and its venv) when it sits below one of the guest's private tmpfs mounts.
+project=$($bb cat /run/vm/project 2>/dev/null)
+if [ -n "$project" ] && [ ! -d "$project" ]; then
+  $bb mkdir -p "$project"
+  $bb mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,ro,cache=loose project "$project"
+fi
 $bb ip link set lo up 2>/dev/null
 export HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1
 cd /

@@ -141,6 +141,9 @@ def run(command: str, workdir: Path, *, timeout: float = 900, memory: str = "1G"
     out.mkdir(parents=True, exist_ok=True)
     (out / "stage2.sh").write_bytes((HACK / "stage2.sh").read_bytes())
     (out / "command").write_text(command + "\n")
+    # The guest's /tmp, /var/tmp and /run are private tmpfs: a checkout under one of them (a CI clone in
+    # /tmp) would vanish, so the project is also shared on its own and mounted back at its path there.
+    (out / "project").write_text(str(REPO) + "\n")
     initrd = build_initramfs(kdir, workdir / "initrd.cpio")
     # A small block device so io.max and io weights have a device to act on.
     disk = workdir / "disk.img"
@@ -157,6 +160,8 @@ def run(command: str, workdir: Path, *, timeout: float = 900, memory: str = "1G"
             "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
             "-fsdev", f"local,id=vmout,path={out},security_model=passthrough",
             "-device", "virtio-9p-pci,fsdev=vmout,mount_tag=vmout",
+            "-fsdev", f"local,id=project,path={REPO},security_model=passthrough,readonly=on,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=project,mount_tag=project",
             "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"]
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
