@@ -939,7 +939,7 @@ def show_logs(svc: Any, ref: str, *, follow: bool, tail: int | None, since: str 
     except OSError:
         ino = 0
     while True:
-        running = svc.is_running(ref)
+        running = svc.output_open(ref)
         got, offset = _log_entries(driver, path, offset)
         emit(got)
         try:

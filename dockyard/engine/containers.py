@@ -1655,6 +1655,15 @@ class ContainerService:
     def is_running(self, ref: str) -> bool:
         return self._live_status(self.row(ref)) in ("running", "paused", "restarting")
 
+    def output_open(self, ref: str) -> bool:
+        """Whether more log output may still come: the monitor records the exit only after it has
+        drained the container's pipes into the log, so a dead process alone does not end a follow
+        (that lost the last lines of short-lived containers); a vanished monitor does."""
+        r = self.row(ref)
+        if str(r["status"]) not in ("running", "paused", "restarting"):
+            return False
+        return pid_alive(int(r["pid"]), int(r["pid_start"])) or pid_alive(int(r["monitor_pid"] or 0))
+
 
 # ------------------------------------------------------------------------------------------------
 def _parse_restart(spec: str) -> tuple[str, int]:

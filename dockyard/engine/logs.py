@@ -82,7 +82,7 @@ def read(engine: Engine, ref: str, *, follow: bool = False, tail: int | None = N
         ino = 0
     while keep_going():
         try:
-            running = svc.is_running(cid)
+            running = svc.output_open(cid)
         except DockyardError:  # removed meanwhile (--rm): what was written is all there is
             running = False
         part, offset = entries(driver, path, offset)
