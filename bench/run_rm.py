@@ -24,10 +24,40 @@ def prepare(workdir: str) -> list[Case]:
         cases.append(Case("podman run --rm (crun/runc)", podman(workdir, *args)))
     if have["docker"]:
         cases.append(Case("docker run --rm", ["docker", *args]))
+    else:
+        cases += _private_docker(workdir, args)
     return cases
 
 
+STATE: dict = {}
+
+
+def _private_docker(workdir: str, args: list[str]) -> list[Case]:
+    """The issue's yardstick is Docker's time on this machine: without a running daemon, start a
+    private one (bench/_dockerd.py) so both are measured side by side."""
+    import contextlib
+    import os
+
+    from bench import _dockerd
+
+    why = _dockerd.unavailable()
+    if why:
+        print(f"  skip private dockerd: {why}")
+        return []
+    stack = STATE["stack"] = contextlib.ExitStack()
+    try:
+        d = stack.enter_context(_dockerd.private_dockerd(workdir, os.path.join(workdir, "busybox.tar")))
+    except RuntimeError as e:
+        stack.close()
+        print(f"  skip private dockerd: {e}")
+        return []
+    return [Case("docker run --rm (private dockerd)", d.argv(*args))]
+
+
 def cleanup(workdir: str) -> None:
+    stack = STATE.pop("stack", None)
+    if stack is not None:
+        stack.close()
     cleanup_podman(workdir)
     if shutil.which("docker"):
         import subprocess
