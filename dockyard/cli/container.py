@@ -870,88 +870,24 @@ def _parse_rfc3339(s: str) -> float:
     return ts
 
 
-def _log_entries(driver: str, path: str, offset: int = 0) -> tuple[list[tuple[str, str, bytes]], int]:
-    """(timestamp text, stream, bytes) of a log file from ``offset``; returns the new offset (whole lines only)."""
-    out: list[tuple[str, str, bytes]] = []
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return out, offset
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].splitlines():
-        if not line:
-            continue
-        if driver == "json-file":
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            out.append((e.get("time", ""), e.get("stream", "stdout"), e.get("log", "").encode()))
-        else:
-            parts = line.split(b" ", 3)
-            if len(parts) < 3:
-                continue
-            text = parts[3] if len(parts) > 3 else b""
-            if parts[2] == b"F":
-                text += b"\n"
-            out.append((parts[0].decode(), parts[1].decode(), text))
-    return out, offset + end
-
-
 def show_logs(svc: Any, ref: str, *, follow: bool, tail: int | None, since: str | None, until: str | None,
               timestamps: bool) -> None:
-    import time
+    from dockyard.engine import logs
 
-    driver, path, files = svc.logs_files(ref)
     t_since = _parse_time_arg(since, "--since") if since else None
     t_until = _parse_time_arg(until, "--until") if until else None
-    entries: list[tuple[str, str, bytes]] = []
-    offset = 0
-    for f in files:
-        got, off = _log_entries(driver, f)
-        entries += got
-        if f == path:
-            offset = off
-
-    def emit(batch: list[tuple[str, str, bytes]]) -> None:
-        for ts, stream, text in batch:
-            if t_since is not None or t_until is not None:
-                t = _parse_rfc3339(ts) if ts else 0.0
-                if t_since is not None and t < t_since:
-                    continue
-                if t_until is not None and t > t_until:
-                    continue
-            dest = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
-            if timestamps:
-                dest.write(ts.encode() + b" ")
-            dest.write(text)
-            dest.flush()
-
-    if tail is not None:
-        entries = entries[-tail:] if tail > 0 else []
-    emit(entries)
-    if not follow:
-        return
-    try:
-        ino = os.stat(path).st_ino
-    except OSError:
-        ino = 0
-    while True:
-        running = svc.output_open(ref)
-        got, offset = _log_entries(driver, path, offset)
-        emit(got)
-        try:
-            st = os.stat(path)
-            if st.st_ino != ino or st.st_size < offset:
-                ino, offset = st.st_ino, 0  # rotated
+    for e in logs.read(svc.engine, ref, follow=follow, tail=tail):
+        if t_since is not None or t_until is not None:
+            t = _parse_rfc3339(e.time) if e.time else 0.0
+            if t_since is not None and t < t_since:
                 continue
-        except OSError:
-            pass
-        if not running and not got:
-            return
-        time.sleep(0.1)
+            if t_until is not None and t > t_until:
+                continue
+        dest = sys.stderr.buffer if e.stream == "stderr" else sys.stdout.buffer
+        if timestamps:
+            dest.write(e.time.encode() + b" ")
+        dest.write(e.data)
+        dest.flush()
 
 
 # ----------------------------------------------------------------------------------------------
