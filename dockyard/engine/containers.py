@@ -710,6 +710,9 @@ class ContainerService:
                 raise Conflict(f"cannot start a paused container {r['name']}, try unpause instead")
             if status == "restarting":
                 raise Conflict(f"container {r['name']} is restarting, wait until it is running")
+            # The last run's monitor may still be cleaning up after a process that died on its own
+            # (its unmount would take away the rootfs this start mounts): let it finish first.
+            self._monitor_gone(cid)
             if monitor is not None and monitor.outside_userns:
                 monitor.abandon()  # it could not mount or unshare for the container: one from in here
                 monitor = None
