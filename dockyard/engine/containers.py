@@ -175,6 +175,8 @@ class CreateOptions:
     memory_swap: str | None = None
     cpus: str | None = None
     cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
     pids_limit: int | None = None
     ulimits: list[str] = field(default_factory=list)
     cap_add: list[str] = field(default_factory=list)
@@ -417,6 +419,7 @@ class ContainerService:
             "Init": opts.init or None,
             "Runtime": opts.runtime or self.runtime(None).name,
             "Memory": 0, "MemoryReservation": 0, "MemorySwap": 0, "NanoCpus": 0, "CpuShares": 0,
+            "CpusetCpus": "", "CpusetMems": "",
             "PidsLimit": None, "Ulimits": [],
             "LogConfig": self._log_config(opts),
         }
@@ -656,7 +659,8 @@ class ContainerService:
 
     def _resources(self, opts: CreateOptions, hc: dict[str, Any]) -> None:
         if not (opts.memory or opts.memory_reservation or opts.memory_swap or opts.cpus
-                or opts.cpu_shares is not None or opts.pids_limit is not None or opts.ulimits):
+                or opts.cpu_shares is not None or opts.pids_limit is not None or opts.ulimits
+                or opts.cpuset_cpus or opts.cpuset_mems):
             return  # the common case; the cgroup module (ctypes and all) stays unloaded
         from dockyard.runtime.cgroups import cpus_to_quota, parse_memory
 
@@ -685,6 +689,16 @@ class ContainerService:
             if opts.cpu_shares < 0:
                 raise InvalidArgument("invalid --cpu-shares: must be positive")
             hc["CpuShares"] = opts.cpu_shares
+        if opts.cpuset_cpus:
+            want = _cpu_list(opts.cpuset_cpus, "--cpuset-cpus")
+            have = os.sched_getaffinity(0)
+            if not want <= have:
+                raise InvalidArgument(f"Requested CPUs are not available - requested {opts.cpuset_cpus}, "
+                                      f"available: {_cpu_list_text(have)}")
+            hc["CpusetCpus"] = opts.cpuset_cpus
+        if opts.cpuset_mems:
+            _cpu_list(opts.cpuset_mems, "--cpuset-mems")
+            hc["CpusetMems"] = opts.cpuset_mems
         if opts.pids_limit is not None:
             hc["PidsLimit"] = opts.pids_limit if opts.pids_limit > 0 else None
         if opts.ulimits:
@@ -1859,6 +1873,27 @@ def _connectable(mode: str) -> bool:
     """`network connect` refuses none, host and container: modes, so such a container has nothing
     for ``networks.forget`` (and `run --rm --network none` need not load the network service)."""
     return mode not in ("none", "host") and not mode.startswith("container:")
+
+
+def _cpu_list(text: str, flag: str) -> set[int]:
+    """A cpuset list as the kernel writes it (0-3,8,10-11)."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()) or (sep and int(hi) < int(lo)):
+            raise InvalidArgument(f"invalid value {text!r} for {flag}: expected a list like 0-3,5")
+        out.update(range(int(lo), int(hi if sep else lo) + 1))
+    return out
+
+
+def _cpu_list_text(cpus: set[int]) -> str:
+    runs: list[str] = []
+    for n in sorted(cpus):
+        if runs and runs[-1].split("-")[-1] == str(n - 1):
+            runs[-1] = f"{runs[-1].split('-')[0]}-{n}"
+        else:
+            runs.append(str(n))
+    return ",".join(runs)
 
 
 def _cgroupns_mode(value: str | None) -> str:

@@ -292,6 +292,10 @@ def _resources(hc: dict[str, Any], privileged: bool) -> dict[str, Any]:
         period = 100000
         cpu["period"] = period
         cpu["quota"] = int(hc["NanoCpus"]) * period // 1_000_000_000
+    if hc.get("CpusetCpus"):
+        cpu["cpus"] = hc["CpusetCpus"]
+    if hc.get("CpusetMems"):
+        cpu["mems"] = hc["CpusetMems"]
     if cpu:
         res["cpu"] = cpu
     if hc.get("PidsLimit"):
