@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.image.layers import OVERLAY_OPAQUE_XATTR, WH_META_PREFIX, WH_OPAQUE, WH_PREFIX
+from dockyard.image.layers import OVERLAY_OPAQUE_XATTR, WH_OPAQUE, WH_PREFIX
 
 # The xattrs an image layer may carry (the same policy as image.layers.pack_directory): overlay's own
 # trusted.* metadata and security labels belong to the host.
@@ -84,65 +84,3 @@ def pack_upper(upper: Path, out: BinaryIO) -> int:
         for child in sorted(os.listdir(upper)):
             add(tf, str(upper / child), child)
     return count
-
-
-def apply_layer_dir(src: str, dst: str, links: dict[tuple[int, int], str] | None = None) -> None:
-    """Replay an unpacked layer directory (overlay-format whiteouts, or ``.wh.`` markers) onto ``dst``,
-    a mounted root filesystem: deletions delete, opaque directories are emptied first, everything
-    else is copied with its owner, mode and times.  Writing through an overlay mount this way leaves
-    the combined change of several layers in one upper directory (``--squash``)."""
-    from dockyard.osutil import copy_metadata
-
-    links = {} if links is None else links
-    with os.scandir(src) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    names = [e.name for e in entries]
-    if WH_OPAQUE in names or _opaque(src):
-        for child in os.listdir(dst):
-            _remove(os.path.join(dst, child))
-    for e in entries:
-        if e.name == WH_OPAQUE or e.name.startswith(WH_META_PREFIX):
-            continue
-        d = os.path.join(dst, e.name)
-        if e.name.startswith(WH_PREFIX):
-            _remove(os.path.join(dst, e.name[len(WH_PREFIX):]))
-            continue
-        st = e.stat(follow_symlinks=False)
-        if _is_whiteout(st):
-            _remove(d)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            if os.path.lexists(d) and (os.path.islink(d) or not os.path.isdir(d)):
-                os.unlink(d)
-            if not os.path.isdir(d):
-                os.mkdir(d, 0o700)
-            apply_layer_dir(e.path, d, links)
-            copy_metadata(e.path, d, st)
-            continue
-        _remove(d)
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in links:
-            os.link(links[key], d, follow_symlinks=False)
-            continue
-        if stat.S_ISREG(st.st_mode):
-            import shutil
-
-            shutil.copyfile(e.path, d, follow_symlinks=False)
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(e.path), d)
-        elif stat.S_ISFIFO(st.st_mode):
-            os.mkfifo(d, 0o600)
-        else:
-            continue
-        if st.st_nlink > 1:
-            links[key] = d
-        copy_metadata(e.path, d, st)
-
-
-def _remove(path: str) -> None:
-    import shutil
-
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)

@@ -1325,8 +1325,7 @@ class BuildService:
         become one, replayed in order through an overlay of the kept ones so their combined change
         is one upper directory.  The history stays; the squashed steps' entries are marked empty and
         the last entry carries the new layer."""
-        from dockyard.build.diff import apply_layer_dir
-        from dockyard.image.layers import unmount_rootfs
+        from dockyard.image.layers import apply_layer_dir, unmount_rootfs
 
         squashed = state.layers[keep:]
         if len(squashed) <= 1:

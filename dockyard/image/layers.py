@@ -870,6 +870,14 @@ def _is_opaque(path: str, names: list[str]) -> bool:
         return False
 
 
+def apply_layer_dir(src: str, dst: str) -> None:
+    """Replay an unpacked layer directory (overlay-format whiteouts or ``.wh.`` markers) onto ``dst``:
+    deletions delete, opaque directories are emptied first, everything else is copied with its owner,
+    mode and times.  The vfs fallback flattens layers with it; build's --squash replays layers through
+    an overlay mount with it."""
+    _copy_layer(Path(src), Path(dst), {})
+
+
 def _copy_layer(src: Path, dst: Path, links: dict[tuple[int, int], Path]) -> None:
     """Apply one layer directory onto ``dst`` (whiteouts of either format included)."""
     with os.scandir(src) as it:
