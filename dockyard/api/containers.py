@@ -19,6 +19,7 @@ from dockyard.api.server import (
     qbool,
     qfilters,
     qint,
+    send_file,
 )
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
@@ -568,15 +569,8 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     header = await _path_stat_header(request, ref, path)
     with tempfile.TemporaryFile() as tmp:
         await b.concurrent(lambda e: e.containers.copy_from_container_tar(ref, path, tmp))
-        tmp.seek(0)
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar",
-                                           "X-Docker-Container-Path-Stat": header})
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):  # clients may hang up once the tar has ended
-            while chunk := await b.run(tmp.read, 1 << 20):
-                await resp.write(chunk)
-            await resp.write_eof()
-    return resp
+        return await send_file(request, tmp, {"Content-Type": "application/x-tar",
+                                              "X-Docker-Container-Path-Stat": header})
 
 
 async def export(request: web.Request) -> web.StreamResponse:
@@ -594,14 +588,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
     with tempfile.TemporaryFile() as tmp:
         await b.concurrent(pack, tmp)
-        tmp.seek(0)
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            while chunk := await b.run(tmp.read, 1 << 20):
-                await resp.write(chunk)
-            await resp.write_eof()
-    return resp
+        return await send_file(request, tmp, {"Content-Type": "application/x-tar"})
 
 
 async def archive_put(request: web.Request) -> web.Response:

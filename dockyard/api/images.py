@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.server import backend, filter_list, json_response, qbool, qfilters
+from dockyard.api.server import backend, filter_list, json_response, qbool, qfilters, send_file
 from dockyard.errors import DockyardError, InvalidArgument
 
 
@@ -201,14 +201,7 @@ async def get(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("no images named")
     with tempfile.TemporaryFile() as tmp:
         await b.concurrent(lambda e: e.images.save(names, fmt="docker-archive", stream=tmp))
-        tmp.seek(0)
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):  # clients may hang up once the tar has ended
-            while chunk := await b.run(tmp.read, 1 << 20):
-                await resp.write(chunk)
-            await resp.write_eof()
-    return resp
+        return await send_file(request, tmp, {"Content-Type": "application/x-tar"})
 
 
 async def load(request: web.Request) -> web.Response:

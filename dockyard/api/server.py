@@ -82,6 +82,21 @@ class Backend:
                 e.close()
 
 
+async def send_file(request: web.Request, f: Any, headers: dict[str, str]) -> web.StreamResponse:
+    """Stream an open temporary file (a tar the engine wrote) from its start as the response body."""
+    import contextlib
+
+    b = backend(request)
+    f.seek(0)
+    resp = web.StreamResponse(headers=headers)
+    await resp.prepare(request)
+    with contextlib.suppress(ConnectionError):  # clients may hang up once the tar has ended
+        while chunk := await b.run(f.read, 1 << 20):
+            await resp.write(chunk)
+        await resp.write_eof()
+    return resp
+
+
 def backend(request: web.Request) -> Backend:
     return request.app[BACKEND]
 
