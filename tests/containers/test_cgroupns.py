@@ -20,7 +20,8 @@ def test_private_cgroupns_shows_its_cgroup_as_root(ctr):
     assert _paths(p.stdout) == {"/"}
     p = ctr("run", "--rm", "--network", "none", "--cgroupns", "host", ctr.image, "cat", "/proc/self/cgroup",
             check=True)
-    assert all(path.startswith("/dockyard/") for path in _paths(p.stdout) - {"/"}), p.stdout
+    paths = _paths(p.stdout) - {"/"}  # the v2 line of a hybrid host stays at the root
+    assert paths and all(path.startswith("/dockyard/") for path in paths), p.stdout
 
 
 def test_default_mode_follows_the_host_and_shows_in_inspect(ctr):
